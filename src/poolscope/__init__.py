@@ -1,0 +1,34 @@
+"""poolscope: see the connection pools inside requests and urllib3.
+
+    import requests, poolscope
+    session = poolscope.instrument_session(requests.Session())
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._connections import InstrumentedHTTPConnection, InstrumentedHTTPSConnection
+from ._events import CloseReason, EventKind, PoolEvent, PoolKey
+from ._poolmanager import InstrumentedPoolManager
+from ._pools import InstrumentedHTTPConnectionPool, InstrumentedHTTPSConnectionPool
+from ._session import InstrumentedHTTPAdapter, instrument_session, uninstrument_session
+from ._version import __version__
+
+logging.getLogger("poolscope").addHandler(logging.NullHandler())
+
+__all__ = [
+    "CloseReason",
+    "EventKind",
+    "InstrumentedHTTPAdapter",
+    "InstrumentedHTTPConnection",
+    "InstrumentedHTTPConnectionPool",
+    "InstrumentedHTTPSConnection",
+    "InstrumentedHTTPSConnectionPool",
+    "InstrumentedPoolManager",
+    "PoolEvent",
+    "PoolKey",
+    "__version__",
+    "instrument_session",
+    "uninstrument_session",
+]

@@ -1,0 +1,174 @@
+"""Instrumented urllib3 connection classes: where handshakes, errors and closes are seen.
+
+A connection *object* may carry several network connections: urllib3 reconnects the same
+object after it was found dropped or closed. So poolscope counts handshakes in ``connect()``,
+not objects in the pool's ``_new_conn()`` (which is what urllib3's "Starting new connection"
+log counts).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from urllib3.connection import HTTPConnection, HTTPSConnection
+
+from ._events import CloseReason, error_type
+from ._recorder import ConnState, internal_error
+
+_now = time.perf_counter
+
+if TYPE_CHECKING:
+    _ConnectionBase = HTTPConnection
+else:
+    _ConnectionBase = object
+
+
+class InstrumentedConnectionMixin(_ConnectionBase):
+    """Reports one urllib3 connection's handshakes, errors and closes to its pool's recorder.
+
+    No ``__slots__`` and no ``__init__``: the mixin adds no layout, so an existing connection
+    can take this class (``__class__`` assignment) and give it back unchanged.
+    """
+
+    _poolscope: ConnState | None = None  # set by the pool right after construction
+    _poolscope_tls = False
+    _poolscope_base: type[Any] = HTTPConnection
+
+    def __repr__(self) -> str:
+        # Exception messages embed the connection's repr: keep them exactly urllib3's.
+        base = self._poolscope_base
+        if base.__repr__ is object.__repr__:
+            return f"<{base.__module__}.{base.__qualname__} object at {id(self):#x}>"
+        return super().__repr__()
+
+    def _new_conn(self) -> Any:
+        # The TCP part of connect(); what connect() spends beyond it is TLS (and tunnelling).
+        start = _now()
+        sock = super()._new_conn()
+        cs = self._poolscope
+        if cs is not None:
+            cs.tcp_time = _now() - start
+        return sock
+
+    def connect(self) -> None:
+        cs = self._poolscope
+        if cs is None:
+            return super().connect()
+        cs.tcp_time = None
+        start = _now()
+        try:
+            super().connect()
+        except BaseException as exc:
+            elapsed = _now() - start
+            try:
+                cs.error_type = error_type(exc)
+                cs.pool.recorder.connect_failed(cs, exc, elapsed)
+            except Exception:
+                internal_error("connect")
+            raise
+        total = _now() - start
+        try:
+            tls = None
+            if self._poolscope_tls and cs.tcp_time is not None:
+                tls = total - cs.tcp_time
+            cs.pool.recorder.connection_created(cs, total, tls)
+        except Exception:
+            internal_error("connect")
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().request(*args, **kwargs)
+        except BaseException as exc:
+            cs = self._poolscope
+            if cs is not None:
+                cs.error_type = error_type(exc)
+            raise
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        cs = self._poolscope
+        if cs is None:
+            return super().getresponse(*args, **kwargs)
+        # http.client closes the connection inside getresponse() when the response says
+        # "Connection: close": a close while this flag is up is the server's wish.
+        cs.in_response = True
+        try:
+            response = super().getresponse(*args, **kwargs)
+        except BaseException as exc:
+            cs.error_type = error_type(exc)
+            raise
+        finally:
+            cs.in_response = False
+        cs.error_type = None
+        return response
+
+    def close(self) -> None:
+        cs = self._poolscope
+        if cs is not None and cs.open:
+            try:
+                cs.pool.recorder.connection_closed(cs, _close_reason(cs))
+                cs.discarding = False
+            except Exception:
+                internal_error("close")
+        super().close()
+
+
+def _close_reason(cs: ConnState) -> CloseReason:
+    if cs.checkout:
+        return CloseReason.DROPPED
+    if cs.discarding:
+        return CloseReason.POOL_FULL
+    pool = cs.pool
+    if pool.closed:
+        return CloseReason.POOL_CLOSED
+    if pool.pool_ref() is None:
+        return CloseReason.GARBAGE_COLLECTED
+    exc = sys.exc_info()[1]
+    if exc is not None and cs.error_type is None:
+        cs.error_type = error_type(exc)
+    if cs.in_response:
+        # Inside getresponse() http.client closes for "Connection: close", or on a
+        # ConnectionError; urllib3 1.26 calls getresponse() while handling a TypeError.
+        return CloseReason.ERROR if isinstance(exc, OSError) else CloseReason.SERVER_CLOSED
+    if cs.error_type is not None:
+        return CloseReason.ERROR
+    return CloseReason.CLIENT_CLOSED
+
+
+class InstrumentedHTTPConnection(InstrumentedConnectionMixin, HTTPConnection):
+    """urllib3's ``HTTPConnection``, reporting to its pool's recorder."""
+
+    _poolscope_base = HTTPConnection
+
+
+class InstrumentedHTTPSConnection(InstrumentedConnectionMixin, HTTPSConnection):
+    """urllib3's ``HTTPSConnection``, reporting TLS handshake time as well."""
+
+    _poolscope_tls = True
+    _poolscope_base = HTTPSConnection
+
+
+_connection_classes: dict[type[Any], type[Any]] = {
+    HTTPConnection: InstrumentedHTTPConnection,
+    HTTPSConnection: InstrumentedHTTPSConnection,
+}
+
+
+def instrumented_connection_class(base: type[Any]) -> type[Any]:
+    """The instrumented subclass of a connection class (made once per class, then cached)."""
+    if issubclass(base, InstrumentedConnectionMixin):
+        return base
+    cls = _connection_classes.get(base)
+    if cls is None:
+        cls = type(
+            f"Instrumented{base.__name__}",
+            (InstrumentedConnectionMixin, base),
+            {
+                "__module__": __name__,
+                "_poolscope_tls": issubclass(base, HTTPSConnection),
+                "_poolscope_base": base,
+            },
+        )
+        cls = _connection_classes.setdefault(base, cls)
+    return cls

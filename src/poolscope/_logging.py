@@ -1,0 +1,151 @@
+"""The logging sink: one record per pool event on the ``poolscope.pool`` logger.
+
+Each record reads as a sentence and carries its fields in ``extra`` (``poolscope_event``,
+``url_scheme``, ``server_address``, ``server_port``, ``connection_id`` and the durations), so
+JSON and structlog formatters can render them. Discards, evictions and wait timeouts are
+warnings that say what to change. No OpenTelemetry import, no OpenTelemetry call.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ._events import EventKind, PoolEvent
+
+logger = logging.getLogger("poolscope.pool")
+
+_LEVELS = {
+    EventKind.CREATED: logging.INFO,
+    EventKind.REUSED: logging.DEBUG,
+    EventKind.DROPPED: logging.INFO,
+    EventKind.DISCARDED: logging.WARNING,
+    EventKind.FAILED: logging.WARNING,
+    EventKind.CLOSED: logging.DEBUG,
+    EventKind.EVICTED: logging.WARNING,
+    EventKind.WAIT_STARTED: logging.INFO,
+    EventKind.WAITED: logging.INFO,
+    EventKind.WAIT_TIMED_OUT: logging.WARNING,
+}
+
+
+def _ms(seconds: float | None) -> str:
+    return f"{(seconds or 0.0) * 1000:.1f} ms"
+
+
+def message(event: PoolEvent) -> str:
+    """The sentence a log record says for an event; no path, query, credentials or headers."""
+    origin = event.key.origin
+    conn = f"connection #{event.connection_id}"
+    kind = event.kind
+    if kind is EventKind.CREATED:
+        tls = f" (TLS handshake {_ms(event.tls_duration)})" if event.tls_duration is not None else ""
+        return f"Opened {conn} to {origin} in {_ms(event.duration)}{tls}."
+    if kind is EventKind.REUSED:
+        return (
+            f"Reused {conn} to {origin} after {event.duration or 0.0:.3f} s idle; "
+            f"it had served {event.requests} request(s)."
+        )
+    if kind is EventKind.DROPPED:
+        return (
+            f"Found {conn} to {origin} closed by the server after {event.duration or 0.0:.1f} s "
+            f"idle; reconnecting. If this repeats, the server's keep-alive timeout is shorter "
+            f"than your idle time."
+        )
+    if kind is EventKind.DISCARDED:
+        need = event.in_use or 0
+        return (
+            f"Connection pool for {origin} is full (pool_maxsize={event.pool_maxsize}): closed "
+            f"{conn} instead of keeping it. Up to {need} connections were in use at once; "
+            f"raise pool_maxsize (now {event.pool_maxsize}) to {need}, for example "
+            f"HTTPAdapter(pool_maxsize={need})."
+        )
+    if kind is EventKind.FAILED:
+        return f"Could not open a connection to {origin} after {_ms(event.duration)}: {event.error_type}."
+    if kind is EventKind.CLOSED:
+        why = event.reason.value if event.reason is not None else "closed"
+        if event.error_type:
+            why = f"{why}: {event.error_type}"
+        return (
+            f"Closed {conn} to {origin} ({why}) after {event.duration or 0.0:.3f} s "
+            f"and {event.requests} request(s)."
+        )
+    if kind is EventKind.EVICTED:
+        return (
+            f"Connection pool for {origin} was evicted from a PoolManager that keeps "
+            f"{event.num_pools} pool(s); its connections can no longer be reused. Raise "
+            f"pool_connections (now {event.num_pools}) to the number of hosts you call in turn."
+        )
+    if kind is EventKind.WAIT_STARTED:
+        if event.timeout is None:
+            limit = (
+                "with no timeout (requests passes no pool_timeout), so it waits until a "
+                "connection is returned"
+            )
+        else:
+            limit = f"for up to {event.timeout:g} s"
+        return (
+            f"All {event.pool_maxsize} connection(s) to {origin} are in use and pool_block=True: "
+            f"waiting {limit}."
+        )
+    if kind is EventKind.WAITED:
+        return f"Waited {_ms(event.duration)} for a free connection to {origin}."
+    return (
+        f"Gave up waiting for a free connection to {origin} after {event.duration or 0.0:.3f} s "
+        f"(EmptyPoolError); raise pool_maxsize (now {event.pool_maxsize}) or use fewer "
+        f"concurrent workers."
+    )
+
+
+def fields(event: PoolEvent) -> dict[str, Any]:
+    """The structured fields of an event, for ``extra``; only those that apply."""
+    key = event.key
+    extra: dict[str, Any] = {
+        "poolscope_event": event.kind.value,
+        "url_scheme": key.scheme,
+        "server_address": key.host,
+        "server_port": key.port,
+    }
+    if event.connection_id is not None:
+        extra["connection_id"] = event.connection_id
+    if event.duration is not None:
+        extra[_DURATION_FIELD[event.kind]] = event.duration
+    if event.tls_duration is not None:
+        extra["tls_time_s"] = event.tls_duration
+    if event.requests is not None:
+        extra["requests_served"] = event.requests
+    if event.reason is not None:
+        extra["close_reason"] = event.reason.value
+    if event.error_type is not None:
+        extra["error_type"] = event.error_type
+    if event.pool_maxsize is not None:
+        extra["pool_maxsize"] = event.pool_maxsize
+    if event.num_pools is not None:
+        extra["pool_connections"] = event.num_pools
+    if event.kind is EventKind.WAIT_STARTED:
+        extra["pool_timeout_s"] = event.timeout
+    return extra
+
+
+_DURATION_FIELD = {
+    EventKind.CREATED: "connect_time_s",
+    EventKind.FAILED: "connect_time_s",
+    EventKind.REUSED: "idle_time_s",
+    EventKind.DROPPED: "idle_time_s",
+    EventKind.DISCARDED: "lifetime_s",
+    EventKind.CLOSED: "lifetime_s",
+    EventKind.WAITED: "wait_time_s",
+    EventKind.WAIT_TIMED_OUT: "wait_time_s",
+}
+
+
+class LoggingSink:
+    """Writes each pool event as one log record; costs an ``isEnabledFor`` check otherwise."""
+
+    def __init__(self, target: logging.Logger = logger) -> None:
+        self._logger = target
+
+    def handle(self, event: PoolEvent) -> None:
+        level = _LEVELS[event.kind]
+        if self._logger.isEnabledFor(level):
+            self._logger.log(level, "%s", message(event), extra=fields(event))

@@ -1,0 +1,105 @@
+"""A small threaded HTTP/1.1 server on a loopback address, for the demo, examples and tests.
+
+It counts the TCP connections it accepts (the server's side of "was my connection reused?"),
+and a few paths script what the seed articles' scenarios need:
+
+- ``/`` answers ``ok`` and keeps the connection alive;
+- ``/close`` answers with ``Connection: close``;
+- ``/together`` answers only once ``together`` requests are in flight at the same time;
+- ``/hold`` answers once :meth:`LoopbackServer.release` is called.
+
+``keepalive`` (seconds) closes a connection that stays idle that long, as servers do.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        self.timeout = self.server.owner.keepalive
+        super().setup()
+        with self.server.owner._lock:
+            self.server.owner.connections += 1
+
+    def do_GET(self) -> None:
+        owner = self.server.owner
+        path = self.path.split("?", 1)[0]
+        close = path == "/close"
+        if path == "/together":
+            owner._barrier.wait(timeout=10)
+        elif path == "/hold":
+            owner._held.wait(timeout=10)
+        with owner._lock:
+            owner.requests += 1
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: LoopbackServer
+
+
+class LoopbackServer:
+    """``with LoopbackServer("127.0.0.2") as server: requests.get(server.url)``."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        keepalive: float | None = None,
+        together: int = 2,
+    ) -> None:
+        self.keepalive = keepalive
+        self.connections = 0  # TCP connections accepted
+        self.requests = 0  # requests answered
+        self._lock = threading.Lock()
+        self._barrier = threading.Barrier(together)
+        self._held = threading.Event()
+        self._httpd = _Server((host, 0), _Handler)
+        self._httpd.owner = self
+        if ssl_context is not None:
+            self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True)
+        self.host = host
+        self.port: int = self._httpd.server_address[1]
+        self.scheme = "https" if ssl_context is not None else "http"
+        self.url = f"{self.scheme}://{host}:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    def start(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def release(self) -> None:
+        """Let requests waiting in ``/hold`` answer (and every later one at once)."""
+        self._held.set()
+
+    def stop(self) -> None:
+        self._held.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

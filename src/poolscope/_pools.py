@@ -1,0 +1,341 @@
+"""Instrumented urllib3 connection pools and their queues: checkouts, reuse, drops, waits, discards.
+
+urllib3 keeps a pool's idle connections in ``pool.pool``, a ``queue.LifoQueue`` made from the
+class attribute ``QueueCls``. poolscope's queue subclass sees every checkout and return under the
+queue's own lock, so it knows exactly when a checkout had to wait and when a returned connection
+found the pool full, without a lock of its own and without changing what urllib3 does.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
+
+from ._connections import (
+    InstrumentedConnectionMixin,
+    InstrumentedHTTPConnection,
+    InstrumentedHTTPSConnection,
+    instrumented_connection_class,
+)
+from ._events import PoolKey
+from ._recorder import PoolState, Recorder, internal_error
+
+_now = time.perf_counter
+_monotonic = time.monotonic
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+if TYPE_CHECKING:
+    _QueueBase = queue.LifoQueue[Any]
+    _PoolBase = HTTPConnectionPool
+else:
+    _QueueBase = queue.Queue
+    _PoolBase = object
+
+
+class InstrumentedQueueMixin(_QueueBase):
+    """A pool's queue of idle connections that reports waits, checkouts and returns."""
+
+    _poolscope: PoolState | None = None  # set once the pool that owns it is set up
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        # queue.Queue.get, reimplemented with the same contract so that we learn, under the
+        # queue's own lock, whether this checkout found no connection and had to wait.
+        with self.not_empty:
+            if not self._qsize():
+                if not block:
+                    raise queue.Empty
+                self._wait_for_item(timeout)
+            item = self._get()
+            self.not_full.notify()
+        if item is not None:
+            self._checked_out(item)
+        return item
+
+    def _wait_for_item(self, timeout: float | None) -> None:
+        # Runs with self.not_empty held, like the loop it replaces in queue.Queue.get.
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        ps = self._poolscope
+        if ps is not None:
+            try:
+                ps.recorder.wait_started(ps, timeout)
+            except Exception:
+                internal_error("wait")
+        start = _now()
+        timed_out = False
+        try:
+            if timeout is None:
+                while not self._qsize():
+                    self.not_empty.wait()
+            else:
+                endtime = _monotonic() + timeout
+                while not self._qsize():
+                    remaining = endtime - _monotonic()
+                    if remaining <= 0.0:
+                        timed_out = True
+                        raise queue.Empty
+                    self.not_empty.wait(remaining)
+        finally:
+            if ps is not None:
+                try:
+                    ps.recorder.wait_ended(ps, _now() - start, timed_out)
+                except Exception:
+                    internal_error("wait")
+
+    def _checked_out(self, conn: Any) -> None:
+        cs = getattr(conn, "_poolscope", None)
+        if cs is None:
+            return
+        if cs.in_pool:
+            cs.in_pool = False
+            cs.pool.stats.idle -= 1
+        # A close() before the pool hands this connection out is urllib3's drop check
+        # ("Resetting dropped connection"), unless the pool itself is closing or gone.
+        cs.checkout = cs.pool.alive
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        try:
+            super().put(item, block, timeout)
+        except queue.Full:
+            # urllib3 closes a connection that finds its pool full: that close is a discard.
+            cs = getattr(item, "_poolscope", None)
+            if cs is not None:
+                cs.discarding = True
+            raise
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)
+        if item is None:
+            return
+        cs = getattr(item, "_poolscope", None)
+        if cs is None:
+            ps = self._poolscope
+            if ps is None:
+                return
+            try:
+                cs = adopt_connection(ps, item)
+            except Exception:
+                internal_error("adopt connection")
+                return
+        if cs.open and not cs.in_pool:
+            cs.in_pool = True
+            cs.idle_since = _now()
+            cs.pool.stats.idle += 1
+
+
+class InstrumentedLifoQueue(InstrumentedQueueMixin, queue.LifoQueue):  # type: ignore[type-arg]
+    """urllib3's default pool queue, instrumented."""
+
+
+_queue_classes: dict[type[Any], type[Any]] = {queue.LifoQueue: InstrumentedLifoQueue}
+
+
+def instrumented_queue_class(base: type[Any]) -> type[Any]:
+    if issubclass(base, InstrumentedQueueMixin):
+        return base
+    cls = _queue_classes.get(base)
+    if cls is None:
+        cls = type(f"Instrumented{base.__name__}", (InstrumentedQueueMixin, base), {})
+        cls = _queue_classes.setdefault(base, cls)
+    return cls
+
+
+class InstrumentedPoolMixin(_PoolBase):
+    """Reports what one urllib3 connection pool does; see :class:`InstrumentedHTTPConnectionPool`."""
+
+    _poolscope_recorder: ClassVar[Recorder | None] = None
+    _poolscope_base: ClassVar[type[Any]] = HTTPConnectionPool
+    _poolscope: PoolState
+
+    def __init__(
+        self,
+        *args: Any,
+        mode: str | None = None,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        recorder = self._poolscope_recorder
+        if recorder is None or mode or meter_provider is not None or tracer_provider is not None:
+            from ._config import get_recorder
+
+            recorder = get_recorder(mode or "otel", meter_provider, tracer_provider)
+        super().__init__(*args, **kwargs)
+        attach_pool(self, recorder)
+
+    def __str__(self) -> str:
+        # Exception messages (MaxRetryError, EmptyPoolError) embed str(pool): keep urllib3's.
+        base = self._poolscope_base
+        if base.__str__ is ConnectionPool.__str__:
+            return f"{base.__name__}(host={self.host!r}, port={self.port!r})"
+        return super().__str__()
+
+    def _new_conn(self) -> Any:
+        conn = super()._new_conn()
+        ps = self.__dict__.get("_poolscope")
+        if ps is not None:
+            try:
+                if not isinstance(conn, InstrumentedConnectionMixin):
+                    conn.__class__ = instrumented_connection_class(type(conn))
+                conn._poolscope = ps.recorder.new_connection(ps, conn)
+            except Exception:
+                internal_error("new connection")
+        return conn
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        cs = getattr(conn, "_poolscope", None)
+        if cs is not None:
+            cs.checkout = False
+            if cs.open:
+                try:
+                    cs.pool.recorder.connection_reused(cs)
+                except Exception:
+                    internal_error("reuse")
+        return conn
+
+    def close(self) -> None:
+        ps = self.__dict__.get("_poolscope")
+        if ps is not None:
+            ps.closed = True
+        super().close()
+
+
+class InstrumentedHTTPConnectionPool(InstrumentedPoolMixin, HTTPConnectionPool):
+    """A drop-in ``urllib3.HTTPConnectionPool`` that reports what its connections do.
+
+    Constructed with exactly the parent's arguments it reports to the global OpenTelemetry
+    providers; ``mode="logging"``, ``meter_provider=`` or ``tracer_provider=`` choose others::
+
+        pool = poolscope.InstrumentedHTTPConnectionPool("127.0.0.1", 8080, maxsize=4)
+        pool.request("GET", "/")
+    """
+
+    ConnectionCls = InstrumentedHTTPConnection
+    QueueCls = InstrumentedLifoQueue
+    _poolscope_base = HTTPConnectionPool
+
+
+class InstrumentedHTTPSConnectionPool(InstrumentedPoolMixin, HTTPSConnectionPool):
+    """A drop-in ``urllib3.HTTPSConnectionPool`` that also reports TLS handshake time."""
+
+    ConnectionCls = InstrumentedHTTPSConnection
+    QueueCls = InstrumentedLifoQueue
+    _poolscope_base = HTTPSConnectionPool
+
+
+_PUBLIC_POOLS: dict[type[Any], type[Any]] = {
+    HTTPConnectionPool: InstrumentedHTTPConnectionPool,
+    HTTPSConnectionPool: InstrumentedHTTPSConnectionPool,
+}
+
+
+def instrumented_pool_class(base: type[Any], recorder: Recorder) -> type[Any]:
+    """The subclass of ``base`` whose pools report to ``recorder`` (made once, then cached).
+
+    A ``PoolManager`` builds pools as ``pool_cls(host, port, **kw)``, so the recorder travels
+    as a class attribute rather than an argument.
+    """
+    base = getattr(base, "_poolscope_base", base) if issubclass(base, InstrumentedPoolMixin) else base
+    cls = recorder.pool_classes.get(base)
+    if cls is None:
+        public = _PUBLIC_POOLS.get(base)
+        namespace: dict[str, Any] = {
+            "__module__": __name__,
+            "_poolscope_recorder": recorder,
+            "_poolscope_base": base,
+        }
+        if public is None:
+            namespace["ConnectionCls"] = instrumented_connection_class(base.ConnectionCls)
+            namespace["QueueCls"] = instrumented_queue_class(base.QueueCls)
+            bases: tuple[type[Any], ...] = (InstrumentedPoolMixin, base)
+            name = f"Instrumented{base.__name__}"
+        else:
+            bases = (public,)
+            name = public.__name__
+        cls = recorder.pool_classes.setdefault(base, type(name, bases, namespace))
+    return cls
+
+
+def pool_key(pool: Any) -> PoolKey:
+    scheme = pool.scheme
+    host = (pool.host or "").strip("[]")
+    return PoolKey(scheme, host, pool.port or _DEFAULT_PORTS.get(scheme, 0))
+
+
+def attach_pool(pool: Any, recorder: Recorder) -> PoolState:
+    """Give a pool its state; its queue (already instrumented) reports to it from now on."""
+    q = pool.pool
+    ps = PoolState(recorder, pool, pool_key(pool), q.maxsize if q is not None else 0)
+    pool._poolscope = ps
+    if q is not None:
+        q._poolscope = ps
+    return ps
+
+
+def adopt_connection(ps: PoolState, conn: Any) -> Any:
+    """Instrument a connection made before its pool was instrumented."""
+    if not isinstance(conn, InstrumentedConnectionMixin):
+        conn.__class__ = instrumented_connection_class(type(conn))
+    cs = ps.recorder.new_connection(ps, conn, connected=getattr(conn, "sock", None) is not None)
+    conn._poolscope = cs
+    return cs
+
+
+def adopt_pool(pool: Any, recorder: Recorder) -> None:
+    """Instrument a pool that already exists, with its idle connections, in place."""
+    if isinstance(pool, InstrumentedPoolMixin):
+        return
+    pool.__class__ = instrumented_pool_class(type(pool), recorder)
+    q = pool.pool
+    if q is None:  # closed: nothing left to observe, but keep the class consistent
+        attach_pool(pool, recorder)
+        return
+    with q.mutex:
+        q.__class__ = instrumented_queue_class(type(q))
+        ps = attach_pool(pool, recorder)
+        for conn in q.queue:
+            if conn is not None:
+                cs = adopt_connection(ps, conn)
+                if cs.open:
+                    cs.in_pool = True
+                    cs.idle_since = _now()
+                    ps.stats.idle += 1
+
+
+def detach_pool(pool: Any) -> None:
+    """Undo :func:`adopt_pool` or an instrumented construction: the pool's own classes return."""
+    ps: PoolState | None = pool.__dict__.pop("_poolscope", None)
+    if ps is None:
+        return
+    q = pool.pool
+    if q is not None:
+        with q.mutex:
+            q.__dict__.pop("_poolscope", None)
+            base_queue = next(
+                c for c in type(q).__mro__ if not issubclass(c, InstrumentedQueueMixin)
+            )
+            q.__class__ = base_queue
+    for conn in list(ps.conns):
+        detach_connection(conn)
+    if isinstance(pool, InstrumentedPoolMixin):
+        pool.__class__ = type(pool)._poolscope_base
+
+
+def detach_connection(conn: Any) -> None:
+    cs = conn.__dict__.pop("_poolscope", None)
+    if cs is not None:
+        if cs.finalizer is not None:
+            cs.finalizer.detach()
+        stats = cs.pool.stats
+        if cs.open:
+            stats.open -= 1
+        if cs.in_pool:
+            stats.idle -= 1
+        cs.open = cs.in_pool = False
+    if isinstance(conn, InstrumentedConnectionMixin):
+        conn.__class__ = type(conn)._poolscope_base

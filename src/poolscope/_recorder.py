@@ -1,0 +1,362 @@
+"""Bookkeeping for pools and connections, and the one place events are handed to sinks.
+
+Pool code calls a :class:`Recorder` method once per thing that happened. The recorder updates
+plain integer counters (read later by observable instruments and the report) and, only when a
+sink listens, builds one :class:`PoolEvent` and hands it to each sink.
+
+Counters are plain ``int`` attributes updated with ``+=``. Under CPython's GIL an attribute
+increment of an ``int`` runs without a thread switch in the middle, which is what keeps the
+reused-connection path free of locks of our own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import threading
+import time
+import weakref
+from typing import Any, Protocol
+
+from ._events import CloseReason, EventKind, PoolEvent, PoolKey
+
+log = logging.getLogger("poolscope")
+
+_connection_ids = itertools.count(1)
+_now = time.perf_counter
+
+
+class Sink(Protocol):
+    """Anything that consumes pool events: metrics, logs, spans, the report."""
+
+    def handle(self, event: PoolEvent) -> None: ...
+
+
+class PoolStats:
+    """Counters for one (scheme, host, port) within one recorder, across all its pools."""
+
+    __slots__ = (
+        "key",
+        "created",
+        "reused",
+        "dropped",
+        "discarded",
+        "failed",
+        "closed",
+        "evictions",
+        "waits",
+        "wait_timeouts",
+        "waiting",
+        "open",
+        "idle",
+        "peak_in_use",
+        "maxsize",
+        "__weakref__",
+    )
+
+    def __init__(self, key: PoolKey) -> None:
+        self.key = key
+        self.created = 0  # handshakes completed (TCP, plus TLS for https)
+        self.reused = 0  # requests sent on an already-open connection
+        self.dropped = 0  # open connections found closed by the server at checkout
+        self.discarded = 0  # connections closed because they came back to a full pool
+        self.failed: dict[str, int] = {}  # failed connection attempts by error.type
+        self.closed = 0  # open connections that were closed, for any reason
+        self.evictions = 0  # pools pushed out of a PoolManager's cache
+        self.waits = 0  # checkouts that had to wait for a free connection
+        self.wait_timeouts = 0  # waits that ended in EmptyPoolError
+        self.waiting = 0  # checkouts waiting right now
+        self.open = 0  # connections open right now
+        self.idle = 0  # open connections sitting in a pool right now
+        self.peak_in_use = 0  # most open connections checked out at once
+        self.maxsize = 0  # the largest pool_maxsize seen for this key
+
+    @property
+    def in_use(self) -> int:
+        return self.open - self.idle
+
+
+class PoolState:
+    """What poolscope keeps on one urllib3 pool (``pool._poolscope``)."""
+
+    __slots__ = ("recorder", "stats", "key", "pool_ref", "closed", "maxsize", "conns")
+
+    def __init__(self, recorder: Recorder, pool: Any, key: PoolKey, maxsize: int) -> None:
+        self.recorder = recorder
+        self.key = key
+        self.stats = recorder.stats_for(key)
+        self.pool_ref = weakref.ref(pool)
+        self.closed = False  # set once pool.close() starts; a pool never reopens
+        self.maxsize = maxsize
+        self.conns: weakref.WeakSet[Any] = weakref.WeakSet()  # for uninstrumenting
+        if maxsize > self.stats.maxsize:
+            self.stats.maxsize = maxsize
+
+    @property
+    def alive(self) -> bool:
+        return not self.closed and self.pool_ref() is not None
+
+
+class ConnState:
+    """What poolscope keeps on one urllib3 connection object (``conn._poolscope``).
+
+    One connection object may carry several network connections over its life: urllib3
+    reconnects the same object after it was found dropped or closed.
+    """
+
+    __slots__ = (
+        "id",
+        "pool",
+        "open",
+        "opened_at",
+        "requests",
+        "idle_since",
+        "in_pool",
+        "checkout",
+        "discarding",
+        "in_response",
+        "error_type",
+        "tcp_time",
+        "finalizer",
+    )
+
+    def __init__(self, pool: PoolState) -> None:
+        self.id = next(_connection_ids)
+        self.pool = pool
+        self.open = False  # a socket is connected and not yet reported closed
+        self.opened_at = 0.0
+        self.requests = 0  # requests served by the current network connection
+        self.idle_since = 0.0
+        self.in_pool = False  # counted in stats.idle
+        self.checkout = False  # being taken from the pool right now (drop check)
+        self.discarding = False  # being closed because the pool was full
+        self.in_response = False  # inside getresponse(): a close here is the server's wish
+        self.error_type: str | None = None  # the last error seen on this connection
+        self.tcp_time: float | None = None
+        self.finalizer: weakref.finalize[Any, Any] | None = None
+
+
+class Recorder:
+    """Receives what the pools report, keeps the counters and feeds the sinks."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._sinks: tuple[Sink, ...] = ()
+        self.listening = False
+        self._stats: dict[PoolKey, PoolStats] = {}
+        self._lock = threading.Lock()  # guards creation of PoolStats only
+        self._failed_sinks: set[int] = set()
+        self.pool_classes: dict[type, type] = {}  # base pool class -> instrumented subclass
+        self.providers: tuple[Any, ...] = ()  # the OpenTelemetry providers it reports to
+
+    def add_sink(self, sink: Sink) -> None:
+        self._sinks = (*self._sinks, sink)
+        self.listening = True
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        return self._sinks
+
+    def stats_for(self, key: PoolKey) -> PoolStats:
+        stats = self._stats.get(key)
+        if stats is None:
+            with self._lock:
+                stats = self._stats.setdefault(key, PoolStats(key))
+        return stats
+
+    def all_stats(self) -> list[PoolStats]:
+        """A consistent list of every pool's counters (safe while pools keep working)."""
+        return list(self._stats.values())
+
+    # -- what the pools report ------------------------------------------------------------
+
+    def new_connection(self, pool: PoolState, conn: Any, *, connected: bool = False) -> ConnState:
+        """Start tracking a connection object; ``connected`` when adopting an open one."""
+        cs = ConnState(pool)
+        pool.conns.add(conn)
+        cs.finalizer = weakref.finalize(conn, self.connection_collected, cs)
+        if connected:
+            cs.open = True
+            cs.opened_at = _now()
+            pool.stats.open += 1
+        return cs
+
+    def connection_created(self, cs: ConnState, connect_time: float, tls_time: float | None) -> None:
+        stats = cs.pool.stats
+        cs.open = True
+        cs.opened_at = _now()
+        cs.requests = 1
+        cs.error_type = None
+        stats.created += 1
+        stats.open += 1
+        in_use = stats.open - stats.idle
+        if in_use > stats.peak_in_use:
+            stats.peak_in_use = in_use
+        if self.listening:
+            self._emit(
+                PoolEvent(
+                    EventKind.CREATED,
+                    cs.pool.key,
+                    cs.id,
+                    duration=connect_time,
+                    tls_duration=tls_time,
+                    requests=0,
+                )
+            )
+
+    def connect_failed(self, cs: ConnState, exc: BaseException, elapsed: float) -> None:
+        from ._events import error_type
+
+        etype = error_type(exc)
+        failed = cs.pool.stats.failed
+        failed[etype] = failed.get(etype, 0) + 1
+        if self.listening:
+            self._emit(
+                PoolEvent(EventKind.FAILED, cs.pool.key, cs.id, duration=elapsed, error_type=etype)
+            )
+
+    def connection_reused(self, cs: ConnState) -> None:
+        # The hot path: one request on an open pooled connection.
+        stats = cs.pool.stats
+        served = cs.requests
+        cs.requests = served + 1
+        stats.reused += 1
+        in_use = stats.open - stats.idle
+        if in_use > stats.peak_in_use:
+            stats.peak_in_use = in_use
+        if self.listening:
+            self._emit(
+                PoolEvent(
+                    EventKind.REUSED,
+                    cs.pool.key,
+                    cs.id,
+                    duration=_now() - cs.idle_since,
+                    requests=served,
+                )
+            )
+
+    def connection_closed(self, cs: ConnState, reason: CloseReason) -> None:
+        if not cs.open:
+            return
+        now = _now()
+        cs.open = False
+        pool = cs.pool
+        stats = pool.stats
+        stats.open -= 1
+        stats.closed += 1
+        idle = now - cs.idle_since
+        if cs.in_pool:
+            cs.in_pool = False
+            stats.idle -= 1
+        if reason is CloseReason.DROPPED:
+            stats.dropped += 1
+        elif reason is CloseReason.POOL_FULL:
+            stats.discarded += 1
+        if not self.listening:
+            return
+        lifetime = now - cs.opened_at
+        etype = cs.error_type if reason is CloseReason.ERROR else None
+        if reason is CloseReason.DROPPED:
+            self._emit(
+                PoolEvent(EventKind.DROPPED, pool.key, cs.id, duration=idle, requests=cs.requests)
+            )
+        elif reason is CloseReason.POOL_FULL:
+            self._emit(
+                PoolEvent(
+                    EventKind.DISCARDED,
+                    pool.key,
+                    cs.id,
+                    duration=lifetime,
+                    requests=cs.requests,
+                    pool_maxsize=pool.maxsize,
+                    in_use=max(stats.peak_in_use, pool.maxsize + 1),
+                )
+            )
+        self._emit(
+            PoolEvent(
+                EventKind.CLOSED,
+                pool.key,
+                cs.id,
+                duration=lifetime,
+                requests=cs.requests,
+                reason=reason,
+                error_type=etype,
+            )
+        )
+
+    def connection_collected(self, cs: ConnState) -> None:
+        """A connection object was garbage-collected while we still counted it open."""
+        if cs.open:
+            self.connection_closed(cs, CloseReason.GARBAGE_COLLECTED)
+
+    def pool_evicted(self, pool: PoolState, num_pools: int) -> None:
+        pool.stats.evictions += 1
+        if self.listening:
+            self._emit(
+                PoolEvent(
+                    EventKind.EVICTED, pool.key, num_pools=num_pools, pool_maxsize=pool.maxsize
+                )
+            )
+
+    def wait_started(self, pool: PoolState, timeout: float | None) -> None:
+        pool.stats.waiting += 1
+        if self.listening:
+            self._emit(
+                PoolEvent(
+                    EventKind.WAIT_STARTED, pool.key, pool_maxsize=pool.maxsize, timeout=timeout
+                )
+            )
+
+    def wait_ended(self, pool: PoolState, waited: float, timed_out: bool) -> None:
+        stats = pool.stats
+        stats.waiting -= 1
+        stats.waits += 1
+        if timed_out:
+            stats.wait_timeouts += 1
+        if self.listening:
+            kind = EventKind.WAIT_TIMED_OUT if timed_out else EventKind.WAITED
+            self._emit(PoolEvent(kind, pool.key, duration=waited, pool_maxsize=pool.maxsize))
+
+    # -- sinks ------------------------------------------------------------------------------
+
+    def _emit(self, event: PoolEvent) -> None:
+        for sink in self._sinks:
+            try:
+                sink.handle(event)
+            except Exception:
+                self._sink_failed(sink)
+
+    def _sink_failed(self, sink: Sink) -> None:
+        # Telemetry never breaks a request: contain the failure, say so once per sink.
+        if id(sink) in self._failed_sinks:
+            return
+        self._failed_sinks.add(id(sink))
+        try:
+            log.warning(
+                "poolscope's %s raised while handling a pool event; requests are unaffected, "
+                "but its telemetry may be incomplete. This is reported once.",
+                type(sink).__name__,
+                exc_info=sys.exc_info(),
+            )
+        except Exception:  # a broken log handler must not break the request either
+            pass
+
+
+def internal_error(where: str) -> None:
+    """Report, once per place, a bug in poolscope's own bookkeeping; never raises."""
+    if where in _reported_internal:
+        return
+    _reported_internal.add(where)
+    try:
+        log.warning(
+            "poolscope failed in %s; the request went on unaffected, but telemetry for it may "
+            "be incomplete. Please report this with the traceback. This is reported once.",
+            where,
+            exc_info=sys.exc_info(),
+        )
+    except Exception:
+        pass
+
+
+_reported_internal: set[str] = set()

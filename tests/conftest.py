@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import trustme
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from poolscope._loopback import LoopbackServer
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer("127.0.0.1") as srv:
+        yield srv
+
+
+@pytest.fixture
+def server_b() -> Iterator[LoopbackServer]:
+    with LoopbackServer("127.0.0.2") as srv:
+        yield srv
+
+
+@pytest.fixture
+def server_c() -> Iterator[LoopbackServer]:
+    with LoopbackServer("127.0.0.3") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server(ca: trustme.CA) -> Iterator[LoopbackServer]:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    with LoopbackServer("127.0.0.1", ssl_context=ctx) as srv:
+        yield srv
+
+
+@pytest.fixture
+def ca_bundle(ca: trustme.CA, tmp_path: Any) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port with a bound socket that does not listen: connecting is refused."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+class Metrics:
+    """A real SDK MeterProvider with an in-memory reader, and easy reads of its points."""
+
+    def __init__(self) -> None:
+        self.reader = InMemoryMetricReader()
+        self.provider = MeterProvider(metric_readers=[self.reader])
+
+    def collect(self) -> dict[str, list[Any]]:
+        data = self.reader.get_metrics_data()
+        points: dict[str, list[Any]] = {}
+        if data is None:
+            return points
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    points.setdefault(metric.name, []).extend(metric.data.data_points)
+        return points
+
+    @staticmethod
+    def value(points: dict[str, list[Any]], name: str, **attrs: Any) -> Any:
+        """Sum of the points of ``name`` whose attributes include ``attrs`` (dots as __)."""
+        want = {k.replace("__", "."): v for k, v in attrs.items()}
+        total = 0
+        for p in points.get(name, []):
+            if all(p.attributes.get(k) == v for k, v in want.items()):
+                total += p.count if hasattr(p, "bucket_counts") else p.value
+        return total
+
+
+@pytest.fixture
+def metrics() -> Iterator[Metrics]:
+    m = Metrics()
+    yield m
+    m.provider.shutdown()
