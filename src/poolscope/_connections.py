@@ -36,12 +36,15 @@ class InstrumentedConnectionMixin(_ConnectionBase):
     _poolscope_tls = False
     _poolscope_base: type[Any] = HTTPConnection
 
+    # Exception messages embed str() or repr() of the connection: keep them exactly urllib3's.
+    def __str__(self) -> str:
+        return as_base_name(super().__str__(), self)
+
     def __repr__(self) -> str:
-        # Exception messages embed the connection's repr: keep them exactly urllib3's.
         base = self._poolscope_base
         if base.__repr__ is object.__repr__:
             return f"<{base.__module__}.{base.__qualname__} object at {id(self):#x}>"
-        return super().__repr__()
+        return as_base_name(super().__repr__(), self)
 
     def _new_conn(self) -> Any:
         # The TCP part of connect(); what connect() spends beyond it is TLS (and tunnelling).
@@ -112,6 +115,15 @@ class InstrumentedConnectionMixin(_ConnectionBase):
             except Exception:
                 internal_error("close")
         super().close()
+
+
+def as_base_name(text: str, obj: Any) -> str:
+    """``text`` with the instrumented class's name, where it leads, put back to its base's."""
+    ours = type(obj).__name__
+    for prefix in (ours, "<" + ours):
+        if text.startswith(prefix):
+            return prefix.replace(ours, type(obj)._poolscope_base.__name__) + text[len(prefix) :]
+    return text
 
 
 def _close_reason(cs: ConnState) -> CloseReason:

@@ -12,12 +12,13 @@ import queue
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ._connections import (
     InstrumentedConnectionMixin,
     InstrumentedHTTPConnection,
     InstrumentedHTTPSConnection,
+    as_base_name,
     instrumented_connection_class,
 )
 from ._events import PoolKey
@@ -169,10 +170,7 @@ class InstrumentedPoolMixin(_PoolBase):
 
     def __str__(self) -> str:
         # Exception messages (MaxRetryError, EmptyPoolError) embed str(pool): keep urllib3's.
-        base = self._poolscope_base
-        if base.__str__ is ConnectionPool.__str__:
-            return f"{base.__name__}(host={self.host!r}, port={self.port!r})"
-        return super().__str__()
+        return as_base_name(super().__str__(), self)
 
     def _new_conn(self) -> Any:
         conn = super()._new_conn()

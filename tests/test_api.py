@@ -1,0 +1,174 @@
+"""The public surface: what instrument_session accepts, refuses, covers and gives back."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import requests
+import urllib3
+import urllib3.poolmanager
+from requests.adapters import BaseAdapter, HTTPAdapter
+from urllib3.connection import HTTPConnection
+from urllib3.connectionpool import HTTPConnectionPool
+
+import poolscope
+from poolscope._config import get_recorder
+from poolscope._loopback import LoopbackServer
+
+from .conftest import Metrics
+
+
+def test_exported_names_are_exactly_the_public_surface() -> None:
+    assert sorted(poolscope.__all__) == poolscope.__all__
+    public = {n for n in vars(poolscope) if not n.startswith("_")} - {"annotations", "logging"}
+    assert public | {"__version__"} == set(poolscope.__all__)
+
+
+def test_returns_the_session_and_is_idempotent(metrics: Metrics, server: LoopbackServer) -> None:
+    s = requests.Session()
+    assert poolscope.instrument_session(s, meter_provider=metrics.provider) is s
+    assert poolscope.instrument_session(s, meter_provider=metrics.provider) is s
+    s.get(server.url)
+    s.get(server.url)
+    points = metrics.collect()
+    assert metrics.value(points, "urllib3.pool.connections.created") == 1
+    assert metrics.value(points, "urllib3.pool.connections.reused") == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"mode": "bogus"}, ValueError, "mode must be 'otel'"),
+        ({"meter_provider": "nope"}, TypeError, "meter_provider must be an opentelemetry"),
+        ({"tracer_provider": 3}, TypeError, "tracer_provider must be an opentelemetry"),
+        ({"mode": "logging", "meter_provider": None, "tracer_provider": object()}, ValueError, "takes no"),
+    ],
+)
+def test_bad_options_raise_and_change_nothing(kwargs: dict[str, Any], error: type, words: str) -> None:
+    s = requests.Session()
+    with pytest.raises(error, match=words) as info:
+        poolscope.instrument_session(s, **kwargs)
+    assert str(info.value).endswith(".")
+    assert type(s.get_adapter("http://x").poolmanager) is urllib3.PoolManager
+    assert "_poolscope" not in vars(s)
+
+
+def test_not_a_session_is_refused() -> None:
+    with pytest.raises(TypeError, match="takes a requests.Session, not PoolManager"):
+        poolscope.instrument_session(urllib3.PoolManager())  # type: ignore[type-var]
+
+
+def test_other_options_on_an_instrumented_session_are_refused(metrics: Metrics) -> None:
+    s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+    with pytest.raises(ValueError, match="uninstrument_session"):
+        poolscope.instrument_session(s, mode="logging")
+
+
+class CustomTransport(BaseAdapter):
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_custom_transport_is_left_alone_and_named_once(
+    metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="poolscope")
+    s = requests.Session()
+    s.mount("mock://", CustomTransport())
+    poolscope.instrument_session(s, meter_provider=metrics.provider)
+    poolscope.instrument_session(s, meter_provider=metrics.provider)
+    (record,) = caplog.records
+    assert "'mock://' (CustomTransport)" in record.getMessage()
+    assert "not a requests HTTPAdapter" in record.getMessage()
+
+
+def test_adapters_mounted_later_are_covered_by_calling_again(metrics: Metrics, server: LoopbackServer) -> None:
+    s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+    s.mount(server.url, HTTPAdapter())
+    poolscope.instrument_session(s, meter_provider=metrics.provider)
+    s.get(server.url)
+    assert metrics.value(metrics.collect(), "urllib3.pool.connections.created") == 1
+
+
+def test_pools_made_before_instrumenting_are_observed(metrics: Metrics, server: LoopbackServer) -> None:
+    s = requests.Session()
+    s.get(server.url)  # a pool and an idle connection exist before poolscope
+    poolscope.instrument_session(s, meter_provider=metrics.provider)
+    s.get(server.url)
+    s.get(server.url)
+    points = metrics.collect()
+    assert metrics.value(points, "urllib3.pool.connections.created") == 0
+    assert metrics.value(points, "urllib3.pool.connections.reused") == 2
+    assert metrics.value(points, "http.client.open_connections", http__connection__state="idle") == 1
+    assert server.connections == 1
+
+
+def test_uninstrument_gives_back_exactly_what_was_there(metrics: Metrics, server: LoopbackServer) -> None:
+    s = requests.Session()
+    s.get(server.url)
+    adapter = s.get_adapter(server.url)
+    pm = adapter.poolmanager
+    (pool,) = [pm.pools[k] for k in pm.pools.keys()]
+    queue_cls = type(pool.pool)
+    (conn,) = [c for c in pool.pool.queue if c is not None]
+    before = (type(pm), pm.pool_classes_by_scheme, pm.pools.dispose_func, type(pool), queue_cls, type(conn))
+
+    poolscope.instrument_session(s, meter_provider=metrics.provider)
+    s.get(server.url)
+    s.get(server.url + "/close")
+    s.get(server.url)  # reconnects the same connection object
+    assert type(pm) is not before[0]
+    poolscope.uninstrument_session(s)
+
+    assert (type(pm), pm.pool_classes_by_scheme, pm.pools.dispose_func, type(pool), type(pool.pool), type(conn)) == before
+    assert pm.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme
+    assert type(conn) is HTTPConnection and type(pool) is HTTPConnectionPool
+    assert "_poolscope" not in vars(s) and "_poolscope" not in vars(pm) and "_poolscope" not in vars(conn)
+    points = metrics.collect()
+    reused = metrics.value(points, "urllib3.pool.connections.reused")
+    s.get(server.url)  # still works, reports nothing
+    assert metrics.value(metrics.collect(), "urllib3.pool.connections.reused") == reused
+    assert metrics.value(metrics.collect(), "http.client.open_connections") == 0
+
+
+def test_public_classes_take_exactly_their_parents_arguments(server: LoopbackServer) -> None:
+    # No SDK configured: they report to the global (no-op) providers and work as urllib3's.
+    pool = poolscope.InstrumentedHTTPConnectionPool("127.0.0.1", server.port, maxsize=2, block=False)
+    assert pool.request("GET", "/").data == b"ok"
+    assert str(pool) == f"HTTPConnectionPool(host='127.0.0.1', port={server.port})"
+    pm = poolscope.InstrumentedPoolManager(num_pools=2, maxsize=3)
+    assert pm.request("GET", server.url).status == 200
+    assert isinstance(pm.connection_from_url(server.url), poolscope.InstrumentedHTTPConnectionPool)
+    assert get_recorder("otel").stats_for(poolscope.PoolKey("http", "127.0.0.1", server.port)).created == 2
+
+
+def test_instrumented_adapter_is_a_drop_in(metrics: Metrics, server: LoopbackServer) -> None:
+    s = requests.Session()
+    s.mount("http://", poolscope.InstrumentedHTTPAdapter(pool_maxsize=4, meter_provider=metrics.provider))
+    s.get(server.url)
+    s.get(server.url)
+    points = metrics.collect()
+    assert metrics.value(points, "urllib3.pool.connections.created") == 1
+    assert metrics.value(points, "urllib3.pool.connections.reused") == 1
+
+
+def test_a_failing_sink_never_breaks_a_request(
+    caplog: pytest.LogCaptureFixture, server: LoopbackServer, metrics: Metrics
+) -> None:
+    class Broken:
+        def handle(self, event: Any) -> None:
+            raise RuntimeError("sink is broken")
+
+    caplog.set_level(logging.WARNING, logger="poolscope")
+    recorder = get_recorder("otel", metrics.provider)
+    recorder.add_sink(Broken())
+    s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+    assert [s.get(server.url).text for _ in range(3)] == ["ok"] * 3
+    warnings = [r for r in caplog.records if "Broken raised" in r.getMessage()]
+    assert len(warnings) == 1  # reported once, not per request
+    assert metrics.value(metrics.collect(), "urllib3.pool.connections.reused") == 2

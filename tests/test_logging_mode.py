@@ -1,0 +1,141 @@
+"""mode="logging": one readable, structured record per event, and no OpenTelemetry at all."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+import poolscope
+from poolscope._loopback import LoopbackServer
+
+
+def events(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.poolscope_event for r in caplog.records if hasattr(r, "poolscope_event")]
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="poolscope")
+    return caplog
+
+
+def test_event_sequence_and_fields(debug_logs: pytest.LogCaptureFixture, server: LoopbackServer) -> None:
+    s = poolscope.instrument_session(requests.Session(), mode="logging")
+    s.get(server.url)
+    s.get(server.url)
+    s.get(server.url + "/close")
+    s.get(server.url)
+    assert events(debug_logs) == [
+        "connection_created",
+        "connection_reused",
+        "connection_reused",
+        "connection_closed",
+        "connection_created",
+    ]
+    created = next(r for r in debug_logs.records if getattr(r, "poolscope_event", "") == "connection_created")
+    assert created.levelno == logging.INFO
+    assert created.name == "poolscope.pool"
+    assert (created.url_scheme, created.server_address, created.server_port) == ("http", "127.0.0.1", server.port)
+    assert created.connect_time_s > 0
+    assert created.getMessage().startswith(f"Opened connection #{created.connection_id} to {server.url} in ")
+    closed = next(r for r in debug_logs.records if getattr(r, "poolscope_event", "") == "connection_closed")
+    assert closed.close_reason == "server_closed" and closed.requests_served == 3
+    reused = [r for r in debug_logs.records if getattr(r, "poolscope_event", "") == "connection_reused"]
+    assert [r.requests_served for r in reused] == [1, 2]
+    assert all(r.connection_id == created.connection_id for r in reused)
+
+
+def test_discard_is_a_warning_that_says_what_to_change(
+    caplog: pytest.LogCaptureFixture, server: LoopbackServer
+) -> None:
+    caplog.set_level(logging.WARNING, logger="poolscope")
+    s = requests.Session()
+    s.mount("http://", HTTPAdapter(pool_maxsize=1))
+    poolscope.instrument_session(s, mode="logging")
+    threads = [threading.Thread(target=s.get, args=(server.url + "/together",)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    (record,) = [r for r in caplog.records if r.name.startswith("poolscope")]
+    assert record.levelno == logging.WARNING
+    assert record.poolscope_event == "connection_discarded"
+    assert record.pool_maxsize == 1
+    assert "raise pool_maxsize (now 1) to 2" in record.getMessage()
+    assert "HTTPAdapter(pool_maxsize=2)" in record.getMessage()
+
+
+def test_eviction_is_a_warning_that_says_what_to_change(
+    caplog: pytest.LogCaptureFixture, server: LoopbackServer, server_b: LoopbackServer
+) -> None:
+    caplog.set_level(logging.WARNING, logger="poolscope")
+    s = requests.Session()
+    s.mount("http://", HTTPAdapter(pool_connections=1))
+    poolscope.instrument_session(s, mode="logging")
+    for url in (server.url, server_b.url, server.url):
+        s.get(url)
+    records = [r for r in caplog.records if r.name.startswith("poolscope")]
+    assert [(r.poolscope_event, r.server_address) for r in records] == [
+        ("pool_evicted", "127.0.0.1"),
+        ("pool_evicted", "127.0.0.2"),
+    ]
+    assert all(r.levelno == logging.WARNING and r.pool_connections == 1 for r in records)
+    assert "Raise pool_connections (now 1)" in records[0].getMessage()
+
+
+def test_unbounded_wait_is_announced(caplog: pytest.LogCaptureFixture, server: LoopbackServer) -> None:
+    caplog.set_level(logging.INFO, logger="poolscope")
+    s = requests.Session()
+    s.mount("http://", HTTPAdapter(pool_maxsize=1, pool_block=True))
+    poolscope.instrument_session(s, mode="logging")
+    holder = threading.Thread(target=s.get, args=(server.url + "/hold",))
+    holder.start()
+    while server.connections < 1:
+        threading.Event().wait(0.005)
+    waiter = threading.Thread(target=s.get, args=(server.url,))
+    waiter.start()
+    while not any(getattr(r, "poolscope_event", "") == "wait_started" for r in caplog.records):
+        threading.Event().wait(0.005)
+    server.release()
+    holder.join(10)
+    waiter.join(10)
+    started = next(r for r in caplog.records if getattr(r, "poolscope_event", "") == "wait_started")
+    assert started.pool_timeout_s is None
+    assert "no timeout (requests passes no pool_timeout)" in started.getMessage()
+    assert "wait_ended" in events(caplog)
+
+
+def test_no_credentials_path_or_query_in_records(
+    debug_logs: pytest.LogCaptureFixture, server: LoopbackServer
+) -> None:
+    s = poolscope.instrument_session(requests.Session(), mode="logging")
+    url = f"http://alice:s3cret@127.0.0.1:{server.port}/private/path?token=xyz#frag"
+    s.get(url, headers={"Authorization": "Bearer hunter2"})
+    s.get(url)
+    records = [r for r in debug_logs.records if r.name.startswith("poolscope")]
+    assert len(records) == 2
+    for r in records:
+        text = r.getMessage() + repr(sorted(vars(r).items(), key=lambda kv: kv[0]))
+        for secret in ("alice", "s3cret", "private", "token", "xyz", "frag", "hunter2"):
+            assert secret not in text
+
+
+def test_logging_mode_imports_no_opentelemetry(server: LoopbackServer) -> None:
+    script = f"""
+import sys, logging, requests, poolscope
+logging.basicConfig(level=logging.DEBUG)
+s = poolscope.instrument_session(requests.Session(), mode="logging")
+s.get("{server.url}"); s.get("{server.url}")
+leaked = sorted(m for m in sys.modules if m.startswith("opentelemetry"))
+print("OTEL:", leaked)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "OTEL: []" in out.stdout
+    assert "Reused connection" in out.stderr
