@@ -43,10 +43,16 @@ def test_returns_the_session_and_is_idempotent(metrics: Metrics, server: Loopbac
         ({"mode": "bogus"}, ValueError, "mode must be 'otel'"),
         ({"meter_provider": "nope"}, TypeError, "meter_provider must be an opentelemetry"),
         ({"tracer_provider": 3}, TypeError, "tracer_provider must be an opentelemetry"),
-        ({"mode": "logging", "meter_provider": None, "tracer_provider": object()}, ValueError, "takes no"),
+        (
+            {"mode": "logging", "meter_provider": None, "tracer_provider": object()},
+            ValueError,
+            "takes no",
+        ),
     ],
 )
-def test_bad_options_raise_and_change_nothing(kwargs: dict[str, Any], error: type, words: str) -> None:
+def test_bad_options_raise_and_change_nothing(
+    kwargs: dict[str, Any], error: type, words: str
+) -> None:
     s = requests.Session()
     with pytest.raises(error, match=words) as info:
         poolscope.instrument_session(s, **kwargs)
@@ -56,7 +62,7 @@ def test_bad_options_raise_and_change_nothing(kwargs: dict[str, Any], error: typ
 
 
 def test_not_a_session_is_refused() -> None:
-    with pytest.raises(TypeError, match="takes a requests.Session, not PoolManager"):
+    with pytest.raises(TypeError, match=r"takes a requests\.Session, not PoolManager"):
         poolscope.instrument_session(urllib3.PoolManager())  # type: ignore[type-var]
 
 
@@ -87,7 +93,9 @@ def test_a_custom_transport_is_left_alone_and_named_once(
     assert "not a requests HTTPAdapter" in record.getMessage()
 
 
-def test_adapters_mounted_later_are_covered_by_calling_again(metrics: Metrics, server: LoopbackServer) -> None:
+def test_adapters_mounted_later_are_covered_by_calling_again(
+    metrics: Metrics, server: LoopbackServer
+) -> None:
     s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
     s.mount(server.url, HTTPAdapter())
     poolscope.instrument_session(s, meter_provider=metrics.provider)
@@ -95,7 +103,9 @@ def test_adapters_mounted_later_are_covered_by_calling_again(metrics: Metrics, s
     assert metrics.value(metrics.collect(), "urllib3.pool.connections.created") == 1
 
 
-def test_pools_made_before_instrumenting_are_observed(metrics: Metrics, server: LoopbackServer) -> None:
+def test_pools_made_before_instrumenting_are_observed(
+    metrics: Metrics, server: LoopbackServer
+) -> None:
     s = requests.Session()
     s.get(server.url)  # a pool and an idle connection exist before poolscope
     poolscope.instrument_session(s, meter_provider=metrics.provider)
@@ -104,11 +114,15 @@ def test_pools_made_before_instrumenting_are_observed(metrics: Metrics, server: 
     points = metrics.collect()
     assert metrics.value(points, "urllib3.pool.connections.created") == 0
     assert metrics.value(points, "urllib3.pool.connections.reused") == 2
-    assert metrics.value(points, "http.client.open_connections", http__connection__state="idle") == 1
+    assert (
+        metrics.value(points, "http.client.open_connections", http__connection__state="idle") == 1
+    )
     assert server.connections == 1
 
 
-def test_uninstrument_gives_back_exactly_what_was_there(metrics: Metrics, server: LoopbackServer) -> None:
+def test_uninstrument_gives_back_exactly_what_was_there(
+    metrics: Metrics, server: LoopbackServer
+) -> None:
     s = requests.Session()
     s.get(server.url)
     adapter = s.get_adapter(server.url)
@@ -116,7 +130,14 @@ def test_uninstrument_gives_back_exactly_what_was_there(metrics: Metrics, server
     (pool,) = [pm.pools[k] for k in pm.pools.keys()]
     queue_cls = type(pool.pool)
     (conn,) = [c for c in pool.pool.queue if c is not None]
-    before = (type(pm), pm.pool_classes_by_scheme, pm.pools.dispose_func, type(pool), queue_cls, type(conn))
+    before = (
+        type(pm),
+        pm.pool_classes_by_scheme,
+        pm.pools.dispose_func,
+        type(pool),
+        queue_cls,
+        type(conn),
+    )
 
     poolscope.instrument_session(s, meter_provider=metrics.provider)
     s.get(server.url)
@@ -125,10 +146,21 @@ def test_uninstrument_gives_back_exactly_what_was_there(metrics: Metrics, server
     assert type(pm) is not before[0]
     poolscope.uninstrument_session(s)
 
-    assert (type(pm), pm.pool_classes_by_scheme, pm.pools.dispose_func, type(pool), type(pool.pool), type(conn)) == before
+    assert (
+        type(pm),
+        pm.pool_classes_by_scheme,
+        pm.pools.dispose_func,
+        type(pool),
+        type(pool.pool),
+        type(conn),
+    ) == before
     assert pm.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme
     assert type(conn) is HTTPConnection and type(pool) is HTTPConnectionPool
-    assert "_poolscope" not in vars(s) and "_poolscope" not in vars(pm) and "_poolscope" not in vars(conn)
+    assert (
+        "_poolscope" not in vars(s)
+        and "_poolscope" not in vars(pm)
+        and "_poolscope" not in vars(conn)
+    )
     points = metrics.collect()
     reused = metrics.value(points, "urllib3.pool.connections.reused")
     s.get(server.url)  # still works, reports nothing
@@ -138,18 +170,26 @@ def test_uninstrument_gives_back_exactly_what_was_there(metrics: Metrics, server
 
 def test_public_classes_take_exactly_their_parents_arguments(server: LoopbackServer) -> None:
     # No SDK configured: they report to the global (no-op) providers and work as urllib3's.
-    pool = poolscope.InstrumentedHTTPConnectionPool("127.0.0.1", server.port, maxsize=2, block=False)
+    pool = poolscope.InstrumentedHTTPConnectionPool(
+        "127.0.0.1", server.port, maxsize=2, block=False
+    )
     assert pool.request("GET", "/").data == b"ok"
     assert str(pool) == f"HTTPConnectionPool(host='127.0.0.1', port={server.port})"
     pm = poolscope.InstrumentedPoolManager(num_pools=2, maxsize=3)
     assert pm.request("GET", server.url).status == 200
     assert isinstance(pm.connection_from_url(server.url), poolscope.InstrumentedHTTPConnectionPool)
-    assert get_recorder("otel").stats_for(poolscope.PoolKey("http", "127.0.0.1", server.port)).created == 2
+    assert (
+        get_recorder("otel").stats_for(poolscope.PoolKey("http", "127.0.0.1", server.port)).created
+        == 2
+    )
 
 
 def test_instrumented_adapter_is_a_drop_in(metrics: Metrics, server: LoopbackServer) -> None:
     s = requests.Session()
-    s.mount("http://", poolscope.InstrumentedHTTPAdapter(pool_maxsize=4, meter_provider=metrics.provider))
+    s.mount(
+        "http://",
+        poolscope.InstrumentedHTTPAdapter(pool_maxsize=4, meter_provider=metrics.provider),
+    )
     s.get(server.url)
     s.get(server.url)
     points = metrics.collect()

@@ -35,9 +35,15 @@ def outcome(call: Callable[[], Any]) -> tuple[Any, ...]:
     return ("response", r.status_code, r.content, headers, len(r.history))
 
 
-def both(make: Callable[[], requests.Session], scenario: Callable[[requests.Session], Any], metrics: Metrics) -> tuple[Any, Any]:
+def both(
+    make: Callable[[], requests.Session],
+    scenario: Callable[[requests.Session], Any],
+    metrics: Metrics,
+) -> tuple[Any, Any]:
     plain = outcome(lambda: scenario(make()))
-    observed = outcome(lambda: scenario(poolscope.instrument_session(make(), meter_provider=metrics.provider)))
+    observed = outcome(
+        lambda: scenario(poolscope.instrument_session(make(), meter_provider=metrics.provider))
+    )
     return plain, observed
 
 
@@ -81,23 +87,32 @@ def test_retries_are_identical(metrics: Metrics, refused_port: int) -> None:
     assert metrics.value(metrics.collect(), "urllib3.pool.connections.failed") == 3
 
 
-def test_tls_verification_failure_is_identical(metrics: Metrics, tls_server: LoopbackServer) -> None:
+def test_tls_verification_failure_is_identical(
+    metrics: Metrics, tls_server: LoopbackServer
+) -> None:
     plain, observed = both(requests.Session, lambda s: s.get(tls_server.url), metrics)  # no CA
     assert plain[0] == "raised" and plain[1][0][0] is requests.exceptions.SSLError
     assert plain == observed
     etype = "ssl.SSLCertVerificationError"
-    assert metrics.value(metrics.collect(), "urllib3.pool.connections.failed", error__type=etype) == 1
+    assert (
+        metrics.value(metrics.collect(), "urllib3.pool.connections.failed", error__type=etype) == 1
+    )
 
 
 @pytest.mark.parametrize("instrument", [False, True])
-def test_pool_block_semantics_are_unchanged(instrument: bool, metrics: Metrics, server: LoopbackServer) -> None:
-    """maxsize=1, pool_block=True: a second thread waits for the first; one connection serves both."""
+def test_pool_block_semantics_are_unchanged(
+    instrument: bool, metrics: Metrics, server: LoopbackServer
+) -> None:
+    """maxsize=1, pool_block=True: threads wait their turn; one connection serves them all."""
     s = requests.Session()
     s.mount("http://", HTTPAdapter(pool_maxsize=1, pool_block=True))
     if instrument:
         poolscope.instrument_session(s, meter_provider=metrics.provider)
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(s.get(server.url).status_code)) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(s.get(server.url).status_code))
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -25,7 +25,9 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def test_event_sequence_and_fields(debug_logs: pytest.LogCaptureFixture, server: LoopbackServer) -> None:
+def test_event_sequence_and_fields(
+    debug_logs: pytest.LogCaptureFixture, server: LoopbackServer
+) -> None:
     s = poolscope.instrument_session(requests.Session(), mode="logging")
     s.get(server.url)
     s.get(server.url)
@@ -38,15 +40,27 @@ def test_event_sequence_and_fields(debug_logs: pytest.LogCaptureFixture, server:
         "connection_closed",
         "connection_created",
     ]
-    created = next(r for r in debug_logs.records if getattr(r, "poolscope_event", "") == "connection_created")
+    created = next(
+        r for r in debug_logs.records if getattr(r, "poolscope_event", "") == "connection_created"
+    )
     assert created.levelno == logging.INFO
     assert created.name == "poolscope.pool"
-    assert (created.url_scheme, created.server_address, created.server_port) == ("http", "127.0.0.1", server.port)
+    assert (created.url_scheme, created.server_address, created.server_port) == (
+        "http",
+        "127.0.0.1",
+        server.port,
+    )
     assert created.connect_time_s > 0
-    assert created.getMessage().startswith(f"Opened connection #{created.connection_id} to {server.url} in ")
-    closed = next(r for r in debug_logs.records if getattr(r, "poolscope_event", "") == "connection_closed")
+    assert created.getMessage().startswith(
+        f"Opened connection #{created.connection_id} to {server.url} in "
+    )
+    closed = next(
+        r for r in debug_logs.records if getattr(r, "poolscope_event", "") == "connection_closed"
+    )
     assert closed.close_reason == "server_closed" and closed.requests_served == 3
-    reused = [r for r in debug_logs.records if getattr(r, "poolscope_event", "") == "connection_reused"]
+    reused = [
+        r for r in debug_logs.records if getattr(r, "poolscope_event", "") == "connection_reused"
+    ]
     assert [r.requests_served for r in reused] == [1, 2]
     assert all(r.connection_id == created.connection_id for r in reused)
 
@@ -89,7 +103,9 @@ def test_eviction_is_a_warning_that_says_what_to_change(
     assert "Raise pool_connections (now 1)" in records[0].getMessage()
 
 
-def test_unbounded_wait_is_announced(caplog: pytest.LogCaptureFixture, server: LoopbackServer) -> None:
+def test_unbounded_wait_is_announced(
+    caplog: pytest.LogCaptureFixture, server: LoopbackServer
+) -> None:
     caplog.set_level(logging.INFO, logger="poolscope")
     s = requests.Session()
     s.mount("http://", HTTPAdapter(pool_maxsize=1, pool_block=True))

@@ -38,7 +38,11 @@ def test_https_records_connect_and_tls_time(
     for _ in range(3):
         assert s.get(tls_server.url, verify=ca_bundle).text == "ok"
     points = metrics.collect()
-    attrs = {"url__scheme": "https", "server__address": "127.0.0.1", "server__port": tls_server.port}
+    attrs = {
+        "url__scheme": "https",
+        "server__address": "127.0.0.1",
+        "server__port": tls_server.port,
+    }
     assert metrics.value(points, "urllib3.pool.connections.created", **attrs) == 1
     assert metrics.value(points, "urllib3.pool.connections.reused", **attrs) == 2
     (create,) = points["urllib3.pool.connection.create_time"]
@@ -98,12 +102,20 @@ def test_open_connections_active_and_idle(metrics: Metrics, server: LoopbackServ
     s = instrumented(metrics)
     s.get(server.url)
     points = metrics.collect()
-    assert metrics.value(points, "http.client.open_connections", http__connection__state="idle") == 1
-    assert metrics.value(points, "http.client.open_connections", http__connection__state="active") == 0
+    assert (
+        metrics.value(points, "http.client.open_connections", http__connection__state="idle") == 1
+    )
+    assert (
+        metrics.value(points, "http.client.open_connections", http__connection__state="active") == 0
+    )
     r = s.get(server.url, stream=True)  # not read: the connection stays checked out
     points = metrics.collect()
-    assert metrics.value(points, "http.client.open_connections", http__connection__state="active") == 1
-    assert metrics.value(points, "http.client.open_connections", http__connection__state="idle") == 0
+    assert (
+        metrics.value(points, "http.client.open_connections", http__connection__state="active") == 1
+    )
+    assert (
+        metrics.value(points, "http.client.open_connections", http__connection__state="idle") == 0
+    )
     r.close()  # closing an unread response closes its connection
     s.close()
     points = metrics.collect()
@@ -111,11 +123,15 @@ def test_open_connections_active_and_idle(metrics: Metrics, server: LoopbackServ
     assert metrics.value(points, "http.client.connection.duration") == 1
 
 
-def test_pool_block_wait_is_visible_while_it_lasts(metrics: Metrics, server: LoopbackServer) -> None:
+def test_pool_block_wait_is_visible_while_it_lasts(
+    metrics: Metrics, server: LoopbackServer
+) -> None:
     s = instrumented(metrics, pool_maxsize=1, pool_block=True)
     s.get(server.url)  # one open connection, now idle
     results: list[int] = []
-    holder = threading.Thread(target=lambda: results.append(s.get(server.url + "/hold").status_code))
+    holder = threading.Thread(
+        target=lambda: results.append(s.get(server.url + "/hold").status_code)
+    )
     holder.start()
     wait_until(lambda: server.requests == 1 and _waiting(metrics) == 0 and _active(metrics) == 1)
     waiter = threading.Thread(target=lambda: results.append(s.get(server.url).status_code))
@@ -144,10 +160,14 @@ def _waiting(metrics: Metrics) -> int:
 
 def _active(metrics: Metrics) -> int:
     points = metrics.collect()
-    return int(metrics.value(points, "http.client.open_connections", http__connection__state="active"))
+    return int(
+        metrics.value(points, "http.client.open_connections", http__connection__state="active")
+    )
 
 
-def test_wait_timeout_raises_empty_pool_error_and_counts(metrics: Metrics, server: LoopbackServer) -> None:
+def test_wait_timeout_raises_empty_pool_error_and_counts(
+    metrics: Metrics, server: LoopbackServer
+) -> None:
     pool = poolscope.InstrumentedHTTPConnectionPool(
         "127.0.0.1", server.port, maxsize=1, block=True, meter_provider=metrics.provider
     )

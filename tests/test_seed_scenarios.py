@@ -95,8 +95,12 @@ def test_pool_maxsize_1_with_two_threads_twice_discards(
     assert metrics.value(points, DISCARDED) == 2
     assert server.connections == 3
     # One connection is left, idle in the pool; the discarded ones are closed.
-    assert metrics.value(points, "http.client.open_connections", http__connection__state="idle") == 1
-    assert metrics.value(points, "http.client.open_connections", http__connection__state="active") == 0
+    assert (
+        metrics.value(points, "http.client.open_connections", http__connection__state="idle") == 1
+    )
+    assert (
+        metrics.value(points, "http.client.open_connections", http__connection__state="active") == 0
+    )
     closed = metrics.value(points, "http.client.connection.duration")
     assert closed == 2
 

@@ -1,7 +1,7 @@
 """poolscope: see the connection pools inside requests and urllib3.
 
-    import requests, poolscope
-    session = poolscope.instrument_session(requests.Session())
+import requests, poolscope
+session = poolscope.instrument_session(requests.Session())
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class InstrumentedConnectionMixin(_ConnectionBase):
 
     def __repr__(self) -> str:
         base = self._poolscope_base
-        if base.__repr__ is object.__repr__:
+        if base.__repr__ is object.__repr__:  # type: ignore[comparison-overlap]
             return f"<{base.__module__}.{base.__qualname__} object at {id(self):#x}>"
         return as_base_name(super().__repr__(), self)
 

@@ -39,7 +39,9 @@ def message(event: PoolEvent) -> str:
     conn = f"connection #{event.connection_id}"
     kind = event.kind
     if kind is EventKind.CREATED:
-        tls = f" (TLS handshake {_ms(event.tls_duration)})" if event.tls_duration is not None else ""
+        tls = (
+            f" (TLS handshake {_ms(event.tls_duration)})" if event.tls_duration is not None else ""
+        )
         return f"Opened {conn} to {origin} in {_ms(event.duration)}{tls}."
     if kind is EventKind.REUSED:
         return (
@@ -61,7 +63,8 @@ def message(event: PoolEvent) -> str:
             f"HTTPAdapter(pool_maxsize={need})."
         )
     if kind is EventKind.FAILED:
-        return f"Could not open a connection to {origin} after {_ms(event.duration)}: {event.error_type}."
+        elapsed = _ms(event.duration)
+        return f"Could not open a connection to {origin} after {elapsed}: {event.error_type}."
     if kind is EventKind.CLOSED:
         why = event.reason.value if event.reason is not None else "closed"
         if event.error_type:

@@ -24,7 +24,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        self.timeout = self.server.owner.keepalive
+        self.timeout = self.server.owner.keepalive  # type: ignore[misc]
         super().setup()
         with self.server.owner._lock:
             self.server.owner.connections += 1

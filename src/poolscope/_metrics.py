@@ -15,14 +15,29 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from ._events import EventKind, PoolEvent, PoolKey
-from ._recorder import PoolStats, Recorder
+from ._recorder import Recorder
 from ._version import __version__
 
 # At most this many idle-time samples wait per pool for the next collection; beyond it the
 # oldest are dropped (the reused counter still counts every reuse).
 IDLE_SAMPLES_PER_POOL = 4096
 
-_SHORT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_SHORT_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 _IDLE_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 # The buckets OpenTelemetry's semantic conventions advise for http.client.connection.duration.
 _DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -46,39 +61,72 @@ class MetricsSink:
             schema_url="https://opentelemetry.io/schemas/1.26.0",
         )
         self._create_time = _histogram(
-            meter, "urllib3.pool.connection.create_time",
-            "Time to establish a connection: TCP connect plus TLS handshake.", _SHORT_BUCKETS,
+            meter,
+            "urllib3.pool.connection.create_time",
+            "Time to establish a connection: TCP connect plus TLS handshake.",
+            _SHORT_BUCKETS,
         )
         self._tls_time = _histogram(
-            meter, "urllib3.pool.connection.tls_time",
-            "Time spent in the TLS handshake of a new https connection.", _SHORT_BUCKETS,
+            meter,
+            "urllib3.pool.connection.tls_time",
+            "Time spent in the TLS handshake of a new https connection.",
+            _SHORT_BUCKETS,
         )
         self._idle_time = _histogram(
-            meter, "urllib3.pool.connection.idle_time",
-            "How long a pooled connection sat idle before it was reused.", _IDLE_BUCKETS,
+            meter,
+            "urllib3.pool.connection.idle_time",
+            "How long a pooled connection sat idle before it was reused.",
+            _IDLE_BUCKETS,
         )
         self._wait_time = _histogram(
-            meter, "urllib3.pool.connection.wait_time",
-            "How long a request waited for a free connection (pool_block=True).", _SHORT_BUCKETS,
+            meter,
+            "urllib3.pool.connection.wait_time",
+            "How long a request waited for a free connection (pool_block=True).",
+            _SHORT_BUCKETS,
         )
         self._duration = _histogram(
-            meter, "http.client.connection.duration",
+            meter,
+            "http.client.connection.duration",
             "The duration of the successfully established outbound HTTP connections.",
             _DURATION_BUCKETS,
         )
         counters: Sequence[tuple[str, str, str, str]] = (
-            ("urllib3.pool.connections.created", "created", "{connection}",
-             "Connections established (TCP, plus TLS for https), reconnects included."),
-            ("urllib3.pool.connections.reused", "reused", "{connection}",
-             "Requests sent on an already open pooled connection."),
-            ("urllib3.pool.connections.dropped", "dropped", "{connection}",
-             "Pooled connections found closed by the server when taken from the pool."),
-            ("urllib3.pool.connections.discarded", "discarded", "{connection}",
-             "Connections closed because they were returned to a full pool."),
-            ("urllib3.pool.evictions", "evictions", "{pool}",
-             "Pools pushed out of a PoolManager's cache of pool_connections pools."),
-            ("urllib3.pool.wait.timeouts", "wait_timeouts", "{request}",
-             "Requests that gave up waiting for a free connection (EmptyPoolError)."),
+            (
+                "urllib3.pool.connections.created",
+                "created",
+                "{connection}",
+                "Connections established (TCP, plus TLS for https), reconnects included.",
+            ),
+            (
+                "urllib3.pool.connections.reused",
+                "reused",
+                "{connection}",
+                "Requests sent on an already open pooled connection.",
+            ),
+            (
+                "urllib3.pool.connections.dropped",
+                "dropped",
+                "{connection}",
+                "Pooled connections found closed by the server when taken from the pool.",
+            ),
+            (
+                "urllib3.pool.connections.discarded",
+                "discarded",
+                "{connection}",
+                "Connections closed because they were returned to a full pool.",
+            ),
+            (
+                "urllib3.pool.evictions",
+                "evictions",
+                "{pool}",
+                "Pools pushed out of a PoolManager's cache of pool_connections pools.",
+            ),
+            (
+                "urllib3.pool.wait.timeouts",
+                "wait_timeouts",
+                "{request}",
+                "Requests that gave up waiting for a free connection (EmptyPoolError).",
+            ),
         )
         for name, field, unit, description in counters:
             meter.create_observable_counter(
@@ -114,13 +162,13 @@ class MetricsSink:
             idle.append(event.duration)  # type: ignore[arg-type]
         elif kind is EventKind.CREATED:
             attrs = self._attrs(event.key)
-            self._create_time.record(event.duration, attrs)  # type: ignore[arg-type]
+            self._create_time.record(event.duration, attrs)
             if event.tls_duration is not None:
                 self._tls_time.record(event.tls_duration, attrs)
         elif kind is EventKind.CLOSED:
-            self._duration.record(event.duration, self._attrs(event.key))  # type: ignore[arg-type]
+            self._duration.record(event.duration, self._attrs(event.key))
         elif kind is EventKind.WAITED or kind is EventKind.WAIT_TIMED_OUT:
-            self._wait_time.record(event.duration, self._attrs(event.key))  # type: ignore[arg-type]
+            self._wait_time.record(event.duration, self._attrs(event.key))
 
     def _attrs(self, key: PoolKey) -> dict[str, Any]:
         attrs = self._attributes.get(key)
@@ -167,7 +215,9 @@ class MetricsSink:
         for stats in self._recorder.all_stats():
             attrs = self._attrs(stats.key)
             idle = stats.idle
-            observations.append(Observation(stats.open - idle, {**attrs, "http.connection.state": "active"}))
+            observations.append(
+                Observation(stats.open - idle, {**attrs, "http.connection.state": "active"})
+            )
             observations.append(Observation(idle, {**attrs, "http.connection.state": "idle"}))
         return observations
 
@@ -185,6 +235,3 @@ def _histogram(meter: Any, name: str, description: str, buckets: tuple[float, ..
         )
     except TypeError:  # opentelemetry-api before 1.23 has no bucket advice
         return meter.create_histogram(name, unit="s", description=description)
-
-
-__all__ = ["MetricsSink", "PoolStats", "attributes"]

@@ -28,12 +28,12 @@ class ManagerState:
     """What poolscope keeps on one PoolManager (``pm._poolscope``), including how to undo it."""
 
     __slots__ = (
-        "recorder",
-        "original_class",
-        "original_pool_classes",
-        "original_dispose",
         "clearing",
+        "original_class",
+        "original_dispose",
+        "original_pool_classes",
         "pools",
+        "recorder",
     )
 
     def __init__(self, recorder: Recorder, pm: Any) -> None:
@@ -46,7 +46,7 @@ class ManagerState:
 
 
 class InstrumentedPoolManagerMixin(_ManagerBase):
-    """Reports pool evictions and hands its pools a recorder; see :class:`InstrumentedPoolManager`."""
+    """Reports pool evictions and hands its pools a recorder (see InstrumentedPoolManager)."""
 
     _poolscope: ManagerState
 

@@ -146,7 +146,7 @@ def instrumented_queue_class(base: type[Any]) -> type[Any]:
 
 
 class InstrumentedPoolMixin(_PoolBase):
-    """Reports what one urllib3 connection pool does; see :class:`InstrumentedHTTPConnectionPool`."""
+    """Reports what one urllib3 connection pool does (see InstrumentedHTTPConnectionPool)."""
 
     _poolscope_recorder: ClassVar[Recorder | None] = None
     _poolscope_base: ClassVar[type[Any]] = HTTPConnectionPool
@@ -179,7 +179,7 @@ class InstrumentedPoolMixin(_PoolBase):
             try:
                 if not isinstance(conn, InstrumentedConnectionMixin):
                     conn.__class__ = instrumented_connection_class(type(conn))
-                conn._poolscope = ps.recorder.new_connection(ps, conn)
+                conn._poolscope = ps.recorder.new_connection(ps, conn)  # type: ignore[attr-defined]
             except Exception:
                 internal_error("new connection")
         return conn
@@ -238,7 +238,9 @@ def instrumented_pool_class(base: type[Any], recorder: Recorder) -> type[Any]:
     A ``PoolManager`` builds pools as ``pool_cls(host, port, **kw)``, so the recorder travels
     as a class attribute rather than an argument.
     """
-    base = getattr(base, "_poolscope_base", base) if issubclass(base, InstrumentedPoolMixin) else base
+    base = (
+        getattr(base, "_poolscope_base", base) if issubclass(base, InstrumentedPoolMixin) else base
+    )
     cls = recorder.pool_classes.get(base)
     if cls is None:
         public = _PUBLIC_POOLS.get(base)

@@ -37,22 +37,22 @@ class PoolStats:
     """Counters for one (scheme, host, port) within one recorder, across all its pools."""
 
     __slots__ = (
-        "key",
-        "created",
-        "reused",
-        "dropped",
-        "discarded",
-        "failed",
+        "__weakref__",
         "closed",
+        "created",
+        "discarded",
+        "dropped",
         "evictions",
-        "waits",
+        "failed",
+        "idle",
+        "key",
+        "maxsize",
+        "open",
+        "peak_in_use",
+        "reused",
         "wait_timeouts",
         "waiting",
-        "open",
-        "idle",
-        "peak_in_use",
-        "maxsize",
-        "__weakref__",
+        "waits",
     )
 
     def __init__(self, key: PoolKey) -> None:
@@ -80,7 +80,7 @@ class PoolStats:
 class PoolState:
     """What poolscope keeps on one urllib3 pool (``pool._poolscope``)."""
 
-    __slots__ = ("recorder", "stats", "key", "pool_ref", "closed", "maxsize", "conns")
+    __slots__ = ("closed", "conns", "key", "maxsize", "pool_ref", "recorder", "stats")
 
     def __init__(self, recorder: Recorder, pool: Any, key: PoolKey, maxsize: int) -> None:
         self.recorder = recorder
@@ -106,19 +106,19 @@ class ConnState:
     """
 
     __slots__ = (
-        "id",
-        "pool",
-        "open",
-        "opened_at",
-        "requests",
-        "idle_since",
-        "in_pool",
         "checkout",
         "discarding",
-        "in_response",
         "error_type",
-        "tcp_time",
         "finalizer",
+        "id",
+        "idle_since",
+        "in_pool",
+        "in_response",
+        "open",
+        "opened_at",
+        "pool",
+        "requests",
+        "tcp_time",
     )
 
     def __init__(self, pool: PoolState) -> None:
@@ -182,7 +182,9 @@ class Recorder:
             pool.stats.open += 1
         return cs
 
-    def connection_created(self, cs: ConnState, connect_time: float, tls_time: float | None) -> None:
+    def connection_created(
+        self, cs: ConnState, connect_time: float, tls_time: float | None
+    ) -> None:
         stats = cs.pool.stats
         cs.open = True
         cs.opened_at = _now()

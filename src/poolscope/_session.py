@@ -21,7 +21,7 @@ _lock = threading.Lock()  # instrumenting and uninstrumenting one session at a t
 
 
 class _SessionState:
-    __slots__ = ("recorder", "adapters", "skipped")
+    __slots__ = ("adapters", "recorder", "skipped")
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
