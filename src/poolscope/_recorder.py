@@ -186,6 +186,8 @@ class Recorder:
         self, cs: ConnState, connect_time: float, tls_time: float | None
     ) -> None:
         stats = cs.pool.stats
+        if cs.opened_at:  # this object was connected before: a new connection, a new id
+            cs.id = next(_connection_ids)
         cs.open = True
         cs.opened_at = _now()
         cs.requests = 1
