@@ -201,6 +201,8 @@ def test_a_failing_sink_never_breaks_a_request(
     caplog: pytest.LogCaptureFixture, server: LoopbackServer, metrics: Metrics
 ) -> None:
     class Broken:
+        kinds = frozenset(poolscope.EventKind)
+
         def handle(self, event: Any) -> None:
             raise RuntimeError("sink is broken")
 

@@ -145,6 +145,8 @@ _DURATION_FIELD = {
 class LoggingSink:
     """Writes each pool event as one log record; costs an ``isEnabledFor`` check otherwise."""
 
+    kinds = frozenset(EventKind)
+
     def __init__(self, target: logging.Logger = logger) -> None:
         self._logger = target
 

@@ -7,7 +7,6 @@ per pool (a bounded deque append) and recorded when a reader collects.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,10 +16,6 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from ._events import EventKind, PoolEvent, PoolKey
 from ._recorder import Recorder
 from ._version import __version__
-
-# At most this many idle-time samples wait per pool for the next collection; beyond it the
-# oldest are dropped (the reused counter still counts every reuse).
-IDLE_SAMPLES_PER_POOL = 4096
 
 _SHORT_BUCKETS = (
     0.0005,
@@ -50,10 +45,14 @@ def attributes(key: PoolKey) -> dict[str, Any]:
 class MetricsSink:
     """Turns pool events and counts into OpenTelemetry instruments on one meter."""
 
+    kinds = frozenset(
+        {EventKind.CREATED, EventKind.CLOSED, EventKind.WAITED, EventKind.WAIT_TIMED_OUT}
+    )
+
     def __init__(self, recorder: Recorder, meter_provider: Any = None) -> None:
         self._recorder = recorder
+        recorder.keep_idle_times = True  # reuses are read from PoolStats.idle_times
         self._attributes: dict[PoolKey, dict[str, Any]] = {}
-        self._idle: dict[PoolKey, deque[float]] = {}
         meter = metrics.get_meter(
             "poolscope",
             __version__,
@@ -155,12 +154,7 @@ class MetricsSink:
 
     def handle(self, event: PoolEvent) -> None:
         kind = event.kind
-        if kind is EventKind.REUSED:
-            idle = self._idle.get(event.key)
-            if idle is None:
-                idle = self._idle.setdefault(event.key, deque(maxlen=IDLE_SAMPLES_PER_POOL))
-            idle.append(event.duration)  # type: ignore[arg-type]
-        elif kind is EventKind.CREATED:
+        if kind is EventKind.CREATED:
             attrs = self._attrs(event.key)
             self._create_time.record(event.duration, attrs)
             if event.tls_duration is not None:
@@ -192,9 +186,12 @@ class MetricsSink:
     def _flush_idle_times(self) -> None:
         # Runs inside a reader's collection, before it reads the histograms: the buffered
         # samples land in this collection.
-        for key, samples in list(self._idle.items()):
-            attrs = self._attrs(key)
-            record = self._idle_time.record
+        record = self._idle_time.record
+        for stats in self._recorder.all_stats():
+            samples = stats.idle_times
+            if not samples:
+                continue
+            attrs = self._attrs(stats.key)
             while True:
                 try:
                     value = samples.popleft()

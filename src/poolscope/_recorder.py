@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from typing import Any, Protocol
 
 from ._events import CloseReason, EventKind, PoolEvent, PoolKey
@@ -27,8 +28,19 @@ _connection_ids = itertools.count(1)
 _now = time.perf_counter
 
 
+# At most this many idle-time samples wait per pool for the next metrics collection; beyond it
+# the oldest are dropped (the reused counter still counts every reuse).
+IDLE_SAMPLES_PER_POOL = 4096
+
+
 class Sink(Protocol):
-    """Anything that consumes pool events: metrics, logs, spans, the report."""
+    """Anything that consumes pool events: metrics, logs, spans, the report.
+
+    ``kinds`` says which events it wants: the recorder builds an event only when some sink
+    wants its kind, which keeps the reused-connection path to integer bookkeeping.
+    """
+
+    kinds: frozenset[EventKind]
 
     def handle(self, event: PoolEvent) -> None: ...
 
@@ -45,6 +57,7 @@ class PoolStats:
         "evictions",
         "failed",
         "idle",
+        "idle_times",
         "key",
         "maxsize",
         "open",
@@ -55,7 +68,7 @@ class PoolStats:
         "waits",
     )
 
-    def __init__(self, key: PoolKey) -> None:
+    def __init__(self, key: PoolKey, keep_idle_times: bool = False) -> None:
         self.key = key
         self.created = 0  # handshakes completed (TCP, plus TLS for https)
         self.reused = 0  # requests sent on an already-open connection
@@ -71,6 +84,10 @@ class PoolStats:
         self.idle = 0  # open connections sitting in a pool right now
         self.peak_in_use = 0  # most open connections checked out at once
         self.maxsize = 0  # the largest pool_maxsize seen for this key
+        # Idle times of reuses not yet collected, when a metrics sink wants them.
+        self.idle_times: deque[float] | None = (
+            deque(maxlen=IDLE_SAMPLES_PER_POOL) if keep_idle_times else None
+        )
 
     @property
     def in_use(self) -> int:
@@ -143,7 +160,8 @@ class Recorder:
     def __init__(self, name: str) -> None:
         self.name = name
         self._sinks: tuple[Sink, ...] = ()
-        self.listening = False
+        self._wanted: dict[EventKind, tuple[Sink, ...]] = {kind: () for kind in EventKind}
+        self.keep_idle_times = False  # set by a sink that reads PoolStats.idle_times
         self._stats: dict[PoolKey, PoolStats] = {}
         self._lock = threading.Lock()  # guards creation of PoolStats only
         self._failed_sinks: set[int] = set()
@@ -152,7 +170,8 @@ class Recorder:
 
     def add_sink(self, sink: Sink) -> None:
         self._sinks = (*self._sinks, sink)
-        self.listening = True
+        for kind in sink.kinds:
+            self._wanted[kind] = (*self._wanted[kind], sink)
 
     @property
     def sinks(self) -> tuple[Sink, ...]:
@@ -162,7 +181,7 @@ class Recorder:
         stats = self._stats.get(key)
         if stats is None:
             with self._lock:
-                stats = self._stats.setdefault(key, PoolStats(key))
+                stats = self._stats.setdefault(key, PoolStats(key, self.keep_idle_times))
         return stats
 
     def all_stats(self) -> list[PoolStats]:
@@ -197,7 +216,7 @@ class Recorder:
         in_use = stats.open - stats.idle
         if in_use > stats.peak_in_use:
             stats.peak_in_use = in_use
-        if self.listening:
+        if self._wanted[EventKind.CREATED]:
             self._emit(
                 PoolEvent(
                     EventKind.CREATED,
@@ -215,7 +234,7 @@ class Recorder:
         etype = error_type(exc)
         failed = cs.pool.stats.failed
         failed[etype] = failed.get(etype, 0) + 1
-        if self.listening:
+        if self._wanted[EventKind.FAILED]:
             self._emit(
                 PoolEvent(EventKind.FAILED, cs.pool.key, cs.id, duration=elapsed, error_type=etype)
             )
@@ -229,15 +248,16 @@ class Recorder:
         in_use = stats.open - stats.idle
         if in_use > stats.peak_in_use:
             stats.peak_in_use = in_use
-        if self.listening:
+        idle_times = stats.idle_times
+        sinks = self._wanted[EventKind.REUSED]
+        if idle_times is None and not sinks:
+            return
+        idle = _now() - cs.idle_since
+        if idle_times is not None:
+            idle_times.append(idle)
+        if sinks:
             self._emit(
-                PoolEvent(
-                    EventKind.REUSED,
-                    cs.pool.key,
-                    cs.id,
-                    duration=_now() - cs.idle_since,
-                    requests=served,
-                )
+                PoolEvent(EventKind.REUSED, cs.pool.key, cs.id, duration=idle, requests=served)
             )
 
     def connection_closed(self, cs: ConnState, reason: CloseReason) -> None:
@@ -257,15 +277,13 @@ class Recorder:
             stats.dropped += 1
         elif reason is CloseReason.POOL_FULL:
             stats.discarded += 1
-        if not self.listening:
-            return
         lifetime = now - cs.opened_at
         etype = cs.error_type if reason is CloseReason.ERROR else None
-        if reason is CloseReason.DROPPED:
+        if reason is CloseReason.DROPPED and self._wanted[EventKind.DROPPED]:
             self._emit(
                 PoolEvent(EventKind.DROPPED, pool.key, cs.id, duration=idle, requests=cs.requests)
             )
-        elif reason is CloseReason.POOL_FULL:
+        elif reason is CloseReason.POOL_FULL and self._wanted[EventKind.DISCARDED]:
             self._emit(
                 PoolEvent(
                     EventKind.DISCARDED,
@@ -277,6 +295,8 @@ class Recorder:
                     in_use=max(stats.peak_in_use, pool.maxsize + 1),
                 )
             )
+        if not self._wanted[EventKind.CLOSED]:
+            return
         self._emit(
             PoolEvent(
                 EventKind.CLOSED,
@@ -296,7 +316,7 @@ class Recorder:
 
     def pool_evicted(self, pool: PoolState, num_pools: int) -> None:
         pool.stats.evictions += 1
-        if self.listening:
+        if self._wanted[EventKind.EVICTED]:
             self._emit(
                 PoolEvent(
                     EventKind.EVICTED, pool.key, num_pools=num_pools, pool_maxsize=pool.maxsize
@@ -305,7 +325,7 @@ class Recorder:
 
     def wait_started(self, pool: PoolState, timeout: float | None) -> None:
         pool.stats.waiting += 1
-        if self.listening:
+        if self._wanted[EventKind.WAIT_STARTED]:
             self._emit(
                 PoolEvent(
                     EventKind.WAIT_STARTED, pool.key, pool_maxsize=pool.maxsize, timeout=timeout
@@ -318,14 +338,14 @@ class Recorder:
         stats.waits += 1
         if timed_out:
             stats.wait_timeouts += 1
-        if self.listening:
-            kind = EventKind.WAIT_TIMED_OUT if timed_out else EventKind.WAITED
+        kind = EventKind.WAIT_TIMED_OUT if timed_out else EventKind.WAITED
+        if self._wanted[kind]:
             self._emit(PoolEvent(kind, pool.key, duration=waited, pool_maxsize=pool.maxsize))
 
     # -- sinks ------------------------------------------------------------------------------
 
     def _emit(self, event: PoolEvent) -> None:
-        for sink in self._sinks:
+        for sink in self._wanted[event.kind]:
             try:
                 sink.handle(event)
             except Exception:
