@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 import trustme
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -96,3 +98,21 @@ def metrics() -> Iterator[Metrics]:
     m = Metrics()
     yield m
     m.provider.shutdown()
+
+
+def in_two_threads(session: requests.Session, url: str) -> None:
+    """Two requests that are in flight at the same time (the server answers both together)."""
+    errors: list[BaseException] = []
+
+    def get() -> None:
+        try:
+            session.get(url).raise_for_status()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=get) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert not errors

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
 from collections.abc import Iterator
 
@@ -14,6 +13,8 @@ from requests.adapters import HTTPAdapter
 
 import poolscope
 from poolscope._loopback import LoopbackServer
+
+from .conftest import in_two_threads
 
 
 class Records:
@@ -83,11 +84,7 @@ def test_found_dropped(closes: Records) -> None:
 def test_pool_full(closes: Records, server: LoopbackServer) -> None:
     closes.watch(server)
     s = session(pool_maxsize=1)
-    threads = [threading.Thread(target=s.get, args=(server.url + "/together",)) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    in_two_threads(s, server.url + "/together")
     assert closed(closes) == [("pool_full", 1)]
 
 
@@ -136,13 +133,7 @@ def test_every_connection_is_closed_once(closes: Records, server: LoopbackServer
     closes.watch(server)
     s = session(pool_maxsize=1)
     for _ in range(3):
-        threads = [
-            threading.Thread(target=s.get, args=(server.url + "/together",)) for _ in range(2)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(10)
+        in_two_threads(s, server.url + "/together")
     s.get(server.url + "/close")
     s.close()
     gc.collect()

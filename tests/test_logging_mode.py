@@ -14,6 +14,8 @@ from requests.adapters import HTTPAdapter
 import poolscope
 from poolscope._loopback import LoopbackServer
 
+from .conftest import in_two_threads
+
 
 def events(caplog: pytest.LogCaptureFixture, server: LoopbackServer) -> list[str]:
     return [r.poolscope_event for r in ours(caplog, server)]
@@ -78,11 +80,7 @@ def test_discard_is_a_warning_that_says_what_to_change(
     s = requests.Session()
     s.mount("http://", HTTPAdapter(pool_maxsize=1))
     poolscope.instrument_session(s, mode="logging")
-    threads = [threading.Thread(target=s.get, args=(server.url + "/together",)) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    in_two_threads(s, server.url + "/together")
     (record,) = ours(caplog, server)
     assert record.levelno == logging.WARNING
     assert record.poolscope_event == "connection_discarded"

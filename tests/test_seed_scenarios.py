@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import PoolManager
@@ -11,7 +9,7 @@ from urllib3 import PoolManager
 import poolscope
 from poolscope._loopback import LoopbackServer
 
-from .conftest import Metrics
+from .conftest import Metrics, in_two_threads
 
 CREATED = "urllib3.pool.connections.created"
 REUSED = "urllib3.pool.connections.reused"
@@ -23,24 +21,6 @@ def session_with(metrics: Metrics, **adapter_kw: object) -> requests.Session:
     s = requests.Session()
     s.mount("http://", HTTPAdapter(**adapter_kw))  # type: ignore[arg-type]
     return poolscope.instrument_session(s, meter_provider=metrics.provider)
-
-
-def in_two_threads(session: requests.Session, url: str) -> None:
-    """Two requests that are in flight at the same time (the server answers both together)."""
-    errors: list[BaseException] = []
-
-    def get() -> None:
-        try:
-            session.get(url).raise_for_status()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=get) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(15)
-    assert not errors
 
 
 def test_pool_connections_1_cycling_hosts_evicts(
