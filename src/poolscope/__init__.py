@@ -10,7 +10,12 @@ import logging
 
 from ._connections import InstrumentedHTTPConnection, InstrumentedHTTPSConnection
 from ._events import CloseReason, EventKind, PoolEvent, PoolKey
-from ._poolmanager import InstrumentedPoolManager
+from ._global import instrument, uninstrument
+from ._poolmanager import (
+    InstrumentedPoolManager,
+    instrument_pool_manager,
+    uninstrument_pool_manager,
+)
 from ._pools import InstrumentedHTTPConnectionPool, InstrumentedHTTPSConnectionPool
 from ._session import InstrumentedHTTPAdapter, instrument_session, uninstrument_session
 from ._version import __version__
@@ -29,6 +34,10 @@ __all__ = [
     "PoolEvent",
     "PoolKey",
     "__version__",
+    "instrument",
+    "instrument_pool_manager",
     "instrument_session",
+    "uninstrument",
+    "uninstrument_pool_manager",
     "uninstrument_session",
 ]

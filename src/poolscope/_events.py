@@ -8,11 +8,17 @@ from typing import NamedTuple
 
 
 class PoolKey(NamedTuple):
-    """The pool an event belongs to: one urllib3 connection pool per (scheme, host, port)."""
+    """The pool an event belongs to: one urllib3 connection pool per (scheme, host, port).
+
+    ``proxy`` is ``scheme://host:port`` of the proxy the pool goes through (never its
+    credentials), or None. Through an HTTPS tunnel (``CONNECT``) the pool is the target's; for
+    plain HTTP forwarding the connections are the proxy's, so the pool is the proxy's too.
+    """
 
     scheme: str
     host: str
     port: int
+    proxy: str | None = None
 
     @property
     def origin(self) -> str:

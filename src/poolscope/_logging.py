@@ -109,6 +109,8 @@ def fields(event: PoolEvent) -> dict[str, Any]:
         "server_address": key.host,
         "server_port": key.port,
     }
+    if key.proxy is not None:
+        extra["proxy"] = key.proxy
     if event.connection_id is not None:
         extra["connection_id"] = event.connection_id
     if event.duration is not None:

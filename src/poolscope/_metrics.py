@@ -39,7 +39,14 @@ _DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
 
 
 def attributes(key: PoolKey) -> dict[str, Any]:
-    return {"url.scheme": key.scheme, "server.address": key.host, "server.port": key.port}
+    attrs: dict[str, Any] = {
+        "url.scheme": key.scheme,
+        "server.address": key.host,
+        "server.port": key.port,
+    }
+    if key.proxy is not None:
+        attrs["urllib3.pool.proxy"] = key.proxy
+    return attrs
 
 
 class MetricsSink:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from urllib3.poolmanager import PoolManager
 
@@ -110,7 +110,7 @@ def _instrumented_manager_class(base: type[Any]) -> type[Any]:
     return cls
 
 
-def instrument_pool_manager(pm: Any, recorder: Recorder) -> None:
+def attach_manager(pm: Any, recorder: Recorder) -> None:
     """Instrument a PoolManager (or ProxyManager) in place, with the pools it already has."""
     state = pm.__dict__.get("_poolscope")
     if state is not None:
@@ -160,7 +160,7 @@ def _dispose_hook(pm: Any, state: ManagerState) -> Callable[[Any], None]:
     return pool_disposed
 
 
-def uninstrument_pool_manager(pm: Any) -> None:
+def detach_manager(pm: Any) -> None:
     """Give a PoolManager back its own classes, dict and dispose function; a no-op if not ours."""
     state: ManagerState | None = pm.__dict__.pop("_poolscope", None)
     if state is None:
@@ -177,3 +177,48 @@ def uninstrument_pool_manager(pm: Any) -> None:
 def manager_recorder(pm: Any) -> Recorder | None:
     state = pm.__dict__.get("_poolscope")
     return state.recorder if state is not None else None
+
+
+ManagerT = TypeVar("ManagerT", bound=PoolManager)
+
+
+def instrument_pool_manager(
+    pm: ManagerT,
+    *,
+    mode: str = "otel",
+    meter_provider: Any = None,
+    tracer_provider: Any = None,
+) -> ManagerT:
+    """Make a urllib3 ``PoolManager`` or ``ProxyManager`` report what its pools do; returns it.
+
+    The options are those of :func:`instrument_session`. The pools and connections it already
+    has are observed from now on; calling it again is harmless::
+
+        http = poolscope.instrument_pool_manager(urllib3.PoolManager(num_pools=4))
+    """
+    if not isinstance(pm, PoolManager):
+        raise TypeError(
+            "instrument_pool_manager() takes a urllib3 PoolManager or ProxyManager, not "
+            f"{type(pm).__name__}; for a requests.Session use poolscope.instrument_session()."
+        )
+    from ._config import get_recorder
+
+    recorder = get_recorder(mode, meter_provider, tracer_provider)
+    current = manager_recorder(pm)
+    if current is not None and current is not recorder:
+        raise ValueError(
+            "This PoolManager is already instrumented with other options; call "
+            "poolscope.uninstrument_pool_manager() on it first to change how it reports."
+        )
+    attach_manager(pm, recorder)
+    return pm
+
+
+def uninstrument_pool_manager(pm: PoolManager) -> None:
+    """Give ``pm`` back exactly as it was; a manager that was never instrumented is left as is."""
+    if not isinstance(pm, PoolManager):
+        raise TypeError(
+            "uninstrument_pool_manager() takes a urllib3 PoolManager or ProxyManager, not "
+            f"{type(pm).__name__}."
+        )
+    detach_manager(pm)

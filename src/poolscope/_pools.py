@@ -264,7 +264,13 @@ def instrumented_pool_class(base: type[Any], recorder: Recorder) -> type[Any]:
 def pool_key(pool: Any) -> PoolKey:
     scheme = pool.scheme
     host = (pool.host or "").strip("[]")
-    return PoolKey(scheme, host, pool.port or _DEFAULT_PORTS.get(scheme, 0))
+    proxy = getattr(pool, "proxy", None)
+    via = None
+    if proxy is not None and proxy.host:  # a urllib3 Url: keep scheme, host, port; no userinfo
+        proxy_host = f"[{proxy.host.strip('[]')}]" if ":" in proxy.host else proxy.host
+        proxy_port = proxy.port or _DEFAULT_PORTS.get(proxy.scheme or "http", 0)
+        via = f"{proxy.scheme or 'http'}://{proxy_host}:{proxy_port}"
+    return PoolKey(scheme, host, pool.port or _DEFAULT_PORTS.get(scheme, 0), via)
 
 
 def attach_pool(pool: Any, recorder: Recorder) -> PoolState:

@@ -10,8 +10,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ._config import get_recorder
-from ._poolmanager import instrument_pool_manager, manager_recorder, uninstrument_pool_manager
-from ._recorder import Recorder
+from ._poolmanager import attach_manager, detach_manager, manager_recorder
+from ._recorder import Recorder, internal_error
 
 log = logging.getLogger("poolscope")
 
@@ -25,8 +25,25 @@ class _SessionState:
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
-        self.adapters: list[HTTPAdapter] = []  # the adapters whose managers we instrumented
+        # The adapters whose managers we instrumented, with their own proxy_manager dicts.
+        self.adapters: list[tuple[HTTPAdapter, dict[str, Any]]] = []
         self.skipped: set[int] = set()  # ids of non-HTTPAdapter adapters already logged
+
+
+class _ReportingProxyManagers(dict[str, Any]):
+    """Stands in for ``HTTPAdapter.proxy_manager``: each ProxyManager that requests makes for a
+    new proxy (``proxy_manager_for``) reports as soon as it is stored."""
+
+    def __init__(self, managers: dict[str, Any], recorder: Recorder) -> None:
+        super().__init__(managers)
+        self.recorder = recorder
+
+    def __setitem__(self, proxy: str, manager: Any) -> None:
+        super().__setitem__(proxy, manager)
+        try:
+            attach_manager(manager, self.recorder)
+        except Exception:
+            internal_error("proxy manager")
 
 
 def _managers(adapter: HTTPAdapter) -> list[Any]:
@@ -92,9 +109,11 @@ def instrument_session(
                     )
                 continue
             for pm in _managers(adapter):
-                instrument_pool_manager(pm, recorder)
-            if all(a is not adapter for a in state.adapters):
-                state.adapters.append(adapter)
+                attach_manager(pm, recorder)
+            if all(a is not adapter for a, _ in state.adapters):
+                original = adapter.proxy_manager
+                adapter.proxy_manager = _ReportingProxyManagers(original, recorder)
+                state.adapters.append((adapter, original))
         session._poolscope = state  # type: ignore[attr-defined]
     return session
 
@@ -113,9 +132,13 @@ def uninstrument_session(session: requests.Session) -> None:
         state: _SessionState | None = session.__dict__.pop("_poolscope", None)
         if state is None:
             return
-        for adapter in state.adapters:
+        for adapter, original in state.adapters:
             for pm in _managers(adapter):
-                uninstrument_pool_manager(pm)
+                detach_manager(pm)
+            if isinstance(adapter.proxy_manager, _ReportingProxyManagers):
+                original.clear()
+                original.update(adapter.proxy_manager)
+                adapter.proxy_manager = original
 
 
 def _prefix(session: requests.Session, adapter: Any) -> str:
@@ -149,10 +172,10 @@ class InstrumentedHTTPAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         # After unpickling (__setstate__) the recorder is gone: report to the global providers.
         recorder = getattr(self, "_poolscope_recorder", None) or get_recorder("otel")
-        instrument_pool_manager(self.poolmanager, recorder)
+        attach_manager(self.poolmanager, recorder)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         recorder = getattr(self, "_poolscope_recorder", None) or get_recorder("otel")
-        instrument_pool_manager(manager, recorder)
+        attach_manager(manager, recorder)
         return manager

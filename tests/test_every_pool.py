@@ -1,0 +1,251 @@
+"""Pools the user does not hold: raw urllib3, proxies, process-wide and zero-code."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import urllib3
+from urllib3.poolmanager import PoolManager
+
+import poolscope
+from poolscope._loopback import LoopbackServer
+
+from .conftest import Metrics
+from .proxy import Proxy
+
+CREATED = "urllib3.pool.connections.created"
+REUSED = "urllib3.pool.connections.reused"
+
+
+@pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    with Proxy() as p:
+        yield p
+
+
+@pytest.fixture
+def process_wide(metrics: Metrics) -> Iterator[Metrics]:
+    poolscope.instrument(meter_provider=metrics.provider)
+    try:
+        yield metrics
+    finally:
+        poolscope.uninstrument()
+
+
+def test_requests_get_opens_a_connection_per_call(
+    process_wide: Metrics, server: LoopbackServer
+) -> None:
+    for _ in range(20):
+        assert requests.get(server.url).text == "ok"
+    points = process_wide.collect()
+    assert process_wide.value(points, CREATED) == 20
+    assert process_wide.value(points, REUSED) == 0
+    assert server.connections == 20
+
+
+def test_one_session_reuses_under_process_wide(
+    process_wide: Metrics, server: LoopbackServer
+) -> None:
+    s = requests.Session()  # made after instrument(): no instrument_session() needed
+    for _ in range(20):
+        s.get(server.url)
+    points = process_wide.collect()
+    assert process_wide.value(points, CREATED) == 1
+    assert process_wide.value(points, REUSED) == 19
+
+
+def test_uninstrument_puts_back_the_very_same_init(
+    metrics: Metrics, server: LoopbackServer
+) -> None:
+    original = PoolManager.__dict__["__init__"]
+    poolscope.instrument(meter_provider=metrics.provider)
+    pm = urllib3.PoolManager()
+    assert PoolManager.__dict__["__init__"] is not original
+    pm.request("GET", server.url)
+    poolscope.uninstrument()
+    assert PoolManager.__dict__["__init__"] is original
+    assert type(pm) is PoolManager and "_poolscope" not in vars(pm)
+    assert type(urllib3.PoolManager()) is PoolManager
+    poolscope.uninstrument()  # harmless when not instrumenting
+
+
+def test_process_wide_with_other_options_is_refused(process_wide: Metrics) -> None:
+    with pytest.raises(ValueError, match=r"poolscope\.uninstrument\(\) first"):
+        poolscope.instrument(mode="logging")
+    poolscope.instrument(meter_provider=process_wide.provider)  # same options: harmless
+
+
+def test_raw_pool_manager_cycling_two_hosts_counts_evictions(
+    metrics: Metrics, server: LoopbackServer, server_b: LoopbackServer
+) -> None:
+    pm = poolscope.instrument_pool_manager(
+        PoolManager(num_pools=1), meter_provider=metrics.provider
+    )
+    for srv in (server, server_b, server, server_b, server):
+        assert pm.request("GET", srv.url).data == b"ok"
+    points = metrics.collect()
+    assert metrics.value(points, "urllib3.pool.evictions") == 4
+    assert metrics.value(points, "urllib3.pool.evictions", server__address="127.0.0.1") == 2
+    assert metrics.value(points, "urllib3.pool.evictions", server__address="127.0.0.2") == 2
+    assert metrics.value(points, CREATED) == 5
+
+
+def test_a_used_pool_manager_keeps_its_pools_and_is_observed(
+    metrics: Metrics, server: LoopbackServer
+) -> None:
+    pm = PoolManager()
+    pm.request("GET", server.url)
+    pool = pm.connection_from_url(server.url)
+    poolscope.instrument_pool_manager(pm, meter_provider=metrics.provider)
+    assert pm.connection_from_url(server.url) is pool
+    pm.request("GET", server.url)
+    points = metrics.collect()
+    assert metrics.value(points, CREATED) == 0
+    assert metrics.value(points, REUSED) == 1
+    assert server.connections == 1
+    poolscope.uninstrument_pool_manager(pm)
+    assert type(pm) is PoolManager and type(pool) is urllib3.HTTPConnectionPool
+
+
+def test_instrument_pool_manager_refuses_other_things() -> None:
+    with pytest.raises(TypeError, match="takes a urllib3 PoolManager or ProxyManager, not Session"):
+        poolscope.instrument_pool_manager(requests.Session())  # type: ignore[type-var]
+
+
+def _no_credentials(points: dict[str, list[Any]]) -> None:
+    for pts in points.values():
+        for p in pts:
+            for value in p.attributes.values():
+                assert "alice" not in str(value) and "s3cret" not in str(value)
+
+
+def test_requests_through_an_http_forwarding_proxy(
+    metrics: Metrics, proxy: Proxy, server: LoopbackServer
+) -> None:
+    s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+    proxy_url = f"http://alice:s3cret@127.0.0.1:{proxy.port}"
+    for _ in range(3):
+        assert s.get(server.url, proxies={"http": proxy_url}).text == "ok"
+    assert proxy.connections == 1 and proxy.auth_seen  # the proxy saw the credentials
+    points = metrics.collect()
+    # Forwarding: the connections are the proxy's, whatever the target.
+    via = {
+        "server__address": "127.0.0.1",
+        "server__port": proxy.port,
+        "urllib3__pool__proxy": proxy.url,
+    }
+    assert metrics.value(points, CREATED, **via) == 1
+    assert metrics.value(points, REUSED, **via) == 2
+    assert metrics.value(points, CREATED) == 1
+    _no_credentials(points)
+
+
+def test_requests_through_a_connect_tunnel(
+    metrics: Metrics, proxy: Proxy, tls_server: LoopbackServer, ca_bundle: str
+) -> None:
+    s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+    proxy_url = f"http://alice:s3cret@127.0.0.1:{proxy.port}"
+    for _ in range(3):
+        r = s.get(tls_server.url, proxies={"https": proxy_url}, verify=ca_bundle)
+        assert r.text == "ok"
+    assert proxy.connections == 1 and proxy.tunnels == 1
+    points = metrics.collect()
+    # A tunnel: one connection per target, through the proxy.
+    target = {
+        "url__scheme": "https",
+        "server__port": tls_server.port,
+        "urllib3__pool__proxy": proxy.url,
+    }
+    assert metrics.value(points, CREATED, **target) == 1
+    assert metrics.value(points, REUSED, **target) == 2
+    (tls,) = points["urllib3.pool.connection.tls_time"]
+    assert tls.count == 1
+    _no_credentials(points)
+
+
+def test_raw_proxy_manager_forwarding_and_tunnel(
+    metrics: Metrics,
+    proxy: Proxy,
+    server: LoopbackServer,
+    tls_server: LoopbackServer,
+    ca_bundle: str,
+) -> None:
+    pm = poolscope.instrument_pool_manager(
+        urllib3.ProxyManager(proxy.url, ca_certs=ca_bundle), meter_provider=metrics.provider
+    )
+    for _ in range(2):
+        assert pm.request("GET", server.url).data == b"ok"
+        assert pm.request("GET", tls_server.url).data == b"ok"
+    points = metrics.collect()
+    assert metrics.value(points, CREATED, server__port=proxy.port) == 1
+    assert metrics.value(points, CREATED, server__port=tls_server.port) == 1
+    assert metrics.value(points, REUSED) == 2
+    assert proxy.connections == 2 and proxy.tunnels == 1
+
+
+@pytest.mark.skipif(
+    shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable)) is None,
+    reason="opentelemetry-instrument is installed with the test extra",
+)
+def test_opentelemetry_instrument_turns_it_on_without_code(
+    server: LoopbackServer, tmp_path: pathlib.Path
+) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import sys, requests\n"
+        "s = requests.Session()\n"
+        "for _ in range(3):\n"
+        "    s.get(sys.argv[1])\n"
+        "requests.get(sys.argv[1])\n"
+    )
+    command = shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable))
+    assert command is not None
+    env = {
+        **os.environ,
+        "OTEL_METRICS_EXPORTER": "console",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+    }
+    out = subprocess.run(
+        [command, sys.executable, str(script), server.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    values = _console_metric_values(out.stdout)
+    assert values[CREATED] == 2  # the Session's one, and requests.get()'s own
+    assert values[REUSED] == 2
+    assert server.connections == 2
+
+
+def _console_metric_values(text: str) -> dict[str, int]:
+    """Sum of each metric's last exported data points, from the console exporter's JSON."""
+    decoder = json.JSONDecoder()
+    values: dict[str, int] = {}
+    i = 0
+    while (start := text.find("{", i)) != -1:
+        try:
+            doc, i = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            i = start + 1
+            continue
+        for rm in doc.get("resource_metrics", []):
+            for sm in rm["scope_metrics"]:
+                if sm["scope"]["name"] != "poolscope":
+                    continue
+                for metric in sm["metrics"]:
+                    points = metric["data"]["data_points"]
+                    values[metric["name"]] = sum(p.get("value", 0) for p in points)
+    return values
