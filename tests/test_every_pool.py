@@ -249,3 +249,25 @@ def _console_metric_values(text: str) -> dict[str, int]:
                     points = metric["data"]["data_points"]
                     values[metric["name"]] = sum(p.get("value", 0) for p in points)
     return values
+
+
+class SDKPool(urllib3.HTTPConnectionPool):
+    """Like botocore's AWSHTTPConnectionPool: an SDK's own pool class."""
+
+
+def test_pool_classes_assigned_after_construction_still_report(
+    process_wide: Metrics, server: LoopbackServer
+) -> None:
+    pm = urllib3.PoolManager()
+    original = {"http": SDKPool, "https": urllib3.HTTPSConnectionPool}
+    pm.pool_classes_by_scheme = original  # what botocore does right after making its manager
+    pm.request("GET", server.url)
+    pm.request("GET", server.url)
+    pool = pm.connection_from_url(server.url)
+    assert isinstance(pool, SDKPool)
+    points = process_wide.collect()
+    assert process_wide.value(points, CREATED) == 1
+    assert process_wide.value(points, REUSED) == 1
+    poolscope.uninstrument()
+    assert pm.pool_classes_by_scheme is original
+    assert type(pool) is SDKPool

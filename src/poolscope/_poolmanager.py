@@ -50,6 +50,21 @@ class InstrumentedPoolManagerMixin(_ManagerBase):
 
     _poolscope: ManagerState
 
+    # A data descriptor, so that code assigning its own pool classes after construction (as
+    # botocore does) still gets pools that report.
+    @property
+    def pool_classes_by_scheme(self) -> dict[str, type[Any]]:
+        classes: dict[str, type[Any]] = self.__dict__["pool_classes_by_scheme"]
+        return classes
+
+    @pool_classes_by_scheme.setter
+    def pool_classes_by_scheme(self, classes: dict[str, type[Any]]) -> None:
+        state = self.__dict__.get("_poolscope")
+        if state is not None:
+            state.original_pool_classes = classes
+            classes = _reporting_classes(classes, state.recorder)
+        self.__dict__["pool_classes_by_scheme"] = classes
+
     def _new_pool(self, *args: Any, **kwargs: Any) -> Any:
         pool = super()._new_pool(*args, **kwargs)
         state = self.__dict__.get("_poolscope")
@@ -124,16 +139,19 @@ def _attach(pm: Any, recorder: Recorder, original_class: type[Any]) -> None:
     state.original_class = original_class
     pm._poolscope = state
     # PoolManager.__init__ stores urllib3's module-level dict itself: rebind, never mutate.
-    pm.pool_classes_by_scheme = {
-        scheme: instrumented_pool_class(cls, recorder)
-        for scheme, cls in state.original_pool_classes.items()
-    }
+    pm.__dict__["pool_classes_by_scheme"] = _reporting_classes(
+        state.original_pool_classes, recorder
+    )
     pm.pools.dispose_func = _dispose_hook(pm, state)
     with pm.pools.lock:
         existing = list(pm.pools._container.values())
     for pool in existing:
         adopt_pool(pool, recorder)
         state.pools.add(pool)
+
+
+def _reporting_classes(classes: dict[str, type[Any]], recorder: Recorder) -> dict[str, type[Any]]:
+    return {scheme: instrumented_pool_class(cls, recorder) for scheme, cls in classes.items()}
 
 
 def _dispose_hook(pm: Any, state: ManagerState) -> Callable[[Any], None]:
@@ -169,9 +187,9 @@ def detach_manager(pm: Any) -> None:
         current = list(pm.pools._container.values())
     for pool in {id(p): p for p in [*state.pools, *current]}.values():
         detach_pool(pool)
-    pm.pool_classes_by_scheme = state.original_pool_classes
-    pm.pools.dispose_func = state.original_dispose
     pm.__class__ = state.original_class
+    pm.__dict__["pool_classes_by_scheme"] = state.original_pool_classes
+    pm.pools.dispose_func = state.original_dispose
 
 
 def manager_recorder(pm: Any) -> Recorder | None:
