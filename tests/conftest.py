@@ -116,3 +116,36 @@ def in_two_threads(session: requests.Session, url: str) -> None:
     for t in threads:
         t.join(15)
     assert not errors
+
+
+class Spans:
+    """A real SDK TracerProvider with an in-memory exporter, and the user's own tracer."""
+
+    def __init__(self, sampler: Any = None) -> None:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider(**({"sampler": sampler} if sampler else {}))
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("test")
+
+    def finished(self) -> list[Any]:
+        return list(self.exporter.get_finished_spans())
+
+    def named(self, prefix: str) -> list[Any]:
+        return [s for s in self.finished() if s.name.startswith(prefix)]
+
+    def children(self, parent: Any) -> list[Any]:
+        return sorted(
+            (s for s in self.finished() if s.parent and s.parent.span_id == parent.context.span_id),
+            key=lambda s: s.start_time,
+        )
+
+
+@pytest.fixture
+def spans() -> Iterator[Spans]:
+    s = Spans()
+    yield s
+    s.provider.shutdown()

@@ -76,7 +76,9 @@ def _build(mode: str, meter_provider: Any, tracer_provider: Any) -> Recorder:
         recorder.add_sink(LoggingSink())
     else:
         from ._metrics import MetricsSink
+        from ._spans import SpanSink
 
         recorder.add_sink(MetricsSink(recorder, meter_provider))
+        recorder.add_sink(SpanSink(recorder, tracer_provider))
         recorder.providers = (meter_provider, tracer_provider)  # kept alive: ids are the key
     return recorder

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
+from . import _phases as phases
 from ._events import CloseReason, error_type
 from ._recorder import ConnState, internal_error
 
@@ -53,30 +54,39 @@ class InstrumentedConnectionMixin(_ConnectionBase):
         cs = self._poolscope
         if cs is not None:
             cs.tcp_time = _now() - start
+            if cs.timing is not None:
+                cs.timing.connect_end_ns = time.time_ns()
         return sock
 
     def connect(self) -> None:
         cs = self._poolscope
         if cs is None:
             return super().connect()
+        recorder = cs.pool.recorder
         cs.tcp_time = None
+        timing = cs.timing = phases.begin() if recorder.wants_phases else None
         start = _now()
         try:
             super().connect()
         except BaseException as exc:
             elapsed = _now() - start
             try:
+                if timing is not None:
+                    phases.end(timing)
                 cs.error_type = error_type(exc)
-                cs.pool.recorder.connect_failed(cs, exc, elapsed)
+                recorder.connect_failed(cs, exc, elapsed)
             except Exception:
                 internal_error("connect")
             raise
         total = _now() - start
         try:
-            tls = None
+            tls = tls_version = None
             if self._poolscope_tls and cs.tcp_time is not None:
                 tls = total - cs.tcp_time
-            cs.pool.recorder.connection_created(cs, total, tls)
+            if timing is not None:
+                phases.end(timing)
+                tls_version = _tls_version(self.sock) if self._poolscope_tls else None
+            recorder.connection_created(cs, total, tls, tls_version)
         except Exception:
             internal_error("connect")
 
@@ -115,6 +125,11 @@ class InstrumentedConnectionMixin(_ConnectionBase):
             except Exception:
                 internal_error("close")
         super().close()
+
+
+def _tls_version(sock: Any) -> str | None:
+    version = getattr(sock, "version", None)
+    return version() if callable(version) else None  # e.g. "TLSv1.3"
 
 
 def as_base_name(text: str, obj: Any) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from ._phases import ConnectTiming
 
 
 class PoolKey(NamedTuple):
@@ -74,6 +77,8 @@ class PoolEvent:
     num_pools: int | None = None
     in_use: int | None = None
     timeout: float | None = None
+    timing: ConnectTiming | None = None  # created, failed: when each phase happened
+    tls_version: str | None = None  # created (https): e.g. "TLSv1.3"
 
 
 def error_type(exc: BaseException) -> str:

@@ -20,7 +20,8 @@ import weakref
 from collections import deque
 from typing import Any, Protocol
 
-from ._events import CloseReason, EventKind, PoolEvent, PoolKey
+from ._events import CloseReason, EventKind, PoolEvent, PoolKey, error_type
+from ._phases import ConnectTiming
 
 log = logging.getLogger("poolscope")
 
@@ -136,6 +137,7 @@ class ConnState:
         "pool",
         "requests",
         "tcp_time",
+        "timing",
     )
 
     def __init__(self, pool: PoolState) -> None:
@@ -151,6 +153,7 @@ class ConnState:
         self.in_response = False  # inside getresponse(): a close here is the server's wish
         self.error_type: str | None = None  # the last error seen on this connection
         self.tcp_time: float | None = None
+        self.timing: ConnectTiming | None = None  # phases of the last connect, for spans
         self.finalizer: weakref.finalize[Any, Any] | None = None
 
 
@@ -162,6 +165,7 @@ class Recorder:
         self._sinks: tuple[Sink, ...] = ()
         self._wanted: dict[EventKind, tuple[Sink, ...]] = {kind: () for kind in EventKind}
         self.keep_idle_times = False  # set by a sink that reads PoolStats.idle_times
+        self.wants_phases = False  # set by a sink that wants ConnectTiming on connect events
         self._stats: dict[PoolKey, PoolStats] = {}
         self._lock = threading.Lock()  # guards creation of PoolStats only
         self._failed_sinks: set[int] = set()
@@ -202,7 +206,11 @@ class Recorder:
         return cs
 
     def connection_created(
-        self, cs: ConnState, connect_time: float, tls_time: float | None
+        self,
+        cs: ConnState,
+        connect_time: float,
+        tls_time: float | None,
+        tls_version: str | None = None,
     ) -> None:
         stats = cs.pool.stats
         if cs.opened_at:  # this object was connected before: a new connection, a new id
@@ -225,18 +233,25 @@ class Recorder:
                     duration=connect_time,
                     tls_duration=tls_time,
                     requests=0,
+                    timing=cs.timing,
+                    tls_version=tls_version,
                 )
             )
 
     def connect_failed(self, cs: ConnState, exc: BaseException, elapsed: float) -> None:
-        from ._events import error_type
-
         etype = error_type(exc)
         failed = cs.pool.stats.failed
         failed[etype] = failed.get(etype, 0) + 1
         if self._wanted[EventKind.FAILED]:
             self._emit(
-                PoolEvent(EventKind.FAILED, cs.pool.key, cs.id, duration=elapsed, error_type=etype)
+                PoolEvent(
+                    EventKind.FAILED,
+                    cs.pool.key,
+                    cs.id,
+                    duration=elapsed,
+                    error_type=etype,
+                    timing=cs.timing,
+                )
             )
 
     def connection_reused(self, cs: ConnState) -> None:

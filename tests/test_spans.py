@@ -1,0 +1,239 @@
+"""Connection spans, and links and events on the request's span, from a real SDK."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import threading
+import time
+
+import pytest
+import requests
+import urllib3
+from opentelemetry.trace import SpanKind, StatusCode
+from requests.adapters import HTTPAdapter
+
+import poolscope
+from poolscope._loopback import LoopbackServer
+
+from .conftest import Metrics, Spans
+
+
+def session(metrics: Metrics, spans: Spans, **adapter_kw: object) -> requests.Session:
+    s = requests.Session()
+    if adapter_kw:
+        s.mount("http://", HTTPAdapter(**adapter_kw))  # type: ignore[arg-type]
+    return poolscope.instrument_session(
+        s, meter_provider=metrics.provider, tracer_provider=spans.provider
+    )
+
+
+def links_of(span: object) -> list[tuple[int, int]]:
+    return [
+        (link.context.span_id, link.attributes["urllib3.pool.connection.id"]) for link in span.links
+    ]  # type: ignore[attr-defined]
+
+
+def test_first_https_request_has_a_setup_span_with_three_phases(
+    metrics: Metrics, spans: Spans, tls_server: LoopbackServer, ca_bundle: str
+) -> None:
+    s = session(metrics, spans)
+    url = f"https://localhost:{tls_server.port}/"
+    with spans.tracer.start_as_current_span("GET") as request_span:
+        assert s.get(url, verify=ca_bundle).text == "ok"
+    (setup,) = spans.named("HTTP connection_setup")
+    assert setup.name == f"HTTP connection_setup localhost:{tls_server.port}"
+    assert setup.parent is None  # a trace of its own
+    assert setup.kind is SpanKind.INTERNAL
+    assert setup.attributes["server.address"] == "localhost"
+    assert setup.attributes["server.port"] == tls_server.port
+    assert setup.attributes["network.peer.address"] == "127.0.0.1"
+    assert setup.attributes["tls.protocol.version"] in ("1.2", "1.3")
+    phases = spans.children(setup)
+    assert [p.name for p in phases] == [
+        "DNS lookup localhost",
+        f"socket connect 127.0.0.1:{tls_server.port}",
+        "TLS client handshake localhost",
+    ]
+    for before, after in itertools.pairwise(phases):
+        assert before.end_time <= after.start_time
+    assert setup.start_time <= phases[0].start_time and phases[-1].end_time <= setup.end_time
+    assert all(p.status.status_code is StatusCode.UNSET for p in [setup, *phases])
+    (request,) = [sp for sp in spans.finished() if sp.name == "GET"]
+    assert request.context.span_id == request_span.get_span_context().span_id
+    (conn_id,) = [setup.attributes["urllib3.pool.connection.id"]]
+    assert links_of(request) == [(setup.context.span_id, conn_id)]
+
+
+def test_reuse_links_to_the_same_setup_span_with_idle_time(
+    metrics: Metrics, spans: Spans, server: LoopbackServer
+) -> None:
+    s = session(metrics, spans)
+    with spans.tracer.start_as_current_span("first"):
+        s.get(server.url)
+    time.sleep(0.05)
+    with spans.tracer.start_as_current_span("second"):
+        s.get(server.url)
+    (setup,) = spans.named("HTTP connection_setup")
+    assert [p.name for p in spans.children(setup)] == [f"socket connect 127.0.0.1:{server.port}"]
+    first, second = (sp for sp in spans.finished() if sp.name in ("first", "second"))
+    assert (
+        links_of(first)
+        == links_of(second)
+        == [(setup.context.span_id, setup.attributes["urllib3.pool.connection.id"])]
+    )
+    (event,) = second.events
+    assert event.name == "urllib3.pool.connection_reused"
+    assert event.attributes["urllib3.pool.connection.idle_time"] >= 0.05
+    assert event.attributes["urllib3.pool.connection.requests"] == 1
+
+
+def test_stale_connection_is_a_dropped_event_and_a_new_setup_span(
+    metrics: Metrics, spans: Spans
+) -> None:
+    with LoopbackServer("127.0.0.1", keepalive=0.1) as server:
+        s = session(metrics, spans)
+        s.get(server.url)
+        time.sleep(0.4)
+        with spans.tracer.start_as_current_span("after idle"):
+            s.get(server.url)
+    old, new = sorted(spans.named("HTTP connection_setup"), key=lambda sp: sp.start_time)
+    (request,) = [sp for sp in spans.finished() if sp.name == "after idle"]
+    assert [e.name for e in request.events] == [
+        "urllib3.pool.connection_dropped",
+        "urllib3.pool.connection_created",
+    ]
+    assert (
+        request.events[0].attributes["urllib3.pool.connection.id"]
+        == old.attributes["urllib3.pool.connection.id"]
+    )
+    assert request.events[0].attributes["urllib3.pool.connection.idle_time"] >= 0.3
+    assert links_of(request) == [
+        (new.context.span_id, new.attributes["urllib3.pool.connection.id"])
+    ]
+
+
+def test_a_busy_blocking_pool_gives_a_wait_span_covering_the_wait(
+    metrics: Metrics, spans: Spans, server: LoopbackServer
+) -> None:
+    s = session(metrics, spans, pool_maxsize=1, pool_block=True)
+    holder = threading.Thread(target=s.get, args=(server.url + "/hold",))
+    holder.start()
+    while server.connections < 1:
+        time.sleep(0.005)
+
+    def waiter() -> None:
+        with spans.tracer.start_as_current_span("waiter"):
+            s.get(server.url)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.3)
+    server.release()
+    holder.join(10)
+    t.join(10)
+    (wait,) = spans.named("HTTP wait_for_connection")
+    (request,) = [sp for sp in spans.finished() if sp.name == "waiter"]
+    assert wait.name == f"HTTP wait_for_connection 127.0.0.1:{server.port}"
+    assert wait.parent.span_id == request.context.span_id
+    assert (wait.end_time - wait.start_time) / 1e9 >= 0.25
+    assert request.start_time <= wait.start_time and wait.end_time <= request.end_time
+
+
+def test_connect_failure_sets_error_status_and_type(
+    metrics: Metrics, spans: Spans, refused_port: int
+) -> None:
+    s = session(metrics, spans)
+    with spans.tracer.start_as_current_span("GET"), pytest.raises(requests.ConnectionError):
+        s.get(f"http://127.0.0.1:{refused_port}/")
+    (setup,) = spans.named("HTTP connection_setup")
+    assert setup.status.status_code is StatusCode.ERROR
+    assert setup.attributes["error.type"] == "urllib3.exceptions.NewConnectionError"
+    (connect,) = spans.children(setup)
+    assert connect.name == f"socket connect 127.0.0.1:{refused_port}"
+    assert connect.status.status_code is StatusCode.ERROR
+
+
+def test_threads_keep_their_own_request_spans(
+    metrics: Metrics, spans: Spans, server: LoopbackServer
+) -> None:
+    s = session(metrics, spans, pool_maxsize=4)
+
+    def task(i: int) -> None:
+        with spans.tracer.start_as_current_span(f"task-{i}"):
+            s.get(server.url)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(task, range(40)))
+    setups = {sp.context.span_id for sp in spans.named("HTTP connection_setup")}
+    tasks = [sp for sp in spans.finished() if sp.name.startswith("task-")]
+    assert len(tasks) == 40
+    for sp in tasks:  # every request span links to exactly the setup of its own connection
+        assert len(sp.links) == 1 and sp.links[0].context.span_id in setups
+    reused = sum(1 for sp in tasks for e in sp.events if e.name == "urllib3.pool.connection_reused")
+    assert reused == 40 - len(setups)
+
+
+def test_nothing_is_recorded_when_no_span_records(metrics: Metrics, server: LoopbackServer) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    off = Spans(sampler=ALWAYS_OFF)
+    s = session(metrics, off)
+    for _ in range(3):
+        assert s.get(server.url).text == "ok"
+    assert off.finished() == []
+    off.provider.shutdown()
+
+
+def test_with_the_requests_and_urllib3_instrumentations(
+    metrics: Metrics, spans: Spans, server: LoopbackServer
+) -> None:
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+
+    RequestsInstrumentor().instrument(tracer_provider=spans.provider)
+    URLLib3Instrumentor().instrument(tracer_provider=spans.provider)
+    try:
+        s = session(metrics, spans)
+        s.get(server.url)
+        s.get(server.url)
+    finally:
+        URLLib3Instrumentor().uninstrument()
+        RequestsInstrumentor().uninstrument()
+    ours = [sp for sp in spans.finished() if sp.instrumentation_scope.name == "poolscope"]
+    assert [sp.name for sp in ours] == [
+        f"socket connect 127.0.0.1:{server.port}",
+        f"HTTP connection_setup 127.0.0.1:{server.port}",
+    ]
+    # The requests instrumentation's span per request (it suppresses urllib3's nested one);
+    # none of them ours, and each links to the connection that served it.
+    clients = [sp for sp in spans.finished() if sp.kind is SpanKind.CLIENT]
+    assert [sp.instrumentation_scope.name for sp in clients] == [
+        "opentelemetry.instrumentation.requests"
+    ] * 2
+    (setup,) = spans.named("HTTP connection_setup")
+    assert all(links_of(sp) == links_of(clients[0]) for sp in clients)
+    assert links_of(clients[0])[0][0] == setup.context.span_id
+    assert [e.name for e in clients[1].events] == ["urllib3.pool.connection_reused"]
+
+
+def test_with_the_urllib3_instrumentation_alone(
+    metrics: Metrics, spans: Spans, server: LoopbackServer
+) -> None:
+    from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+
+    URLLib3Instrumentor().instrument(tracer_provider=spans.provider)
+    try:
+        pm = poolscope.instrument_pool_manager(
+            urllib3.PoolManager(), meter_provider=metrics.provider, tracer_provider=spans.provider
+        )
+        pm.request("GET", server.url)
+        pm.request("GET", server.url)
+    finally:
+        URLLib3Instrumentor().uninstrument()
+    clients = [sp for sp in spans.finished() if sp.kind is SpanKind.CLIENT]
+    assert [sp.instrumentation_scope.name for sp in clients] == [
+        "opentelemetry.instrumentation.urllib3"
+    ] * 2
+    (setup,) = spans.named("HTTP connection_setup")
+    assert [link[0] for sp in clients for link in links_of(sp)] == [setup.context.span_id] * 2
