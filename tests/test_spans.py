@@ -237,3 +237,38 @@ def test_with_the_urllib3_instrumentation_alone(
     ] * 2
     (setup,) = spans.named("HTTP connection_setup")
     assert [link[0] for sp in clients for link in links_of(sp)] == [setup.context.span_id] * 2
+
+
+def test_discard_and_eviction_are_events_on_the_request_span(
+    metrics: Metrics, spans: Spans, server: LoopbackServer, server_b: LoopbackServer
+) -> None:
+    s = session(metrics, spans, pool_connections=1, pool_maxsize=1)
+
+    def get(name: str, url: str) -> None:
+        with spans.tracer.start_as_current_span(name):
+            s.get(url)
+
+    pair = [
+        threading.Thread(target=get, args=(f"t{i}", server.url + "/together")) for i in range(2)
+    ]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join(10)
+    get("other host", server_b.url)
+    names = {sp.name: [e.name for e in sp.events] for sp in spans.finished()}
+    # Whichever thread returned its connection second found the pool full.
+    assert sorted([names["t0"], names["t1"]]) == [
+        ["urllib3.pool.connection_created"],
+        ["urllib3.pool.connection_created", "urllib3.pool.connection_discarded"],
+    ]
+    assert names["other host"] == ["urllib3.pool.pool_evicted", "urllib3.pool.connection_created"]
+    (evicted,) = [
+        e
+        for sp in spans.finished()
+        if sp.name == "other host"
+        for e in sp.events
+        if "evicted" in e.name
+    ]
+    assert evicted.attributes["server.address"] == "127.0.0.1"
+    assert evicted.attributes["urllib3.pool.num_pools"] == 1
