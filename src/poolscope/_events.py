@@ -79,6 +79,9 @@ class PoolEvent:
     timeout: float | None = None
     timing: ConnectTiming | None = None  # created, failed: when each phase happened
     tls_version: str | None = None  # created (https): e.g. "TLSv1.3"
+    checked_out: bool | None = None  # closed: it was not in its pool (a request still had it)
+    pool_id: int = 0  # which pool object (several can share a key, one per manager)
+    manager_id: int = 0  # which PoolManager made the pool; 0 for a pool on its own
 
 
 def error_type(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib3.poolmanager import PoolManager
 
 from ._pools import adopt_pool, detach_pool, instrumented_pool_class
-from ._recorder import Recorder, internal_error
+from ._recorder import Recorder, internal_error, manager_ids
 
 if TYPE_CHECKING:
     _ManagerBase = PoolManager
@@ -29,6 +29,7 @@ class ManagerState:
 
     __slots__ = (
         "clearing",
+        "id",
         "original_class",
         "original_dispose",
         "original_pool_classes",
@@ -37,6 +38,7 @@ class ManagerState:
     )
 
     def __init__(self, recorder: Recorder, pm: Any) -> None:
+        self.id = next(manager_ids)
         self.recorder = recorder
         self.original_class: type[Any] = type(pm)
         self.original_pool_classes: dict[str, type[Any]] = pm.pool_classes_by_scheme
@@ -69,7 +71,7 @@ class InstrumentedPoolManagerMixin(_ManagerBase):
         pool = super()._new_pool(*args, **kwargs)
         state = self.__dict__.get("_poolscope")
         if state is not None:
-            state.pools.add(pool)
+            _adopted_by(pool, self, state)
         return pool
 
     def clear(self) -> None:
@@ -147,7 +149,15 @@ def _attach(pm: Any, recorder: Recorder, original_class: type[Any]) -> None:
         existing = list(pm.pools._container.values())
     for pool in existing:
         adopt_pool(pool, recorder)
-        state.pools.add(pool)
+        _adopted_by(pool, pm, state)
+
+
+def _adopted_by(pool: Any, pm: Any, state: ManagerState) -> None:
+    state.pools.add(pool)
+    ps = pool.__dict__.get("_poolscope")
+    if ps is not None:
+        ps.manager_id = state.id
+        ps.num_pools = pm.pools._maxsize
 
 
 def _reporting_classes(classes: dict[str, type[Any]], recorder: Recorder) -> dict[str, type[Any]]:

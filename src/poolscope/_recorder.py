@@ -26,6 +26,8 @@ from ._phases import ConnectTiming
 log = logging.getLogger("poolscope")
 
 _connection_ids = itertools.count(1)
+_pool_ids = itertools.count(1)
+manager_ids = itertools.count(1)
 _now = time.perf_counter
 
 
@@ -98,9 +100,23 @@ class PoolStats:
 class PoolState:
     """What poolscope keeps on one urllib3 pool (``pool._poolscope``)."""
 
-    __slots__ = ("closed", "conns", "key", "maxsize", "pool_ref", "recorder", "stats")
+    __slots__ = (
+        "closed",
+        "conns",
+        "id",
+        "key",
+        "manager_id",
+        "maxsize",
+        "num_pools",
+        "pool_ref",
+        "recorder",
+        "stats",
+    )
 
     def __init__(self, recorder: Recorder, pool: Any, key: PoolKey, maxsize: int) -> None:
+        self.id = next(_pool_ids)
+        self.manager_id = 0  # the PoolManager that made or adopted it; 0 for a pool on its own
+        self.num_pools = 0  # that manager's num_pools (requests' pool_connections)
         self.recorder = recorder
         self.key = key
         self.stats = recorder.stats_for(key)
@@ -226,6 +242,7 @@ class Recorder:
             stats.peak_in_use = in_use
         if self._wanted[EventKind.CREATED]:
             self._emit(
+                cs.pool,
                 PoolEvent(
                     EventKind.CREATED,
                     cs.pool.key,
@@ -235,7 +252,7 @@ class Recorder:
                     requests=0,
                     timing=cs.timing,
                     tls_version=tls_version,
-                )
+                ),
             )
 
     def connect_failed(self, cs: ConnState, exc: BaseException, elapsed: float) -> None:
@@ -244,6 +261,7 @@ class Recorder:
         failed[etype] = failed.get(etype, 0) + 1
         if self._wanted[EventKind.FAILED]:
             self._emit(
+                cs.pool,
                 PoolEvent(
                     EventKind.FAILED,
                     cs.pool.key,
@@ -251,7 +269,7 @@ class Recorder:
                     duration=elapsed,
                     error_type=etype,
                     timing=cs.timing,
-                )
+                ),
             )
 
     def connection_reused(self, cs: ConnState) -> None:
@@ -272,7 +290,8 @@ class Recorder:
             idle_times.append(idle)
         if sinks:
             self._emit(
-                PoolEvent(EventKind.REUSED, cs.pool.key, cs.id, duration=idle, requests=served)
+                cs.pool,
+                PoolEvent(EventKind.REUSED, cs.pool.key, cs.id, duration=idle, requests=served),
             )
 
     def connection_closed(self, cs: ConnState, reason: CloseReason) -> None:
@@ -285,6 +304,7 @@ class Recorder:
         stats.open -= 1
         stats.closed += 1
         idle = now - cs.idle_since
+        was_in_pool = cs.in_pool
         if cs.in_pool:
             cs.in_pool = False
             stats.idle -= 1
@@ -296,10 +316,12 @@ class Recorder:
         etype = cs.error_type if reason is CloseReason.ERROR else None
         if reason is CloseReason.DROPPED and self._wanted[EventKind.DROPPED]:
             self._emit(
-                PoolEvent(EventKind.DROPPED, pool.key, cs.id, duration=idle, requests=cs.requests)
+                pool,
+                PoolEvent(EventKind.DROPPED, pool.key, cs.id, duration=idle, requests=cs.requests),
             )
         elif reason is CloseReason.POOL_FULL and self._wanted[EventKind.DISCARDED]:
             self._emit(
+                pool,
                 PoolEvent(
                     EventKind.DISCARDED,
                     pool.key,
@@ -308,11 +330,12 @@ class Recorder:
                     requests=cs.requests,
                     pool_maxsize=pool.maxsize,
                     in_use=max(stats.peak_in_use, pool.maxsize + 1),
-                )
+                ),
             )
         if not self._wanted[EventKind.CLOSED]:
             return
         self._emit(
+            pool,
             PoolEvent(
                 EventKind.CLOSED,
                 pool.key,
@@ -321,7 +344,8 @@ class Recorder:
                 requests=cs.requests,
                 reason=reason,
                 error_type=etype,
-            )
+                checked_out=not was_in_pool,
+            ),
         )
 
     def connection_collected(self, cs: ConnState) -> None:
@@ -333,18 +357,20 @@ class Recorder:
         pool.stats.evictions += 1
         if self._wanted[EventKind.EVICTED]:
             self._emit(
+                pool,
                 PoolEvent(
                     EventKind.EVICTED, pool.key, num_pools=num_pools, pool_maxsize=pool.maxsize
-                )
+                ),
             )
 
     def wait_started(self, pool: PoolState, timeout: float | None) -> None:
         pool.stats.waiting += 1
         if self._wanted[EventKind.WAIT_STARTED]:
             self._emit(
+                pool,
                 PoolEvent(
                     EventKind.WAIT_STARTED, pool.key, pool_maxsize=pool.maxsize, timeout=timeout
-                )
+                ),
             )
 
     def wait_ended(self, pool: PoolState, waited: float, timed_out: bool) -> None:
@@ -355,11 +381,15 @@ class Recorder:
             stats.wait_timeouts += 1
         kind = EventKind.WAIT_TIMED_OUT if timed_out else EventKind.WAITED
         if self._wanted[kind]:
-            self._emit(PoolEvent(kind, pool.key, duration=waited, pool_maxsize=pool.maxsize))
+            self._emit(pool, PoolEvent(kind, pool.key, duration=waited, pool_maxsize=pool.maxsize))
 
     # -- sinks ------------------------------------------------------------------------------
 
-    def _emit(self, event: PoolEvent) -> None:
+    def _emit(self, pool: PoolState, event: PoolEvent) -> None:
+        event.pool_id = pool.id
+        event.manager_id = pool.manager_id
+        if event.num_pools is None and pool.num_pools:
+            event.num_pools = pool.num_pools
         for sink in self._wanted[event.kind]:
             try:
                 sink.handle(event)
