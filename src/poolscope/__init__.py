@@ -17,13 +17,16 @@ from ._poolmanager import (
     uninstrument_pool_manager,
 )
 from ._pools import InstrumentedHTTPConnectionPool, InstrumentedHTTPSConnectionPool
+from ._report import Advice, Connection, PoolSummary, Report, report
 from ._session import InstrumentedHTTPAdapter, instrument_session, uninstrument_session
 from ._version import __version__
 
 logging.getLogger("poolscope").addHandler(logging.NullHandler())
 
 __all__ = [
+    "Advice",
     "CloseReason",
+    "Connection",
     "EventKind",
     "InstrumentedHTTPAdapter",
     "InstrumentedHTTPConnection",
@@ -33,10 +36,13 @@ __all__ = [
     "InstrumentedPoolManager",
     "PoolEvent",
     "PoolKey",
+    "PoolSummary",
+    "Report",
     "__version__",
     "instrument",
     "instrument_pool_manager",
     "instrument_session",
+    "report",
     "uninstrument",
     "uninstrument_pool_manager",
     "uninstrument_session",

@@ -1,4 +1,4 @@
-"""``python -m poolscope demo``: see the README."""
+"""The ``poolscope`` command: ``demo`` and ``run``. See the README."""
 
 from __future__ import annotations
 
@@ -14,12 +14,25 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "demo", help="replay the seed articles' pool scenarios on loopback and print what happened"
     )
+    run = commands.add_parser(
+        "run",
+        help="run a Python program with every pool instrumented and print a report at exit",
+        description="Example: poolscope run --html report.html -- python app.py --its-args",
+    )
+    run.add_argument("--format", choices=("text", "json"), default="text", help="report format")
+    run.add_argument("--html", metavar="FILE", help="also write a timeline page to FILE")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from ._demo import run_demo
 
         return run_demo(sys.stdout)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    from ._run import run as run_program
+
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    return run_program(command, fmt=args.format, html=args.html)
 
 
 if __name__ == "__main__":

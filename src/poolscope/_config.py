@@ -16,7 +16,7 @@ from ._recorder import Recorder
 Mode = Literal["otel", "logging"]
 MODES: tuple[str, ...] = ("otel", "logging")
 
-_recorders: weakref.WeakValueDictionary[tuple[str, int, int], Recorder] = (
+_recorders: weakref.WeakValueDictionary[tuple[str, int, int, bool], Recorder] = (
     weakref.WeakValueDictionary()
 )
 _lock = threading.Lock()
@@ -56,16 +56,31 @@ def validate(mode: object, meter_provider: object, tracer_provider: object) -> N
             )
 
 
-def get_recorder(mode: object, meter_provider: Any = None, tracer_provider: Any = None) -> Recorder:
+def get_recorder(
+    mode: object, meter_provider: Any = None, tracer_provider: Any = None, report: bool = False
+) -> Recorder:
     """The recorder for this configuration, made on first use; validates first."""
     validate(mode, meter_provider, tracer_provider)
-    key = (str(mode), id(meter_provider), id(tracer_provider))
+    key = (str(mode), id(meter_provider), id(tracer_provider), bool(report))
     with _lock:
         recorder = _recorders.get(key)
         if recorder is None:
             recorder = _build(str(mode), meter_provider, tracer_provider)
+            if report:
+                from ._report import ReportSink
+
+                recorder.add_sink(ReportSink())
             _recorders[key] = recorder
+            _all.add(recorder)
     return recorder
+
+
+def all_recorders() -> list[Recorder]:
+    """Every recorder still in use, for the report."""
+    return list(_all)
+
+
+_all: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 
 def _build(mode: str, meter_provider: Any, tracer_provider: Any) -> Recorder:

@@ -36,12 +36,17 @@ _state: _GlobalState | None = None
 
 
 def instrument(
-    *, mode: str = "otel", meter_provider: Any = None, tracer_provider: Any = None
+    *,
+    mode: str = "otel",
+    meter_provider: Any = None,
+    tracer_provider: Any = None,
+    report: bool = False,
 ) -> None:
     """Instrument every urllib3 ``PoolManager`` made from now on, in the whole process.
 
     That covers every new ``requests.Session`` (so ``requests.get()`` too), proxies, and SDKs
-    that use urllib3 directly. Managers that exist already are not touched: use
+    that use urllib3 directly. ``report=True`` also gathers :func:`poolscope.report`'s data.
+    Managers that exist already are not touched: use
     :func:`instrument_session` or :func:`instrument_pool_manager` for them. Calling it again
     with the same options is harmless::
 
@@ -49,7 +54,7 @@ def instrument(
         requests.get("https://example.org/")  # reported
     """
     global _state
-    recorder = get_recorder(mode, meter_provider, tracer_provider)
+    recorder = get_recorder(mode, meter_provider, tracer_provider, report)
     with _lock:
         if _state is not None:
             if _state.recorder is recorder:

@@ -6,7 +6,8 @@ and a few paths script what the seed articles' scenarios need:
 - ``/`` answers ``ok`` and keeps the connection alive;
 - ``/close`` answers with ``Connection: close``;
 - ``/together`` answers only once ``together`` requests are in flight at the same time;
-- ``/hold`` answers once :meth:`LoopbackServer.release` is called.
+- ``/hold`` answers once :meth:`LoopbackServer.release` is called;
+- ``/slow`` answers after 0.1 s.
 
 ``keepalive`` (seconds) closes a connection that stays idle that long, as servers do.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import ssl
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -39,6 +41,8 @@ class _Handler(BaseHTTPRequestHandler):
             owner._barrier.wait(timeout=10)
         elif path == "/hold":
             owner._held.wait(timeout=10)
+        elif path == "/slow":
+            time.sleep(0.1)
         with owner._lock:
             owner.requests += 1
         body = b"ok"

@@ -216,6 +216,7 @@ def instrument_pool_manager(
     mode: str = "otel",
     meter_provider: Any = None,
     tracer_provider: Any = None,
+    report: bool = False,
 ) -> ManagerT:
     """Make a urllib3 ``PoolManager`` or ``ProxyManager`` report what its pools do; returns it.
 
@@ -231,7 +232,7 @@ def instrument_pool_manager(
         )
     from ._config import get_recorder
 
-    recorder = get_recorder(mode, meter_provider, tracer_provider)
+    recorder = get_recorder(mode, meter_provider, tracer_provider, report)
     current = manager_recorder(pm)
     if current is not None and current is not recorder:
         raise ValueError(

@@ -89,14 +89,14 @@ class InstrumentedQueueMixin(_QueueBase):
 
     def _checked_out(self, conn: Any) -> None:
         cs = getattr(conn, "_poolscope", None)
-        if cs is None:
-            return
+        if cs is None or not cs.pool.alive:
+            return  # the pool is closing or collected: close() accounts for its connections
         if cs.in_pool:
             cs.in_pool = False
             cs.pool.stats.idle -= 1
         # A close() before the pool hands this connection out is urllib3's drop check
-        # ("Resetting dropped connection"), unless the pool itself is closing or gone.
-        cs.checkout = cs.pool.alive
+        # ("Resetting dropped connection").
+        cs.checkout = True
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         try:

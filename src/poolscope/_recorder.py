@@ -390,6 +390,8 @@ class Recorder:
         event.manager_id = pool.manager_id
         if event.num_pools is None and pool.num_pools:
             event.num_pools = pool.num_pools
+        if event.pool_maxsize is None:
+            event.pool_maxsize = pool.maxsize
         for sink in self._wanted[event.kind]:
             try:
                 sink.handle(event)

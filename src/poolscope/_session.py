@@ -58,12 +58,14 @@ def instrument_session(
     mode: str = "otel",
     meter_provider: Any = None,
     tracer_provider: Any = None,
+    report: bool = False,
 ) -> SessionT:
     """Make every connection pool behind ``session`` report what it does; returns the session.
 
     ``mode="otel"`` (the default) reports OpenTelemetry metrics through ``meter_provider`` and
     ``tracer_provider``, or the global providers when they are None. ``mode="logging"`` writes
     one log record per event to the ``poolscope.pool`` logger and makes no OpenTelemetry call.
+    ``report=True`` also gathers what :func:`poolscope.report` shows and advises.
 
     Every ``HTTPAdapter`` mounted on the session is covered, with the pools and connections it
     already has. Calling it again is harmless and also covers adapters mounted since::
@@ -76,7 +78,7 @@ def instrument_session(
             f"instrument_session() takes a requests.Session, not {type(session).__name__}; "
             "for a urllib3 PoolManager use poolscope.InstrumentedPoolManager."
         )
-    recorder = get_recorder(mode, meter_provider, tracer_provider)
+    recorder = get_recorder(mode, meter_provider, tracer_provider, report)
     with _lock:
         state: _SessionState | None = session.__dict__.get("_poolscope")
         if state is not None and state.recorder is not recorder:

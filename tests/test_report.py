@@ -1,0 +1,212 @@
+"""The report and its advice, through `poolscope run` on unmodified scripts.
+
+For each advice rule a misconfigured script gets the advice with the right number, and the same
+script changed as advised gets no advice and its waste counter drops to zero.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+
+from poolscope._loopback import LoopbackServer
+
+PRELUDE = """
+import sys, threading, time, requests
+from requests.adapters import HTTPAdapter
+A, B, C = sys.argv[1:4]
+
+def together(session, url, n=2):
+    ts = [threading.Thread(target=session.get, args=(url,)) for _ in range(n)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+"""
+
+SCRIPTS: dict[str, tuple[str, str]] = {
+    "pool_maxsize": (
+        """
+s = requests.Session(); s.mount("http://", HTTPAdapter(pool_maxsize={size}))
+for _ in range(3):
+    together(s, A + "/together")
+""",
+        "size",
+    ),
+    "pool_connections": (
+        """
+s = requests.Session(); s.mount("http://", HTTPAdapter(pool_connections={size}))
+for _ in range(2):
+    for url in (A, B, C):
+        s.get(url)
+""",
+        "size",
+    ),
+    "pool_block": (
+        """
+s = requests.Session(); s.mount("http://", HTTPAdapter(pool_maxsize={size}, pool_block=True))
+together(s, A + "/slow", 3)
+""",
+        "size",
+    ),
+}
+
+
+def run(script: pathlib.Path, *servers: LoopbackServer, fmt: str = "json") -> tuple[int, str]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "poolscope",
+            "run",
+            "--format",
+            fmt,
+            "--",
+            sys.executable,
+            str(script),
+            *(s.url for s in servers),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return out.returncode, out.stdout
+
+
+def report_of(tmp_path: pathlib.Path, body: str, *servers: LoopbackServer) -> dict[str, Any]:
+    script = tmp_path / "app.py"
+    script.write_text(PRELUDE + textwrap.dedent(body))
+    code, stdout = run(script, *servers)
+    assert code == 0, stdout
+    return json.loads(stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def hosts() -> Any:
+    with (
+        LoopbackServer("127.0.0.1", together=2) as a,
+        LoopbackServer("127.0.0.2") as b,
+        LoopbackServer("127.0.0.3") as c,
+    ):
+        yield a, b, c
+
+
+def waste(report: dict[str, Any]) -> int:
+    return sum(a["waste"] for a in report["advice"])
+
+
+@pytest.mark.parametrize(
+    ("rule", "bad", "good", "change"),
+    [
+        ("pool_maxsize", 1, 2, "HTTPAdapter(pool_maxsize=2)"),
+        ("pool_connections", 1, 3, "HTTPAdapter(pool_connections=3)"),
+    ],
+)
+def test_sizing_advice_names_the_number_and_the_fix_silences_it(
+    tmp_path: pathlib.Path, hosts: Any, rule: str, bad: int, good: int, change: str
+) -> None:
+    body = SCRIPTS[rule][0]
+    report = report_of(tmp_path, body.format(size=bad), *hosts)
+    (advice,) = report["advice"]
+    assert advice["rule"] == rule
+    assert change in advice["change"]
+    assert advice["waste"] > 0
+    fixed = report_of(tmp_path, body.format(size=good), *hosts)
+    assert fixed["advice"] == [] and fixed["healthy"] and waste(fixed) == 0
+
+
+def test_pool_block_waits_advise_the_pool_size(tmp_path: pathlib.Path) -> None:
+    with LoopbackServer("127.0.0.1") as a:
+        body = SCRIPTS["pool_block"][0]
+        report = report_of(tmp_path, body.format(size=1), a, a, a)
+        (advice,) = report["advice"]
+        assert advice["rule"] == "pool_block" and advice["waste"] == 2
+        assert "HTTPAdapter(pool_maxsize=3, pool_block=True)" in advice["change"]
+        fixed = report_of(tmp_path, body.format(size=3), a, a, a)
+        assert fixed["advice"] == [] and waste(fixed) == 0
+        assert [p["waits"] for p in fixed["pools"]] == [0]
+
+
+def test_throwaway_sessions_advise_one_session(tmp_path: pathlib.Path, hosts: Any) -> None:
+    report = report_of(tmp_path, "for _ in range(6):\n    requests.get(A)\n", *hosts)
+    (advice,) = report["advice"]
+    assert advice["rule"] == "one_session" and advice["waste"] == 5
+    assert "6 separate sessions" in advice["evidence"]
+    fixed = report_of(
+        tmp_path, "s = requests.Session()\nfor _ in range(6):\n    s.get(A)\n", *hosts
+    )
+    assert fixed["advice"] == [] and waste(fixed) == 0
+    (pool,) = fixed["pools"]
+    assert (pool["created"], pool["reused"]) == (1, 5)
+
+
+def test_idle_gaps_longer_than_keepalive_advise_retries(tmp_path: pathlib.Path) -> None:
+    with LoopbackServer("127.0.0.1", keepalive=0.2) as a:
+        body = "s = requests.Session()\nfor _ in range(3):\n    s.get(A)\n    time.sleep({gap})\n"
+        report = report_of(tmp_path, body.format(gap=0.5), a, a, a)
+        (advice,) = report["advice"]
+        assert advice["rule"] == "keepalive" and advice["waste"] == 2
+        assert "after sitting idle 0.5 s or more" in advice["evidence"]
+        fixed = report_of(tmp_path, body.format(gap=0.02), a, a, a)
+        assert fixed["advice"] == [] and waste(fixed) == 0
+
+
+def test_unread_streamed_responses_advise_reading_them(tmp_path: pathlib.Path, hosts: Any) -> None:
+    bad = "s = requests.Session()\nkept = [s.get(A, stream=True) for _ in range(4)]\n"
+    report = report_of(tmp_path, bad, *hosts)
+    (advice,) = report["advice"]
+    assert advice["rule"] == "read_responses" and advice["waste"] == 4
+    good = (
+        "s = requests.Session()\n"
+        "for _ in range(4):\n"
+        "    with s.get(A, stream=True) as r:\n"
+        "        r.content\n"
+    )
+    fixed = report_of(tmp_path, good, *hosts)
+    assert fixed["advice"] == [] and waste(fixed) == 0
+    assert fixed["pools"][0]["reused"] == 3
+
+
+@pytest.mark.parametrize(
+    ("ending", "code"), [("sys.exit(3)", 3), ("raise RuntimeError('boom')", 1), ("pass", 0)]
+)
+def test_run_prints_the_report_however_the_program_ends(
+    tmp_path: pathlib.Path, hosts: Any, ending: str, code: int
+) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(PRELUDE + "s = requests.Session()\ns.get(A)\ns.get(A)\n" + ending + "\n")
+    status, stdout = run(script, *hosts, fmt="text")
+    assert status == code
+    assert stdout.startswith("poolscope report: 1 pool(s)")
+    assert "No problems found: 2 request(s), 50% on reused connections." in stdout
+
+
+def test_run_needs_a_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "poolscope", "run"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert "poolscope run needs a command after '--'" in out.stderr
+
+
+def test_report_in_process(hosts: Any) -> None:
+    import requests
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    import poolscope
+
+    a = hosts[0]
+    provider = MeterProvider()
+    s = poolscope.instrument_session(requests.Session(), meter_provider=provider, report=True)
+    for _ in range(4):
+        s.get(a.url)
+    mine = [p for p in poolscope.report().pools if p.port == a.port]
+    assert [(p.created, p.reused, p.requests) for p in mine] == [(1, 3, 4)]
+    assert mine[0].reuse_ratio == 0.75
+    assert mine[0].connect_time_s["p50"] > 0
+    assert len(mine[0].connections) == 1 and mine[0].connections[0].requests == 4
+    provider.shutdown()
