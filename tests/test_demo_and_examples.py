@@ -23,8 +23,8 @@ def test_demo_replays_every_scenario_with_its_counts() -> None:
     text = run("-m", "poolscope", "demo")
     summaries = [line for line in text.splitlines() if line.startswith("  => ")]
     assert summaries == [
-        "  => 3 created, 0 reused, 0 dropped, 0 discarded, 0 evictions, 0 waits; "
-        "the servers accepted 3 connection(s)",
+        "  => 5 created, 0 reused, 0 dropped, 0 discarded, 0 evictions, 0 waits; "
+        "the servers accepted 5 connection(s)",
         "  => 1 created, 2 reused, 0 dropped, 0 discarded, 0 evictions, 0 waits; "
         "the servers accepted 1 connection(s)",
         "  => 3 created, 0 reused, 0 dropped, 0 discarded, 2 evictions, 0 waits; "
@@ -41,6 +41,20 @@ def test_demo_replays_every_scenario_with_its_counts() -> None:
         "the servers accepted 1 connection(s)",
     ]
     assert "raise pool_maxsize (now 1) to 2" in text
+    advice = [line.strip() for line in text.splitlines() if line.startswith("          -> ")]
+    assert advice == [
+        "-> Make one requests.Session() and send every request through it, so its connections"
+        " are reused.",
+        "-> Raise pool_connections to 2: HTTPAdapter(pool_connections=2)"
+        " (urllib3: PoolManager(num_pools=2)).",
+        "-> Raise pool_maxsize to 2: HTTPAdapter(pool_maxsize=2)"
+        " (urllib3: PoolManager(maxsize=2)).",
+        advice[3],
+        "-> Raise pool_maxsize to 2: HTTPAdapter(pool_maxsize=2, pool_block=True), or use fewer"
+        " concurrent workers.",
+    ]
+    assert advice[3].startswith("-> Retry idempotent requests on connection errors")
+    assert text.count("  report: no problems found") == 3
 
 
 @pytest.mark.parametrize(

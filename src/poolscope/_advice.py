@@ -97,7 +97,7 @@ def _dropped(origin: str, recs: list[_PoolRecord]) -> list[Advice]:
             change=(
                 "Retry idempotent requests on connection errors, e.g. "
                 "HTTPAdapter(max_retries=Retry(total=3, connect=3, read=2)), or keep connections "
-                f"busier than every {shortest:.0f} s (fewer sessions or a smaller pool)."
+                f"busier than every {shortest:.1f} s (fewer sessions or a smaller pool)."
             ),
             waste=len(idles),
         )

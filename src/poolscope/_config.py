@@ -70,6 +70,7 @@ def get_recorder(
                 from ._report import ReportSink
 
                 recorder.add_sink(ReportSink())
+                _reporting.append(recorder)  # the report outlives the sessions it describes
             _recorders[key] = recorder
             _all.add(recorder)
     return recorder
@@ -81,6 +82,7 @@ def all_recorders() -> list[Recorder]:
 
 
 _all: weakref.WeakSet[Recorder] = weakref.WeakSet()
+_reporting: list[Recorder] = []
 
 
 def _build(mode: str, meter_provider: Any, tracer_provider: Any) -> Recorder:

@@ -6,6 +6,7 @@ prints poolscope's log lines as they happen, then the counts and what the server
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ._loopback import LoopbackServer
+from ._report import build_report
 from ._session import instrument_session
 
 
@@ -40,7 +42,7 @@ def _session(**adapter_kw: Any) -> requests.Session:
     s = requests.Session()
     if adapter_kw:
         s.mount("http://", HTTPAdapter(**adapter_kw))
-    return instrument_session(s, mode="logging")
+    return instrument_session(s, mode="logging", report=True)
 
 
 def _together(session: requests.Session, url: str) -> None:
@@ -52,7 +54,7 @@ def _together(session: requests.Session, url: str) -> None:
 
 
 def _throwaway_sessions(a: LoopbackServer, b: LoopbackServer) -> None:
-    for _ in range(3):
+    for _ in range(5):
         with _session() as s:  # what requests.get() does on every call
             s.get(a.url)
 
@@ -109,7 +111,7 @@ def _pool_block(a: LoopbackServer, b: LoopbackServer) -> None:
 
 SCENARIOS: list[tuple[str, str, Callable[[LoopbackServer, LoopbackServer], None], bool]] = [
     (
-        "requests.get() three times",
+        "requests.get() five times",
         "each call builds and closes a throwaway Session: a new connection every time",
         _throwaway_sessions,
         False,
@@ -168,6 +170,23 @@ _SHOWN = (
 )
 
 
+def _print_advice(out: TextIO, *servers: LoopbackServer) -> None:
+    """The report's advice for this scenario's servers only."""
+    gc.collect()  # let evicted and closed pools finish closing their connections
+    ports = [f":{server.port}" for server in servers]
+    advice = [
+        a
+        for a in build_report().advice
+        if any(a.origin.endswith(p) or f"{p}," in a.origin for p in ports)
+    ]
+    if not advice:
+        print("  report: no problems found\n", file=out)
+        return
+    for a in advice:
+        print(f"  report: {a.evidence}\n          -> {a.change}", file=out)
+    print(file=out)
+
+
 def run_demo(out: TextIO) -> int:
     """Replay every scenario, printing what poolscope saw; returns a process exit code."""
     logger = logging.getLogger("poolscope.pool")
@@ -190,7 +209,8 @@ def run_demo(out: TextIO) -> int:
                 scenario(a, b)
                 seen = a.connections + b.connections
             counts = ", ".join(f"{printer.counts[key]} {label}" for key, label in _SHOWN)
-            print(f"  => {counts}; the servers accepted {seen} connection(s)\n", file=out)
+            print(f"  => {counts}; the servers accepted {seen} connection(s)", file=out)
+            _print_advice(out, a, b)
     finally:
         logger.removeHandler(printer)
         logger.setLevel(old_level)

@@ -18,6 +18,7 @@ from typing import Any
 from ._events import CloseReason, EventKind, PoolEvent, PoolKey
 
 SAMPLES = 10_000  # connect/idle time samples kept per pool (a reservoir beyond that)
+POOLS = 10_000  # pools kept per recorder; later ones are counted in Report.pools_not_kept
 LANES = 500  # connections kept per pool for the timeline
 USES = 1_000  # request marks kept per connection for the timeline
 
@@ -80,6 +81,7 @@ class ReportSink:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.pools: dict[int, _PoolRecord] = {}
+        self.pools_not_kept: set[int] = set()
         self.started = time.time()
 
     def handle(self, event: PoolEvent) -> None:
@@ -87,6 +89,9 @@ class ReportSink:
         with self._lock:
             rec = self.pools.get(event.pool_id)
             if rec is None:
+                if len(self.pools) >= POOLS:
+                    self.pools_not_kept.add(event.pool_id)
+                    return
                 rec = self.pools[event.pool_id] = _PoolRecord(
                     event.key, event.pool_id, event.manager_id
                 )

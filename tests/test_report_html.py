@@ -1,0 +1,106 @@
+"""The HTML report renders in a real browser (Debian's headless Chromium): one lane per
+connection, and a screenshot that shows them."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from poolscope._loopback import LoopbackServer
+
+SCRIPT = """
+import sys, threading, requests
+from requests.adapters import HTTPAdapter
+url = sys.argv[1]
+s = requests.Session()
+s.mount("http://", HTTPAdapter(pool_maxsize=1))
+for _ in range(3):
+    ts = [threading.Thread(target=s.get, args=(url + "/together",)) for _ in range(2)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+s.get(url + "/close")
+"""
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium() -> str:
+    binary = shutil.which("chromium")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium package (.ci/run does).")
+        pytest.skip("Debian's chromium package is not installed (.ci/run installs it).")
+    return binary
+
+
+def test_html_timeline_renders_one_lane_per_connection(
+    chromium: str, tmp_path: pathlib.Path
+) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(SCRIPT)
+    page = tmp_path / "report.html"
+    with LoopbackServer("127.0.0.1", together=2) as server:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "poolscope",
+                "run",
+                "--format",
+                "json",
+                "--html",
+                str(page),
+                "--",
+                sys.executable,
+                str(script),
+                server.url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    (pool,) = report["pools"]
+    connections = {c["id"] for c in pool["connections"]}
+    assert len(connections) == pool["created"] == 4  # 3 rounds, 2 discards, 1 Connection: close
+
+    profile = tmp_path / "profile"
+    common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+    dom = subprocess.run(
+        [*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rendered = dom.stdout
+    lanes = {int(part.split('"', 1)[0]) for part in rendered.split('data-connection="')[1:]}
+    assert lanes == connections
+    assert "Raise pool_maxsize to 2" in rendered
+
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [*common, f"--screenshot={shot}", "--window-size=1200,800", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1200, 800)
+    assert len(data) > 20_000  # a page with text and coloured lanes, not a blank one
