@@ -113,6 +113,10 @@ def test_sizing_advice_names_the_number_and_the_fix_silences_it(
     report = report_of(tmp_path, body.format(size=bad), *hosts)
     (advice,) = report["advice"]
     assert advice["rule"] == rule
+    if rule == "pool_connections":
+        (manager,) = report["managers"]
+        assert manager["pool_connections"] == 1 and len(manager["hosts"]) == 3
+        assert (manager["pools_made"], manager["pools_evicted"], manager["pools_kept"]) == (6, 5, 1)
     assert change in advice["change"]
     assert advice["waste"] > 0
     fixed = report_of(tmp_path, body.format(size=good), *hosts)

@@ -17,7 +17,7 @@ from ._poolmanager import (
     uninstrument_pool_manager,
 )
 from ._pools import InstrumentedHTTPConnectionPool, InstrumentedHTTPSConnectionPool
-from ._report import Advice, Connection, PoolSummary, Report, report
+from ._report import Advice, Connection, ManagerSummary, PoolSummary, Report, report
 from ._session import InstrumentedHTTPAdapter, instrument_session, uninstrument_session
 from ._version import __version__
 
@@ -34,6 +34,7 @@ __all__ = [
     "InstrumentedHTTPSConnection",
     "InstrumentedHTTPSConnectionPool",
     "InstrumentedPoolManager",
+    "ManagerSummary",
     "PoolEvent",
     "PoolKey",
     "PoolSummary",

@@ -33,6 +33,14 @@ def text(report: Report) -> str:
         if p.failed:
             failed = ", ".join(f"{n} {t}" for t, n in sorted(p.failed.items()))
             lines.append(f"{'':<34}     failed to connect: {failed}")
+    if report.managers:
+        lines.append("")
+    for m in report.managers:
+        lines.append(
+            f"manager {m.id}: {m.pools_made} pool(s) made for {len(m.hosts)} host(s), "
+            f"{m.pools_evicted} evicted, {m.pools_kept} kept of pool_connections="
+            f"{m.pool_connections}"
+        )
     lines.append("")
     if report.healthy:
         requests = sum(p.requests for p in report.pools)

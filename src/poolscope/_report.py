@@ -201,6 +201,18 @@ class PoolSummary:
 
 
 @dataclass(frozen=True)
+class ManagerSummary:
+    """One PoolManager (one requests adapter): its cache of pools against ``num_pools``."""
+
+    id: int
+    pool_connections: int
+    pools_made: int
+    pools_evicted: int
+    pools_kept: int  # made and not evicted: in its cache, unless the manager was cleared
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Advice:
     """A problem seen in this run, the evidence for it and the exact change to make."""
 
@@ -219,6 +231,7 @@ class Report:
     ended: float
     pools: tuple[PoolSummary, ...]
     advice: tuple[Advice, ...]
+    managers: tuple[ManagerSummary, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -314,7 +327,28 @@ def build_report(*, final: bool = False) -> Report:
         summarize(r, peak.get(r.key, 0) if pools_per_key[r.key] == 1 else min(1, r.requests))
         for r in records
     )
-    return Report(started, time.time(), pools, tuple(advise(records, active)))
+    return Report(started, time.time(), pools, tuple(advise(records, active)), _managers(records))
+
+
+def _managers(records: list[_PoolRecord]) -> tuple[ManagerSummary, ...]:
+    by_manager: dict[int, list[_PoolRecord]] = {}
+    for rec in records:
+        if rec.manager_id:
+            by_manager.setdefault(rec.manager_id, []).append(rec)
+    summaries = []
+    for manager_id, recs in sorted(by_manager.items()):
+        evicted = sum(1 for r in recs if r.evictions)
+        summaries.append(
+            ManagerSummary(
+                id=manager_id,
+                pool_connections=max(r.num_pools for r in recs),
+                pools_made=len(recs),
+                pools_evicted=evicted,
+                pools_kept=len(recs) - evicted,
+                hosts=tuple(sorted({r.key.origin for r in recs})),
+            )
+        )
+    return tuple(summaries)
 
 
 def report() -> Report:
