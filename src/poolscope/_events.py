@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from ._phases import ConnectTiming
@@ -22,6 +22,17 @@ class PoolKey(NamedTuple):
     host: str
     port: int
     proxy: str | None = None
+
+    def attributes(self) -> dict[str, Any]:
+        """The OpenTelemetry attributes naming this pool, for metrics and spans alike."""
+        attrs: dict[str, Any] = {
+            "url.scheme": self.scheme,
+            "server.address": self.host,
+            "server.port": self.port,
+        }
+        if self.proxy is not None:
+            attrs["urllib3.pool.proxy"] = self.proxy
+        return attrs
 
     @property
     def origin(self) -> str:

@@ -38,17 +38,6 @@ _IDLE_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 1
 _DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
-def attributes(key: PoolKey) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        "url.scheme": key.scheme,
-        "server.address": key.host,
-        "server.port": key.port,
-    }
-    if key.proxy is not None:
-        attrs["urllib3.pool.proxy"] = key.proxy
-    return attrs
-
-
 class MetricsSink:
     """Turns pool events and counts into OpenTelemetry instruments on one meter."""
 
@@ -174,7 +163,7 @@ class MetricsSink:
     def _attrs(self, key: PoolKey) -> dict[str, Any]:
         attrs = self._attributes.get(key)
         if attrs is None:
-            attrs = self._attributes.setdefault(key, attributes(key))
+            attrs = self._attributes.setdefault(key, key.attributes())
         return attrs
 
     # -- collection -------------------------------------------------------------------------

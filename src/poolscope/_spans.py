@@ -93,14 +93,8 @@ class SpanSink:
             return
         key = event.key
         failed = event.kind is EventKind.FAILED
-        attrs: dict[str, Any] = {
-            "server.address": key.host,
-            "server.port": key.port,
-            "url.scheme": key.scheme,
-            "urllib3.pool.connection.id": event.connection_id,
-        }
-        if key.proxy is not None:
-            attrs["urllib3.pool.proxy"] = key.proxy
+        attrs = key.attributes()
+        attrs["urllib3.pool.connection.id"] = event.connection_id
         if timing.peer is not None:
             attrs["network.peer.address"], attrs["network.peer.port"] = timing.peer
         attrs.update(_tls_attributes(event.tls_version))
@@ -200,12 +194,7 @@ class SpanSink:
         span = self._tracer.start_span(
             f"HTTP wait_for_connection {key.host}:{key.port}",
             kind=SpanKind.INTERNAL,
-            attributes={
-                "server.address": key.host,
-                "server.port": key.port,
-                "url.scheme": key.scheme,
-                "urllib3.pool.maxsize": event.pool_maxsize or 0,
-            },
+            attributes={**key.attributes(), "urllib3.pool.maxsize": event.pool_maxsize or 0},
             start_time=start_ns,
         )
         if event.kind is EventKind.WAIT_TIMED_OUT:
@@ -225,12 +214,7 @@ class SpanSink:
 
     @staticmethod
     def _event_attributes(event: PoolEvent) -> dict[str, Any]:
-        key = event.key
-        attrs: dict[str, Any] = {
-            "server.address": key.host,
-            "server.port": key.port,
-            "url.scheme": key.scheme,
-        }
+        attrs = event.key.attributes()
         if event.connection_id is not None:
             attrs["urllib3.pool.connection.id"] = event.connection_id
         kind = event.kind
