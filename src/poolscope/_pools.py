@@ -42,9 +42,11 @@ class InstrumentedQueueMixin(_QueueBase):
 
     _poolscope: PoolState | None = None  # set once the pool that owns it is set up
 
+    # get() and put() are queue.Queue's, reimplemented with the same contract (stdlib's are
+    # Python too, so this costs no extra frame): under the queue's own lock we learn whether a
+    # checkout had to wait and whether a returned connection found the pool full.
+
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        # queue.Queue.get, reimplemented with the same contract so that we learn, under the
-        # queue's own lock, whether this checkout found no connection and had to wait.
         with self.not_empty:
             if not self._qsize():
                 if not block:
@@ -53,8 +55,69 @@ class InstrumentedQueueMixin(_QueueBase):
             item = self._get()
             self.not_full.notify()
         if item is not None:
-            self._checked_out(item)
+            cs = getattr(item, "_poolscope", None)
+            if cs is not None:
+                ps = cs.pool
+                # A pool that is closing or collected empties its queue to close what is in
+                # it: close() accounts for those connections.
+                if not ps.closed and ps.pool_ref() is not None:
+                    if cs.in_pool:
+                        cs.in_pool = False
+                        ps.stats.idle -= 1
+                    # A close() before the pool hands this connection out is urllib3's drop
+                    # check ("Resetting dropped connection").
+                    cs.checkout = True
         return item
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        with self.not_full:
+            if self.maxsize > 0 and self._qsize() >= self.maxsize:
+                if not block:
+                    # urllib3 closes a connection that finds its pool full: that close is a
+                    # discard.
+                    cs = getattr(item, "_poolscope", None)
+                    if cs is not None:
+                        cs.discarding = True
+                    raise queue.Full
+                self._wait_for_room(timeout)
+            self._put(item)
+            if item is not None:
+                # Under the lock: no getter can take it before it counts as idle.
+                self._returned(item)
+            self.unfinished_tasks += 1
+            self.not_empty.notify()
+
+    def _wait_for_room(self, timeout: float | None) -> None:
+        # The blocking branch of queue.Queue.put; urllib3 never takes it (it puts with
+        # block=False), but the contract is kept.
+        if timeout is None:
+            while self._qsize() >= self.maxsize:
+                self.not_full.wait()
+        elif timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        else:
+            endtime = _monotonic() + timeout
+            while self._qsize() >= self.maxsize:
+                remaining = endtime - _monotonic()
+                if remaining <= 0.0:
+                    raise queue.Full
+                self.not_full.wait(remaining)
+
+    def _returned(self, conn: Any) -> None:
+        cs = getattr(conn, "_poolscope", None)
+        if cs is None:
+            ps = self._poolscope
+            if ps is None:
+                return
+            try:
+                cs = adopt_connection(ps, conn)
+            except Exception:
+                internal_error("adopt connection")
+                return
+        if cs.open and not cs.in_pool:
+            cs.in_pool = True
+            cs.idle_since = _now()
+            cs.pool.stats.idle += 1
 
     def _wait_for_item(self, timeout: float | None) -> None:
         # Runs with self.not_empty held, like the loop it replaces in queue.Queue.get.
@@ -86,46 +149,6 @@ class InstrumentedQueueMixin(_QueueBase):
                     ps.recorder.wait_ended(ps, _now() - start, timed_out)
                 except Exception:
                     internal_error("wait")
-
-    def _checked_out(self, conn: Any) -> None:
-        cs = getattr(conn, "_poolscope", None)
-        if cs is None or not cs.pool.alive:
-            return  # the pool is closing or collected: close() accounts for its connections
-        if cs.in_pool:
-            cs.in_pool = False
-            cs.pool.stats.idle -= 1
-        # A close() before the pool hands this connection out is urllib3's drop check
-        # ("Resetting dropped connection").
-        cs.checkout = True
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        try:
-            super().put(item, block, timeout)
-        except queue.Full:
-            # urllib3 closes a connection that finds its pool full: that close is a discard.
-            cs = getattr(item, "_poolscope", None)
-            if cs is not None:
-                cs.discarding = True
-            raise
-
-    def _put(self, item: Any) -> None:
-        super()._put(item)
-        if item is None:
-            return
-        cs = getattr(item, "_poolscope", None)
-        if cs is None:
-            ps = self._poolscope
-            if ps is None:
-                return
-            try:
-                cs = adopt_connection(ps, item)
-            except Exception:
-                internal_error("adopt connection")
-                return
-        if cs.open and not cs.in_pool:
-            cs.in_pool = True
-            cs.idle_since = _now()
-            cs.pool.stats.idle += 1
 
 
 class InstrumentedLifoQueue(InstrumentedQueueMixin, queue.LifoQueue):  # type: ignore[type-arg]

@@ -18,6 +18,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._events import CloseReason, EventKind, PoolEvent, PoolKey, error_type
@@ -40,7 +41,9 @@ class Sink(Protocol):
     """Anything that consumes pool events: metrics, logs, spans, the report.
 
     ``kinds`` says which events it wants: the recorder builds an event only when some sink
-    wants its kind, which keeps the reused-connection path to integer bookkeeping.
+    wants its kind, which keeps the reused-connection path to integer bookkeeping. A sink may
+    also have ``gate()``, asked before a reuse event is built for it: False means it has
+    nothing to do right now (the span sink, when no span is recording).
     """
 
     kinds: frozenset[EventKind]
@@ -180,6 +183,7 @@ class Recorder:
         self.name = name
         self._sinks: tuple[Sink, ...] = ()
         self._wanted: dict[EventKind, tuple[Sink, ...]] = {kind: () for kind in EventKind}
+        self._reuse_sinks: tuple[tuple[Sink, Callable[[], bool] | None], ...] = ()
         self.keep_idle_times = False  # set by a sink that reads PoolStats.idle_times
         self.wants_phases = False  # set by a sink that wants ConnectTiming on connect events
         self._stats: dict[PoolKey, PoolStats] = {}
@@ -192,6 +196,8 @@ class Recorder:
         self._sinks = (*self._sinks, sink)
         for kind in sink.kinds:
             self._wanted[kind] = (*self._wanted[kind], sink)
+        if EventKind.REUSED in sink.kinds:
+            self._reuse_sinks = (*self._reuse_sinks, (sink, getattr(sink, "gate", None)))
 
     @property
     def sinks(self) -> tuple[Sink, ...]:
@@ -282,17 +288,25 @@ class Recorder:
         if in_use > stats.peak_in_use:
             stats.peak_in_use = in_use
         idle_times = stats.idle_times
-        sinks = self._wanted[EventKind.REUSED]
+        sinks = self._reuse_sinks
         if idle_times is None and not sinks:
             return
         idle = _now() - cs.idle_since
         if idle_times is not None:
             idle_times.append(idle)
-        if sinks:
-            self._emit(
-                cs.pool,
-                PoolEvent(EventKind.REUSED, cs.pool.key, cs.id, duration=idle, requests=served),
-            )
+        event = None
+        for sink, gate in sinks:
+            if gate is not None and not gate():
+                continue
+            if event is None:
+                event = PoolEvent(
+                    EventKind.REUSED, cs.pool.key, cs.id, duration=idle, requests=served
+                )
+                self._describe(cs.pool, event)
+            try:
+                sink.handle(event)
+            except Exception:
+                self._sink_failed(sink)
 
     def connection_closed(self, cs: ConnState, reason: CloseReason) -> None:
         if not cs.open:
@@ -386,17 +400,21 @@ class Recorder:
     # -- sinks ------------------------------------------------------------------------------
 
     def _emit(self, pool: PoolState, event: PoolEvent) -> None:
+        self._describe(pool, event)
+        for sink in self._wanted[event.kind]:
+            try:
+                sink.handle(event)
+            except Exception:
+                self._sink_failed(sink)
+
+    @staticmethod
+    def _describe(pool: PoolState, event: PoolEvent) -> None:
         event.pool_id = pool.id
         event.manager_id = pool.manager_id
         if event.num_pools is None and pool.num_pools:
             event.num_pools = pool.num_pools
         if event.pool_maxsize is None:
             event.pool_maxsize = pool.maxsize
-        for sink in self._wanted[event.kind]:
-            try:
-                sink.handle(event)
-            except Exception:
-                self._sink_failed(sink)
 
     def _sink_failed(self, sink: Sink) -> None:
         # Telemetry never breaks a request: contain the failure, say so once per sink.

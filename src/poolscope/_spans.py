@@ -73,6 +73,10 @@ class SpanSink:
         # connection id -> the SpanContext of its connection_setup span, while it is open.
         self._setups: dict[int, trace.SpanContext] = {}
 
+    def gate(self) -> bool:
+        """Reuse events are built for this sink only while a span records."""
+        return trace.get_current_span().is_recording()
+
     def handle(self, event: PoolEvent) -> None:
         kind = event.kind
         if kind is EventKind.CREATED or kind is EventKind.FAILED:

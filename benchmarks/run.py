@@ -1,0 +1,345 @@
+"""poolscope's overhead against the bare clients and the OpenTelemetry contrib instrumentations.
+
+    python benchmarks/run.py            # the full run (a few minutes; see the README's table)
+    python benchmarks/run.py --smoke    # a few hundred requests, no thresholds: CI runs this
+    python benchmarks/run.py --memory   # also 1,000,000 requests for the memory figures
+
+It starts Debian's nginx on loopback with a config it writes (keep-alive on, one worker), runs
+every configuration interleaved (A B C ... A B C ...) several rounds, and prints microseconds per
+request (the median round) and the ratio to the bare client measured in the same run. Ratios,
+never absolute times, are what the targets speak of. Nothing here asserts: it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import logging
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import requests
+import urllib3
+
+import poolscope
+
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir};
+    proxy_temp_path {dir};
+    fastcgi_temp_path {dir};
+    uwsgi_temp_path {dir};
+    scgi_temp_path {dir};
+    keepalive_timeout 300s;
+    keepalive_requests 100000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type text/plain; return 200 "ok"; }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def nginx() -> Iterator[str]:
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        sys.exit("benchmarks need Debian's nginx: apt-get install nginx")
+    with tempfile.TemporaryDirectory(prefix="poolscope-bench-") as tmp:
+        port = free_port()
+        conf = os.path.join(tmp, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=tmp, port=port))
+        proc = subprocess.Popen([binary, "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            for _ in range(200):
+                try:
+                    requests.get(url, timeout=1)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.02)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+# -- configurations: each returns a callable doing one request --------------------------------
+
+
+def sdk_providers() -> tuple[Any, Any]:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    tracer_provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return meter_provider, (tracer_provider, exporter)
+
+
+def make_requests(kind: str, url: str) -> Callable[[], Any]:
+    s = requests.Session()
+    if kind == "poolscope, no SDK":
+        poolscope.instrument_session(s)
+    elif kind == "poolscope, SDK":
+        mp, (tp, exporter) = sdk_providers()
+        poolscope.instrument_session(s, meter_provider=mp, tracer_provider=tp)
+        return _clearing(lambda: s.get(url), exporter)
+    elif kind == "poolscope, logging":
+        poolscope.instrument_session(s, mode="logging")
+    elif kind == "otel-requests":
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+        mp, (tp, exporter) = sdk_providers()
+        RequestsInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+        return _clearing(lambda: s.get(url), exporter)
+    return lambda: s.get(url)
+
+
+def make_urllib3(kind: str, url: str) -> Callable[[], Any]:
+    pm = urllib3.PoolManager()
+    if kind == "poolscope, no SDK":
+        poolscope.instrument_pool_manager(pm)
+    elif kind == "poolscope, SDK":
+        mp, (tp, exporter) = sdk_providers()
+        poolscope.instrument_pool_manager(pm, meter_provider=mp, tracer_provider=tp)
+        return _clearing(lambda: pm.request("GET", url), exporter)
+    elif kind == "poolscope, logging":
+        poolscope.instrument_pool_manager(pm, mode="logging")
+    elif kind == "otel-urllib3":
+        from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+
+        mp, (tp, exporter) = sdk_providers()
+        URLLib3Instrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+        return _clearing(lambda: pm.request("GET", url), exporter)
+    return lambda: pm.request("GET", url)
+
+
+def _clearing(call: Callable[[], Any], exporter: Any) -> Callable[[], Any]:
+    # Keep the in-memory exporter from growing without bound during a long run.
+    count = 0
+
+    def request() -> Any:
+        nonlocal count
+        count += 1
+        if count % 1000 == 0:
+            exporter.clear()
+        return call()
+
+    return request
+
+
+def uninstrument_contrib(kind: str) -> None:
+    if kind == "otel-requests":
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+        RequestsInstrumentor().uninstrument()
+    else:
+        from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+
+        URLLib3Instrumentor().uninstrument()
+
+
+@contextlib.contextmanager
+def info_logging() -> Iterator[None]:
+    # "logging mode with a handler at INFO": a real handler, formatting into a buffer.
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("poolscope")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+
+
+def per_request_us(call: Callable[[], Any], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        call()
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def compare(
+    title: str,
+    kinds: list[str],
+    make: Callable[[str, str], Callable[[], Any]],
+    url: str,
+    n: int,
+    rounds: int,
+) -> list[tuple[str, float, float]]:
+    """Median µs/request per configuration, interleaved; contrib instrumentations are global,
+    so each is switched on only around its own turn."""
+    calls: dict[str, Callable[[], Any]] = {}
+    for kind in kinds:
+        if kind.startswith("otel-"):
+            continue
+        calls[kind] = make(kind, url)
+        calls[kind]()  # connect once: the benchmark is the reused-connection path
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for _ in range(rounds):
+        for kind in kinds:
+            if kind.startswith("otel-"):
+                call = make(kind, url)
+                call()
+                try:
+                    times[kind].append(per_request_us(call, n))
+                finally:
+                    uninstrument_contrib(kind)
+            elif kind == "poolscope, logging":
+                with info_logging():
+                    times[kind].append(per_request_us(calls[kind], n))
+            else:
+                times[kind].append(per_request_us(calls[kind], n))
+    bare = statistics.median(times[kinds[0]])
+    rows = [(kind, statistics.median(t), statistics.median(t) / bare) for kind, t in times.items()]
+    print(f"\n{title} ({n} requests x {rounds} rounds, interleaved; median round)")
+    print(f"  {'configuration':<22} {'us/request':>11} {'ratio':>7}")
+    for kind, us, ratio in rows:
+        print(f"  {kind:<22} {us:>11.1f} {ratio:>7.3f}")
+    return rows
+
+
+def threaded(url: str, threads: int, per_thread: int, rounds: int) -> None:
+    """Throughput of one Session shared by many threads, bare against poolscope with an SDK."""
+
+    def session(instrumented: bool) -> requests.Session:
+        s = requests.Session()
+        s.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=threads))
+        if instrumented:
+            mp, (tp, _) = sdk_providers()
+            poolscope.instrument_session(s, meter_provider=mp, tracer_provider=tp)
+        return s
+
+    def throughput(s: requests.Session) -> float:
+        barrier = threading.Barrier(threads + 1)
+
+        def worker() -> None:
+            barrier.wait()
+            for _ in range(per_thread):
+                s.get(url)
+
+        pool = [threading.Thread(target=worker) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        start = time.perf_counter()
+        barrier.wait()
+        for t in pool:
+            t.join()
+        return threads * per_thread / (time.perf_counter() - start)
+
+    sessions = {"bare": session(False), "poolscope, SDK": session(True)}
+    results: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(rounds):
+        for kind, s in sessions.items():
+            results[kind].append(throughput(s))
+    bare = statistics.median(results["bare"])
+    print(f"\n{threads} threads, one Session ({threads * per_thread} requests x {rounds} rounds)")
+    for kind, values in results.items():
+        rps = statistics.median(values)
+        print(f"  {kind:<22} {rps:>9.0f} req/s {rps / bare:>7.3f}")
+
+
+def memory(url: str, total: int) -> None:
+    """Memory over many requests (flat means no per-request growth), and no references kept."""
+    mp, (tp, exporter) = sdk_providers()
+    s = poolscope.instrument_session(requests.Session(), meter_provider=mp, tracer_provider=tp)
+    call = _clearing(lambda: s.get(url), exporter)
+    for _ in range(1000):
+        call()
+    gc.collect()
+    tracemalloc.start()
+    checkpoints = []
+    step = max(total // 5, 1)
+    for done in range(step, total + 1, step):
+        for _ in range(step):
+            call()
+        gc.collect()
+        exporter.clear()
+        checkpoints.append((done, tracemalloc.get_traced_memory()[0]))
+    tracemalloc.stop()
+    print(f"\nmemory over {total} requests (traced Python allocations after each fifth)")
+    for done, size in checkpoints:
+        print(f"  after {done:>9} requests: {size / 1024:>9.1f} KiB")
+    growth = checkpoints[-1][1] - checkpoints[0][1]
+    per = growth / max(total - step, 1)
+    print(f"  growth from the first checkpoint: {growth / 1024:.1f} KiB ({per:.3f} bytes/request)")
+    adapter = s.get_adapter(url)
+    pool = adapter.poolmanager.connection_from_url(url)
+    refs = [weakref.ref(s), weakref.ref(adapter.poolmanager), weakref.ref(pool)]
+    s.close()
+    del s, adapter, pool, call
+    gc.collect()
+    alive = sum(ref() is not None for ref in refs)
+    print(f"  after Session.close(): {alive} of session, manager, pool still referenced")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="a few hundred requests, for CI")
+    parser.add_argument("--memory", action="store_true", help="also 1,000,000 requests")
+    args = parser.parse_args()
+    n, rounds = (50, 2) if args.smoke else (2000, 7)
+    print(
+        f"poolscope {poolscope.__version__}, urllib3 {urllib3.__version__}, "
+        f"requests {requests.__version__}, Python {platform.python_version()}, "
+        f"{platform.machine()}, {os.cpu_count()} cores"
+    )
+    with nginx() as url:
+        compare(
+            "requests, one Session, keep-alive",
+            ["bare", "poolscope, no SDK", "poolscope, SDK", "poolscope, logging", "otel-requests"],
+            make_requests,
+            url,
+            n,
+            rounds,
+        )
+        compare(
+            "urllib3, one PoolManager, keep-alive",
+            ["bare", "poolscope, no SDK", "poolscope, SDK", "poolscope, logging", "otel-urllib3"],
+            make_urllib3,
+            url,
+            n,
+            rounds,
+        )
+        threaded(url, 32, 10 if args.smoke else 300, 1 if args.smoke else 5)
+        memory(url, 2000 if args.smoke else (1_000_000 if args.memory else 100_000))
+
+
+if __name__ == "__main__":
+    main()
