@@ -214,3 +214,33 @@ def test_a_failing_sink_never_breaks_a_request(
     warnings = [r for r in caplog.records if "Broken raised" in r.getMessage()]
     assert len(warnings) == 1  # reported once, not per request
     assert metrics.value(metrics.collect(), "urllib3.pool.connections.reused") == 2
+
+
+def test_a_failing_tracer_never_breaks_a_request(
+    caplog: pytest.LogCaptureFixture, server: LoopbackServer, metrics: Metrics
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    class BrokenTracerProvider(TracerProvider):
+        def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+            tracer = super().get_tracer(*args, **kwargs)
+
+            class Broken(type(tracer)):  # type: ignore[misc]
+                def start_span(self, *a: Any, **k: Any) -> Any:
+                    raise RuntimeError("tracer is broken")
+
+            tracer.__class__ = Broken
+            return tracer
+
+    caplog.set_level(logging.WARNING, logger="poolscope")
+    provider = BrokenTracerProvider()
+    s = poolscope.instrument_session(
+        requests.Session(), meter_provider=metrics.provider, tracer_provider=provider
+    )
+    tracer = provider.get_tracer("app")
+    assert [s.get(server.url).text for _ in range(3)] == ["ok"] * 3
+    with pytest.raises(RuntimeError):
+        tracer.start_span("x")
+    warnings = [r for r in caplog.records if "SpanSink raised" in r.getMessage()]
+    assert len(warnings) == 1
+    assert metrics.value(metrics.collect(), "urllib3.pool.connections.reused") == 2

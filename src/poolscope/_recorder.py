@@ -296,7 +296,11 @@ class Recorder:
             idle_times.append(idle)
         event = None
         for sink, gate in sinks:
-            if gate is not None and not gate():
+            try:
+                if gate is not None and not gate():
+                    continue
+            except Exception:
+                self._sink_failed(sink)
                 continue
             if event is None:
                 event = PoolEvent(
