@@ -54,6 +54,7 @@ class EventKind(str, enum.Enum):
     WAIT_STARTED = "wait_started"
     WAITED = "wait_ended"
     WAIT_TIMED_OUT = "wait_timed_out"
+    RETRIED = "request_retried"
 
 
 class CloseReason(str, enum.Enum):

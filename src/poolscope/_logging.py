@@ -26,6 +26,7 @@ _LEVELS = {
     EventKind.WAIT_STARTED: logging.INFO,
     EventKind.WAITED: logging.INFO,
     EventKind.WAIT_TIMED_OUT: logging.WARNING,
+    EventKind.RETRIED: logging.INFO,
 }
 
 
@@ -90,6 +91,11 @@ def message(event: PoolEvent) -> str:
         return (
             f"All {event.pool_maxsize} connection(s) to {origin} are in use and pool_block=True: "
             f"waiting {limit}."
+        )
+    if kind is EventKind.RETRIED:
+        return (
+            f"urllib3 retried a request to {origin} after {event.error_type} on its connection; "
+            "if this repeats after idle gaps, the server closes keep-alive connections early."
         )
     if kind is EventKind.WAITED:
         return f"Waited {_ms(event.duration)} for a free connection to {origin}."

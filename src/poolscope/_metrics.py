@@ -133,6 +133,12 @@ class MetricsSink:
             unit="{connection}",
             description="Connection attempts that failed, by error.type.",
         )
+        meter.create_observable_counter(
+            "urllib3.pool.retries",
+            callbacks=[self._observe_retries],
+            unit="{request}",
+            description="Requests urllib3 retried after a connection error, by error.type.",
+        )
         meter.create_observable_up_down_counter(
             "http.client.open_connections",
             callbacks=[self._observe_open],
@@ -196,9 +202,16 @@ class MetricsSink:
                 record(value, attrs)
 
     def _observe_failed(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._by_error_type("failed")
+
+    def _observe_retries(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._by_error_type("retries")
+
+    def _by_error_type(self, field: str) -> list[Observation]:
         observations = []
         for stats in self._recorder.all_stats():
-            for etype, count in list(stats.failed.items()):
+            counts: dict[str, int] = getattr(stats, field)
+            for etype, count in list(counts.items()):
                 attrs = {**self._attrs(stats.key), "error.type": etype}
                 observations.append(Observation(count, attrs))
         return observations

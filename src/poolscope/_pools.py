@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ProtocolError
 
 from ._connections import (
     InstrumentedConnectionMixin,
@@ -21,7 +22,7 @@ from ._connections import (
     as_base_name,
     instrumented_connection_class,
 )
-from ._events import PoolKey
+from ._events import PoolKey, error_type
 from ._recorder import PoolState, Recorder, internal_error
 
 _now = time.perf_counter
@@ -195,6 +196,28 @@ class InstrumentedPoolMixin(_PoolBase):
         # Exception messages (MaxRetryError, EmptyPoolError) embed str(pool): keep urllib3's.
         return as_base_name(super().__str__(), self)
 
+    def urlopen(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Any = None,
+        retries: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        # urllib3 retries by calling urlopen again with the incremented Retry, whose history
+        # ends with the error that caused it ("Retrying (...) after connection broken by").
+        history = getattr(retries, "history", None)
+        if history and history[-1].error is not None:
+            ps = self.__dict__.get("_poolscope")
+            if ps is not None:
+                try:
+                    ps.recorder.request_retried(ps, retry_error_type(history[-1].error))
+                except Exception:
+                    internal_error("retry")
+        return super().urlopen(method, url, body, headers, retries, *args, **kwargs)
+
     def _new_conn(self) -> Any:
         conn = super()._new_conn()
         ps = self.__dict__.get("_poolscope")
@@ -282,6 +305,16 @@ def instrumented_pool_class(base: type[Any], recorder: Recorder) -> type[Any]:
             name = public.__name__
         cls = recorder.pool_classes.setdefault(base, type(name, bases, namespace))
     return cls
+
+
+def retry_error_type(error: BaseException) -> str:
+    """urllib3 wraps a broken connection in ProtocolError("Connection aborted.", cause): name
+    the cause, which tells a reset from a server that closed without answering."""
+    if isinstance(error, ProtocolError) and len(error.args) > 1:
+        cause = error.args[1]
+        if isinstance(cause, BaseException):
+            return error_type(cause)
+    return error_type(error)
 
 
 def pool_key(pool: Any) -> PoolKey:

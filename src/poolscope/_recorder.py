@@ -68,6 +68,7 @@ class PoolStats:
         "maxsize",
         "open",
         "peak_in_use",
+        "retries",
         "reused",
         "wait_timeouts",
         "waiting",
@@ -81,6 +82,7 @@ class PoolStats:
         self.dropped = 0  # open connections found closed by the server at checkout
         self.discarded = 0  # connections closed because they came back to a full pool
         self.failed: dict[str, int] = {}  # failed connection attempts by error.type
+        self.retries: dict[str, int] = {}  # requests urllib3 retried, by the error.type before
         self.closed = 0  # open connections that were closed, for any reason
         self.evictions = 0  # pools pushed out of a PoolManager's cache
         self.waits = 0  # checkouts that had to wait for a free connection
@@ -380,6 +382,12 @@ class Recorder:
                     EventKind.EVICTED, pool.key, num_pools=num_pools, pool_maxsize=pool.maxsize
                 ),
             )
+
+    def request_retried(self, pool: PoolState, error_type: str) -> None:
+        retries = pool.stats.retries
+        retries[error_type] = retries.get(error_type, 0) + 1
+        if self._wanted[EventKind.RETRIED]:
+            self._emit(pool, PoolEvent(EventKind.RETRIED, pool.key, error_type=error_type))
 
     def wait_started(self, pool: PoolState, timeout: float | None) -> None:
         pool.stats.waiting += 1

@@ -56,6 +56,7 @@ class SpanSink:
             EventKind.WAITED,
             EventKind.WAIT_TIMED_OUT,
             EventKind.CLOSED,
+            EventKind.RETRIED,
         }
     )
 
@@ -242,6 +243,7 @@ _EVENT_NAMES = {
     EventKind.DROPPED: "connection_dropped",
     EventKind.DISCARDED: "connection_discarded",
     EventKind.EVICTED: "pool_evicted",
+    EventKind.RETRIED: "request_retried",
 }
 
 

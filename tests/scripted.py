@@ -1,0 +1,54 @@
+"""A raw scripted HTTP server on loopback, for faults a well-behaved server never makes."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+
+
+class CloseOnReuse:
+    """Its first connection answers one request, then takes the next one and closes without a
+    word: the race where a server drops a keep-alive connection just as it is reused. Every
+    later connection answers everything."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            first = self.connections == 1
+            threading.Thread(target=self._serve, args=(conn, first), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, first: bool) -> None:
+        with conn:
+            served = 0
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                _, buf = buf.split(b"\r\n\r\n", 1)
+                if first and served == 1:
+                    return  # read the request, close without answering
+                conn.sendall(RESPONSE)
+                served += 1
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
