@@ -120,7 +120,7 @@ def fields(event: PoolEvent) -> dict[str, Any]:
     if event.connection_id is not None:
         extra["connection_id"] = event.connection_id
     if event.duration is not None:
-        extra[_DURATION_FIELD[event.kind]] = event.duration
+        extra[_DURATION_FIELD.get(event.kind, "duration_s")] = event.duration
     if event.tls_duration is not None:
         extra["tls_time_s"] = event.tls_duration
     if event.requests is not None:

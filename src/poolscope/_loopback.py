@@ -4,7 +4,7 @@ It counts the TCP connections it accepts (the server's side of "was my connectio
 and a few paths script what the seed articles' scenarios need:
 
 - ``/`` answers ``ok`` and keeps the connection alive;
-- ``/close`` answers with ``Connection: close``;
+- ``/close`` answers with ``Connection: close``, ``/maybe-close`` does one time in ten;
 - ``/together`` answers only once ``together`` requests are in flight at the same time;
 - ``/hold`` answers once :meth:`LoopbackServer.release` is called;
 - ``/slow`` answers after 0.1 s.
@@ -14,6 +14,7 @@ and a few paths script what the seed articles' scenarios need:
 
 from __future__ import annotations
 
+import random
 import ssl
 import sys
 import threading
@@ -36,7 +37,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         owner = self.server.owner
         path = self.path.split("?", 1)[0]
-        close = path == "/close"
+        close = path == "/close" or (path == "/maybe-close" and random.random() < 0.1)
         if path == "/together":
             owner._barrier.wait(timeout=10)
         elif path == "/hold":
