@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -123,3 +124,38 @@ def test_connect_timeout_on_a_full_backlog(metrics: Metrics) -> None:
     assert (
         metrics.value(metrics.collect(), "urllib3.pool.connections.failed", error__type=etype) == 1
     )
+
+
+def test_tls_wrong_hostname_is_a_failed_connection(
+    metrics: Metrics, ca: Any, ca_bundle: str
+) -> None:
+    import ssl
+
+    from poolscope._loopback import LoopbackServer
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("other.example").configure_cert(ctx)  # not 127.0.0.1
+    with LoopbackServer("127.0.0.1", ssl_context=ctx) as srv:
+
+        def call(s: requests.Session) -> Any:
+            return s.get(srv.url, verify=ca_bundle)
+
+        plain = outcome(lambda: call(requests.Session()))
+        observed = outcome(
+            lambda: call(
+                poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+            )
+        )
+    assert plain[0] == "raised" and plain[1][0][0] is requests.exceptions.SSLError
+    assert "127.0.0.1" in plain[1][0][1]  # the mismatch is named
+    assert plain == observed
+    points = metrics.collect()
+    # urllib3 2.x leaves the hostname to ssl; 1.26 checks it itself after the handshake.
+    etype = (
+        "ssl.SSLCertVerificationError"
+        if urllib3.__version__.startswith("2.")
+        else "urllib3.util.ssl_match_hostname.CertificateError"
+    )
+    assert metrics.value(points, "urllib3.pool.connections.failed", error__type=etype) == 1
+    assert metrics.value(points, "urllib3.pool.connections.failed") == 1
+    assert metrics.value(points, "urllib3.pool.connections.created") == 0
