@@ -244,3 +244,52 @@ def test_a_failing_tracer_never_breaks_a_request(
     warnings = [r for r in caplog.records if "SpanSink raised" in r.getMessage()]
     assert len(warnings) == 1
     assert metrics.value(metrics.collect(), "urllib3.pool.connections.reused") == 2
+
+
+def test_a_failing_meter_or_exporter_never_breaks_a_request(
+    caplog: pytest.LogCaptureFixture, server: LoopbackServer
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
+
+    class BrokenMeterProvider(MeterProvider):
+        def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+            meter = super().get_meter(*args, **kwargs)
+            original = meter.create_histogram
+
+            def create_histogram(*a: Any, **k: Any) -> Any:
+                histogram = original(*a, **k)
+
+                def record(*_: Any, **__: Any) -> None:
+                    raise RuntimeError("meter is broken")
+
+                histogram.record = record
+                return histogram
+
+            meter.create_histogram = create_histogram
+            return meter
+
+    class BrokenExporter(SpanExporter):
+        def export(self, spans: Any) -> Any:
+            raise RuntimeError("exporter is broken")
+
+    caplog.set_level(logging.WARNING)
+    reader = InMemoryMetricReader()
+    meters = BrokenMeterProvider(metric_readers=[reader])
+    tracers = TracerProvider()
+    tracers.add_span_processor(SimpleSpanProcessor(BrokenExporter()))
+    s = poolscope.instrument_session(
+        requests.Session(), meter_provider=meters, tracer_provider=tracers
+    )
+    url = server.url
+    assert [s.get(url).text for _ in range(3)] + [s.get(url + "/close").text] == ["ok"] * 4
+    ours = [r for r in caplog.records if r.name == "poolscope"]
+    assert len(ours) == 1 and "MetricsSink raised" in ours[0].getMessage()  # once, not per request
+    data = reader.get_metrics_data()
+    assert data is not None  # counters still read at collection time
+    names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert "urllib3.pool.connections.reused" in names
+    meters.shutdown()
+    tracers.shutdown()

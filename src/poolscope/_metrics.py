@@ -177,7 +177,11 @@ class MetricsSink:
     def _counter_callback(self, field: str) -> Any:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             if field == "reused":
-                self._flush_idle_times()
+                # A failing histogram must not cost the counter its observations.
+                try:
+                    self._flush_idle_times()
+                except Exception:
+                    self._recorder.sink_failed(self)
             return [
                 Observation(getattr(stats, field), self._attrs(stats.key))
                 for stats in self._recorder.all_stats()

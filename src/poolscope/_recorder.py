@@ -302,7 +302,7 @@ class Recorder:
                 if gate is not None and not gate():
                     continue
             except Exception:
-                self._sink_failed(sink)
+                self.sink_failed(sink)
                 continue
             if event is None:
                 event = PoolEvent(
@@ -312,7 +312,7 @@ class Recorder:
             try:
                 sink.handle(event)
             except Exception:
-                self._sink_failed(sink)
+                self.sink_failed(sink)
 
     def connection_closed(self, cs: ConnState, reason: CloseReason) -> None:
         if not cs.open:
@@ -417,7 +417,7 @@ class Recorder:
             try:
                 sink.handle(event)
             except Exception:
-                self._sink_failed(sink)
+                self.sink_failed(sink)
 
     @staticmethod
     def _describe(pool: PoolState, event: PoolEvent) -> None:
@@ -428,7 +428,7 @@ class Recorder:
         if event.pool_maxsize is None:
             event.pool_maxsize = pool.maxsize
 
-    def _sink_failed(self, sink: Sink) -> None:
+    def sink_failed(self, sink: Sink) -> None:
         # Telemetry never breaks a request: contain the failure, say so once per sink.
         if id(sink) in self._failed_sinks:
             return
