@@ -355,6 +355,14 @@ def _close_and_watch(session: requests.Session, url: str) -> list[weakref.ref[An
     return refs
 
 
+def describe_machine() -> str:
+    return (
+        f"poolscope {poolscope.__version__}, urllib3 {urllib3.__version__}, "
+        f"requests {requests.__version__}, Python {platform.python_version()}, "
+        f"{platform.machine()}, {os.cpu_count()} cores"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -363,11 +371,7 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="also 1,000,000 requests")
     args = parser.parse_args()
     n, rounds = (50, 2) if args.smoke else (500, 21)
-    print(
-        f"poolscope {poolscope.__version__}, urllib3 {urllib3.__version__}, "
-        f"requests {requests.__version__}, Python {platform.python_version()}, "
-        f"{platform.machine()}, {os.cpu_count()} cores"
-    )
+    print(describe_machine())
     with nginx() as url:
         compare(
             "requests, one Session, keep-alive",

@@ -143,7 +143,7 @@ def test_uninstrument_gives_back_exactly_what_was_there(
     s.get(server.url)
     s.get(server.url + "/close")
     s.get(server.url)  # reconnects the same connection object
-    assert type(pm) is not before[0]
+    assert type(pool) is not before[3] and pm.pool_classes_by_scheme is not before[1]
     poolscope.uninstrument_session(s)
 
     assert (
@@ -159,6 +159,7 @@ def test_uninstrument_gives_back_exactly_what_was_there(
     assert (
         "_poolscope" not in vars(s)
         and "_poolscope" not in vars(pm)
+        and "_new_pool" not in vars(pm)
         and "_poolscope" not in vars(conn)
     )
     points = metrics.collect()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import sys
 import time
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError
 
 from . import _phases as phases
 from ._events import CloseReason, error_type
@@ -64,7 +66,7 @@ class InstrumentedConnectionMixin(_ConnectionBase):
             return super().connect()
         recorder = cs.pool.recorder
         cs.tcp_time = None
-        timing = cs.timing = phases.begin() if recorder.wants_phases else None
+        timing = cs.timing = phases.begin() if recorder.wants_phases() else None
         start = _now()
         try:
             super().connect()
@@ -90,38 +92,11 @@ class InstrumentedConnectionMixin(_ConnectionBase):
         except Exception:
             internal_error("connect")
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        try:
-            super().request(*args, **kwargs)
-        except BaseException as exc:
-            cs = self._poolscope
-            if cs is not None:
-                cs.error_type = error_type(exc)
-            raise
-
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        cs = self._poolscope
-        if cs is None:
-            return super().getresponse(*args, **kwargs)
-        # http.client closes the connection inside getresponse() when the response says
-        # "Connection: close": a close while this flag is up is the server's wish.
-        cs.in_response = True
-        try:
-            response = super().getresponse(*args, **kwargs)
-        except BaseException as exc:
-            cs.error_type = error_type(exc)
-            raise
-        finally:
-            cs.in_response = False
-        cs.error_type = None
-        return response
-
     def close(self) -> None:
         cs = self._poolscope
-        if cs is not None and cs.open:
+        if cs is not None:
             try:
-                cs.pool.recorder.connection_closed(cs, _close_reason(cs))
-                cs.discarding = False
+                _closing(cs, sys._getframe(1))
             except Exception:
                 internal_error("close")
         super().close()
@@ -141,8 +116,40 @@ def as_base_name(text: str, obj: Any) -> str:
     return text
 
 
-def _close_reason(cs: ConnState) -> CloseReason:
-    if cs.checkout:
+def _closing(cs: ConnState, caller: FrameType) -> None:
+    """Account for ``close()`` on a connection, from who called it and what is being raised.
+
+    This is the rare path (a request on a reused connection never closes it), so it can look
+    at the calling frame: that is how poolscope tells urllib3's drop check, http.client's
+    "Connection: close" handling and urllib3's cleanup before a retry apart without wrapping
+    any method on the reused-connection path.
+    """
+    where = caller.f_code.co_name
+    exc = sys.exc_info()[1]
+    recorder = cs.pool.recorder
+    retried = None
+    if where == "urlopen" and exc is None:
+        # urlopen's cleanup after an error it handled: urllib3 retries next. The incremented
+        # Retry ends with the error ("Retrying (...) after connection broken by ...").
+        history = getattr(caller.f_locals.get("retries"), "history", None)
+        if history and history[-1].error is not None:
+            retried = history[-1].error
+    if cs.open:
+        dropped = where == "_get_conn" and cs.checkout
+        if cs.checkout and not dropped:
+            recorder.checkout_settled(cs)  # a request went out on it: that was a reuse
+        cs.checkout = False
+        reason = _close_reason(cs, where, dropped, exc or retried)
+        recorder.connection_closed(cs, reason)
+        cs.discarding = False
+    if retried is not None:
+        recorder.request_retried(cs.pool, retry_error_type(retried))
+
+
+def _close_reason(
+    cs: ConnState, where: str, dropped: bool, error: BaseException | None
+) -> CloseReason:
+    if dropped:
         return CloseReason.DROPPED
     if cs.discarding:
         return CloseReason.POOL_FULL
@@ -151,16 +158,45 @@ def _close_reason(cs: ConnState) -> CloseReason:
         return CloseReason.POOL_CLOSED
     if pool.pool_ref() is None:
         return CloseReason.GARBAGE_COLLECTED
-    exc = sys.exc_info()[1]
-    if exc is not None and cs.error_type is None:
-        cs.error_type = error_type(exc)
-    if cs.in_response:
-        # Inside getresponse() http.client closes for "Connection: close", or on a
+    if where == "getresponse":
+        # http.client closes inside getresponse() for "Connection: close", or on a
         # ConnectionError; urllib3 1.26 calls getresponse() while handling a TypeError.
-        return CloseReason.ERROR if isinstance(exc, OSError) else CloseReason.SERVER_CLOSED
-    if cs.error_type is not None:
+        if isinstance(error, OSError):
+            cs.error_type = error_type(error)
+            return CloseReason.ERROR
+        return CloseReason.SERVER_CLOSED
+    if error is not None:
+        cs.error_type = error_type(root_error(error))
         return CloseReason.ERROR
     return CloseReason.CLIENT_CLOSED
+
+
+def root_error(error: BaseException) -> BaseException:
+    """The error under urllib3's wrappers: MaxRetryError's reason, ProtocolError's cause,
+    and the socket error a urllib3 timeout or connection error was raised from."""
+    for _ in range(8):
+        if isinstance(error, MaxRetryError) and error.reason is not None:
+            error = error.reason
+        elif isinstance(error, ProtocolError) and len(error.args) > 1:
+            cause = error.args[1]
+            if not isinstance(cause, BaseException):
+                break
+            error = cause
+        elif isinstance(error, HTTPError) and (error.__cause__ or error.__context__):
+            error = error.__cause__ or error.__context__  # type: ignore[assignment]
+        else:
+            break
+    return error
+
+
+def retry_error_type(error: BaseException) -> str:
+    """urllib3 wraps a broken connection in ProtocolError("Connection aborted.", cause): name
+    the cause, which tells a reset from a server that closed without answering."""
+    if isinstance(error, ProtocolError) and len(error.args) > 1:
+        cause = error.args[1]
+        if isinstance(cause, BaseException):
+            return error_type(cause)
+    return error_type(error)
 
 
 class InstrumentedHTTPConnection(InstrumentedConnectionMixin, HTTPConnection):

@@ -102,3 +102,10 @@ def error_type(exc: BaseException) -> str:
     if cls.__module__ == "builtins":
         return cls.__qualname__
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def records_anything(provider: object, api_package: str) -> bool:
+    """Whether an OpenTelemetry provider can record: the API's own providers (the global
+    proxy before an SDK is set, the no-op ones) live in the API package and record nothing."""
+    module = type(provider).__module__
+    return not (module == api_package or module.startswith(api_package + "."))

@@ -13,7 +13,7 @@ from typing import Any
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from ._events import EventKind, PoolEvent, PoolKey
+from ._events import EventKind, PoolEvent, PoolKey, records_anything
 from ._recorder import Recorder
 from ._version import __version__
 
@@ -48,6 +48,8 @@ class MetricsSink:
     def __init__(self, recorder: Recorder, meter_provider: Any = None) -> None:
         self._recorder = recorder
         recorder.keep_idle_times = True  # reuses are read from PoolStats.idle_times
+        self._provider = meter_provider
+        self._sdk = False  # a meter provider that records was seen (it stays so)
         self._attributes: dict[PoolKey, dict[str, Any]] = {}
         meter = metrics.get_meter(
             "poolscope",
@@ -153,6 +155,13 @@ class MetricsSink:
         )
 
     # -- events -----------------------------------------------------------------------------
+
+    def wants_reuse(self) -> bool:
+        """Idle times are worth sampling only for a meter provider beyond the API's no-op."""
+        if not self._sdk:
+            provider = self._provider or metrics.get_meter_provider()
+            self._sdk = records_anything(provider, "opentelemetry.metrics")
+        return self._sdk
 
     def handle(self, event: PoolEvent) -> None:
         kind = event.kind

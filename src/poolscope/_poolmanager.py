@@ -8,84 +8,45 @@ garbage-collected. poolscope sees evictions through the container's ``dispose_fu
 
 from __future__ import annotations
 
-import threading
+import sys
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from urllib3.poolmanager import PoolManager
 
 from ._pools import adopt_pool, detach_pool, instrumented_pool_class
 from ._recorder import Recorder, internal_error, manager_ids
 
-if TYPE_CHECKING:
-    _ManagerBase = PoolManager
-else:
-    _ManagerBase = object
+# Why no subclass swap here: on CPython 3.11+ assigning ``__class__`` (or touching
+# ``__dict__``) turns an object's inline attribute values into a real dict, which makes every
+# later attribute read on it slower; a PoolManager's attributes are read on every request. So
+# a manager that already exists is instrumented with instance attributes only: its
+# ``pool_classes_by_scheme``, a ``_new_pool`` hook, and its pool container's ``dispose_func``.
 
 
 class ManagerState:
     """What poolscope keeps on one PoolManager (``pm._poolscope``), including how to undo it."""
 
     __slots__ = (
-        "clearing",
         "id",
-        "original_class",
         "original_dispose",
         "original_pool_classes",
         "pools",
         "recorder",
+        "reporting_classes",
     )
 
     def __init__(self, recorder: Recorder, pm: Any) -> None:
         self.id = next(manager_ids)
         self.recorder = recorder
-        self.original_class: type[Any] = type(pm)
         self.original_pool_classes: dict[str, type[Any]] = pm.pool_classes_by_scheme
+        self.reporting_classes = _reporting_classes(self.original_pool_classes, recorder)
         self.original_dispose: Callable[[Any], None] | None = pm.pools.dispose_func
-        self.clearing = False  # inside PoolManager.clear(): disposals are closes, not evictions
         self.pools: weakref.WeakSet[Any] = weakref.WeakSet()  # every pool it made, evicted too
 
 
-class InstrumentedPoolManagerMixin(_ManagerBase):
-    """Reports pool evictions and hands its pools a recorder (see InstrumentedPoolManager)."""
-
-    _poolscope: ManagerState
-
-    # A data descriptor, so that code assigning its own pool classes after construction (as
-    # botocore does) still gets pools that report.
-    @property
-    def pool_classes_by_scheme(self) -> dict[str, type[Any]]:
-        classes: dict[str, type[Any]] = self.__dict__["pool_classes_by_scheme"]
-        return classes
-
-    @pool_classes_by_scheme.setter
-    def pool_classes_by_scheme(self, classes: dict[str, type[Any]]) -> None:
-        state = self.__dict__.get("_poolscope")
-        if state is not None:
-            state.original_pool_classes = classes
-            classes = _reporting_classes(classes, state.recorder)
-        self.__dict__["pool_classes_by_scheme"] = classes
-
-    def _new_pool(self, *args: Any, **kwargs: Any) -> Any:
-        pool = super()._new_pool(*args, **kwargs)
-        state = self.__dict__.get("_poolscope")
-        if state is not None:
-            _adopted_by(pool, self, state)
-        return pool
-
-    def clear(self) -> None:
-        state = self.__dict__.get("_poolscope")
-        if state is None:
-            return super().clear()
-        state.clearing = True
-        try:
-            super().clear()
-        finally:
-            state.clearing = False
-
-
-class InstrumentedPoolManager(InstrumentedPoolManagerMixin, PoolManager):
+class InstrumentedPoolManager(PoolManager):
     """A drop-in ``urllib3.PoolManager`` whose pools report what their connections do.
 
     Constructed with exactly the parent's arguments it reports to the global OpenTelemetry
@@ -109,41 +70,18 @@ class InstrumentedPoolManager(InstrumentedPoolManagerMixin, PoolManager):
 
         recorder = get_recorder(mode or "otel", meter_provider, tracer_provider)
         super().__init__(num_pools, headers, **connection_pool_kw)
-        _attach(self, recorder, type(self))
-
-
-_manager_classes: dict[type[Any], type[Any]] = {PoolManager: InstrumentedPoolManager}
-_classes_lock = threading.Lock()
-
-
-def _instrumented_manager_class(base: type[Any]) -> type[Any]:
-    if issubclass(base, InstrumentedPoolManagerMixin):
-        return base
-    with _classes_lock:
-        cls = _manager_classes.get(base)
-        if cls is None:
-            cls = type(f"Instrumented{base.__name__}", (InstrumentedPoolManagerMixin, base), {})
-            _manager_classes[base] = cls
-    return cls
+        attach_manager(self, recorder)
 
 
 def attach_manager(pm: Any, recorder: Recorder) -> None:
     """Instrument a PoolManager (or ProxyManager) in place, with the pools it already has."""
-    state = pm.__dict__.get("_poolscope")
-    if state is not None:
+    if getattr(pm, "_poolscope", None) is not None:
         return
-    _attach(pm, recorder, type(pm))
-    pm.__class__ = _instrumented_manager_class(type(pm))
-
-
-def _attach(pm: Any, recorder: Recorder, original_class: type[Any]) -> None:
     state = ManagerState(recorder, pm)
-    state.original_class = original_class
     pm._poolscope = state
     # PoolManager.__init__ stores urllib3's module-level dict itself: rebind, never mutate.
-    pm.__dict__["pool_classes_by_scheme"] = _reporting_classes(
-        state.original_pool_classes, recorder
-    )
+    pm.pool_classes_by_scheme = state.reporting_classes
+    pm._new_pool = _new_pool_hook(pm, state)
     pm.pools.dispose_func = _dispose_hook(pm, state)
     with pm.pools.lock:
         existing = list(pm.pools._container.values())
@@ -152,9 +90,33 @@ def _attach(pm: Any, recorder: Recorder, original_class: type[Any]) -> None:
         _adopted_by(pool, pm, state)
 
 
+def _new_pool_hook(pm: Any, state: ManagerState) -> Callable[..., Any]:
+    pm_ref = weakref.ref(pm)  # the hook lives in pm's own dict: no reference cycle
+    new_pool = type(pm)._new_pool
+
+    def _new_pool(*args: Any, **kwargs: Any) -> Any:
+        manager = pm_ref()
+        assert manager is not None  # it is calling us
+        classes = manager.pool_classes_by_scheme
+        if classes is not state.reporting_classes:
+            # Code that sets its own pool classes after construction (botocore does): the
+            # pools it makes report all the same.
+            state.original_pool_classes = classes
+            state.reporting_classes = _reporting_classes(classes, state.recorder)
+            manager.pool_classes_by_scheme = state.reporting_classes
+        pool = new_pool(manager, *args, **kwargs)
+        try:
+            _adopted_by(pool, manager, state)
+        except Exception:
+            internal_error("new pool")
+        return pool
+
+    return _new_pool
+
+
 def _adopted_by(pool: Any, pm: Any, state: ManagerState) -> None:
     state.pools.add(pool)
-    ps = pool.__dict__.get("_poolscope")
+    ps = getattr(pool, "_poolscope", None)
     if ps is not None:
         ps.manager_id = state.id
         ps.num_pools = pm.pools._maxsize
@@ -169,12 +131,12 @@ def _dispose_hook(pm: Any, state: ManagerState) -> Callable[[Any], None]:
     original = state.original_dispose
 
     def pool_disposed(pool: Any) -> None:
-        # Called by RecentlyUsedContainer for a pool pushed out by a newer one, and for every
-        # pool on clear(); only the first is an eviction.
+        # Called by RecentlyUsedContainer for a pool pushed out by a newer one (from its
+        # __setitem__), and for every pool on clear(); only the first is an eviction.
         try:
-            ps = pool.__dict__.get("_poolscope")
+            ps = getattr(pool, "_poolscope", None)
             if ps is not None:
-                if state.clearing:
+                if sys._getframe(1).f_code.co_name == "clear":
                     ps.closed = True  # the manager let go of it: its connections are closing
                 else:
                     manager = pm_ref()
@@ -189,21 +151,22 @@ def _dispose_hook(pm: Any, state: ManagerState) -> Callable[[Any], None]:
 
 
 def detach_manager(pm: Any) -> None:
-    """Give a PoolManager back its own classes, dict and dispose function; a no-op if not ours."""
-    state: ManagerState | None = pm.__dict__.pop("_poolscope", None)
+    """Give a PoolManager back its own pool classes and dispose function; a no-op if not ours."""
+    state: ManagerState | None = getattr(pm, "_poolscope", None)
     if state is None:
         return
+    del pm._poolscope
     with pm.pools.lock:
         current = list(pm.pools._container.values())
     for pool in {id(p): p for p in [*state.pools, *current]}.values():
         detach_pool(pool)
-    pm.__class__ = state.original_class
-    pm.__dict__["pool_classes_by_scheme"] = state.original_pool_classes
+    del pm._new_pool
+    pm.pool_classes_by_scheme = state.original_pool_classes
     pm.pools.dispose_func = state.original_dispose
 
 
 def manager_recorder(pm: Any) -> Recorder | None:
-    state = pm.__dict__.get("_poolscope")
+    state = getattr(pm, "_poolscope", None)
     return state.recorder if state is not None else None
 
 

@@ -13,7 +13,6 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ProtocolError
 
 from ._connections import (
     InstrumentedConnectionMixin,
@@ -22,7 +21,7 @@ from ._connections import (
     as_base_name,
     instrumented_connection_class,
 )
-from ._events import PoolKey, error_type
+from ._events import PoolKey
 from ._recorder import PoolState, Recorder, internal_error
 
 _now = time.perf_counter
@@ -61,12 +60,15 @@ class InstrumentedQueueMixin(_QueueBase):
                 ps = cs.pool
                 # A pool that is closing or collected empties its queue to close what is in
                 # it: close() accounts for those connections.
-                if not ps.closed and ps.pool_ref() is not None:
-                    if cs.in_pool:
-                        cs.in_pool = False
-                        ps.stats.idle -= 1
-                    # A close() before the pool hands this connection out is urllib3's drop
-                    # check ("Resetting dropped connection").
+                if cs.in_pool and not ps.closed and ps.pool_ref() is not None:
+                    cs.in_pool = False
+                    stats = ps.stats
+                    stats.idle -= 1
+                    in_use = stats.open - stats.idle
+                    if in_use > stats.peak_in_use:
+                        stats.peak_in_use = in_use
+                    # Open and handed out: a reuse, unless urllib3's drop check closes it now
+                    # ("Resetting dropped connection"); counted once that is settled.
                     cs.checkout = True
         return item
 
@@ -84,7 +86,15 @@ class InstrumentedQueueMixin(_QueueBase):
             self._put(item)
             if item is not None:
                 # Under the lock: no getter can take it before it counts as idle.
-                self._returned(item)
+                cs = getattr(item, "_poolscope", None)
+                if cs is not None and cs.open and not cs.in_pool:
+                    if cs.checkout:
+                        cs.pool.recorder.checkout_settled(cs)
+                    cs.in_pool = True
+                    cs.idle_since = _now()
+                    cs.pool.stats.idle += 1
+                elif cs is None:
+                    self._adopt(item)
             self.unfinished_tasks += 1
             self.not_empty.notify()
 
@@ -104,21 +114,20 @@ class InstrumentedQueueMixin(_QueueBase):
                     raise queue.Full
                 self.not_full.wait(remaining)
 
-    def _returned(self, conn: Any) -> None:
-        cs = getattr(conn, "_poolscope", None)
-        if cs is None:
-            ps = self._poolscope
-            if ps is None:
-                return
-            try:
-                cs = adopt_connection(ps, conn)
-            except Exception:
-                internal_error("adopt connection")
-                return
-        if cs.open and not cs.in_pool:
+    def _adopt(self, conn: Any) -> None:
+        # A connection made before its pool was instrumented, coming back: track it from now.
+        ps = self._poolscope
+        if ps is None:
+            return
+        try:
+            cs = adopt_connection(ps, conn)
+        except Exception:
+            internal_error("adopt connection")
+            return
+        if cs.open:
             cs.in_pool = True
             cs.idle_since = _now()
-            cs.pool.stats.idle += 1
+            ps.stats.idle += 1
 
     def _wait_for_item(self, timeout: float | None) -> None:
         # Runs with self.not_empty held, like the loop it replaces in queue.Queue.get.
@@ -176,6 +185,21 @@ class InstrumentedPoolMixin(_PoolBase):
     _poolscope_base: ClassVar[type[Any]] = HTTPConnectionPool
     _poolscope: PoolState
 
+    def __new__(
+        cls,
+        *args: Any,
+        mode: str | None = None,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        # Made with the checkout hook from the start when a sink wants it: a pool that takes
+        # it later (by __class__ assignment) loses CPython's fast attribute reads.
+        recorder = _recorder_for(cls, mode, meter_provider, tracer_provider)
+        if recorder.wants_reuse_events():
+            cls = hooked_class(cls)
+        return super().__new__(cls)
+
     def __init__(
         self,
         *args: Any,
@@ -184,11 +208,7 @@ class InstrumentedPoolMixin(_PoolBase):
         tracer_provider: Any = None,
         **kwargs: Any,
     ) -> None:
-        recorder = self._poolscope_recorder
-        if recorder is None or mode or meter_provider is not None or tracer_provider is not None:
-            from ._config import get_recorder
-
-            recorder = get_recorder(mode or "otel", meter_provider, tracer_provider)
+        recorder = _recorder_for(type(self), mode, meter_provider, tracer_provider)
         super().__init__(*args, **kwargs)
         attach_pool(self, recorder)
 
@@ -196,57 +216,74 @@ class InstrumentedPoolMixin(_PoolBase):
         # Exception messages (MaxRetryError, EmptyPoolError) embed str(pool): keep urllib3's.
         return as_base_name(super().__str__(), self)
 
-    def urlopen(  # type: ignore[override]
-        self,
-        method: str,
-        url: str,
-        body: Any = None,
-        headers: Any = None,
-        retries: Any = None,
-        *args: Any,
-        **kwargs: Any,
-    ) -> Any:
-        # urllib3 retries by calling urlopen again with the incremented Retry, whose history
-        # ends with the error that caused it ("Retrying (...) after connection broken by").
-        history = getattr(retries, "history", None)
-        if history and history[-1].error is not None:
-            ps = self.__dict__.get("_poolscope")
-            if ps is not None:
-                try:
-                    ps.recorder.request_retried(ps, retry_error_type(history[-1].error))
-                except Exception:
-                    internal_error("retry")
-        return super().urlopen(method, url, body, headers, retries, *args, **kwargs)
-
     def _new_conn(self) -> Any:
         conn = super()._new_conn()
-        ps = self.__dict__.get("_poolscope")
+        ps = getattr(self, "_poolscope", None)
         if ps is not None:
             try:
                 if not isinstance(conn, InstrumentedConnectionMixin):
                     conn.__class__ = instrumented_connection_class(type(conn))
                 conn._poolscope = ps.recorder.new_connection(ps, conn)  # type: ignore[attr-defined]
+                sync_checkout_hook(self, ps)
             except Exception:
                 internal_error("new connection")
         return conn
 
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)
-        cs = getattr(conn, "_poolscope", None)
-        if cs is not None:
-            cs.checkout = False
-            if cs.open:
-                try:
-                    cs.pool.recorder.connection_reused(cs)
-                except Exception:
-                    internal_error("reuse")
-        return conn
-
     def close(self) -> None:
-        ps = self.__dict__.get("_poolscope")
+        ps = getattr(self, "_poolscope", None)
         if ps is not None:
             ps.closed = True
         super().close()
+
+
+class CheckoutHookMixin(InstrumentedPoolMixin):
+    """Reports each reuse as it happens, for sinks that act on one (spans, logs, idle times).
+
+    A pool takes this class (``__class__`` assignment to a subclass of its own) only while a
+    sink wants reuse events: with no OpenTelemetry SDK behind poolscope, nothing would act on
+    them, and the reused-connection path then runs no poolscope code beyond the queue's.
+    """
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        cs = getattr(conn, "_poolscope", None)
+        if cs is not None and cs.checkout:  # open, and not found dropped
+            try:
+                cs.pool.recorder.connection_reused(cs)
+            except Exception:
+                internal_error("reuse")
+        return conn
+
+
+def sync_checkout_hook(pool: Any, ps: PoolState) -> None:
+    """Give ``pool`` its checkout hook once some sink of its recorder wants reuse events.
+
+    Asked when a pool is set up and whenever it makes a connection object (both rare), so an
+    SDK configured after instrumenting is picked up by the next connection."""
+    if not isinstance(pool, CheckoutHookMixin) and ps.recorder.wants_reuse_events():
+        pool.__class__ = hooked_class(type(pool))
+
+
+def hooked_class(cls: type[Any]) -> type[Any]:
+    """``cls`` with the checkout hook (made once per class)."""
+    if issubclass(cls, CheckoutHookMixin):
+        return cls
+    hooked: type[Any] | None = cls.__dict__.get("_poolscope_hooked")
+    if hooked is None:  # a race makes two equivalent classes, harmlessly
+        hooked = type(cls.__name__, (CheckoutHookMixin, cls), {"__module__": cls.__module__})
+        cls._poolscope_hooked = hooked
+    return hooked
+
+
+def _recorder_for(
+    cls: type[Any], mode: str | None, meter_provider: Any, tracer_provider: Any
+) -> Recorder:
+    recorder: Recorder | None = cls._poolscope_recorder
+    if recorder is None or mode or meter_provider is not None or tracer_provider is not None:
+        from ._config import get_recorder
+
+        recorder = get_recorder(mode or "otel", meter_provider, tracer_provider)
+    return recorder
 
 
 class InstrumentedHTTPConnectionPool(InstrumentedPoolMixin, HTTPConnectionPool):
@@ -307,16 +344,6 @@ def instrumented_pool_class(base: type[Any], recorder: Recorder) -> type[Any]:
     return cls
 
 
-def retry_error_type(error: BaseException) -> str:
-    """urllib3 wraps a broken connection in ProtocolError("Connection aborted.", cause): name
-    the cause, which tells a reset from a server that closed without answering."""
-    if isinstance(error, ProtocolError) and len(error.args) > 1:
-        cause = error.args[1]
-        if isinstance(cause, BaseException):
-            return error_type(cause)
-    return error_type(error)
-
-
 def pool_key(pool: Any) -> PoolKey:
     scheme = pool.scheme
     host = (pool.host or "").strip("[]")
@@ -336,6 +363,7 @@ def attach_pool(pool: Any, recorder: Recorder) -> PoolState:
     pool._poolscope = ps
     if q is not None:
         q._poolscope = ps
+    sync_checkout_hook(pool, ps)
     return ps
 
 
@@ -371,13 +399,15 @@ def adopt_pool(pool: Any, recorder: Recorder) -> None:
 
 def detach_pool(pool: Any) -> None:
     """Undo :func:`adopt_pool` or an instrumented construction: the pool's own classes return."""
-    ps: PoolState | None = pool.__dict__.pop("_poolscope", None)
+    ps: PoolState | None = getattr(pool, "_poolscope", None)
     if ps is None:
         return
+    del pool._poolscope
     q = pool.pool
     if q is not None:
         with q.mutex:
-            q.__dict__.pop("_poolscope", None)
+            if "_poolscope" in vars(q):
+                del q._poolscope
             base_queue = next(
                 c for c in type(q).__mro__ if not issubclass(c, InstrumentedQueueMixin)
             )
@@ -389,8 +419,9 @@ def detach_pool(pool: Any) -> None:
 
 
 def detach_connection(conn: Any) -> None:
-    cs = conn.__dict__.pop("_poolscope", None)
+    cs = getattr(conn, "_poolscope", None)
     if cs is not None:
+        del conn._poolscope
         if cs.finalizer is not None:
             cs.finalizer.detach()
         stats = cs.pool.stats

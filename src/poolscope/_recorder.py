@@ -43,7 +43,11 @@ class Sink(Protocol):
     ``kinds`` says which events it wants: the recorder builds an event only when some sink
     wants its kind, which keeps the reused-connection path to integer bookkeeping. A sink may
     also have ``gate()``, asked before a reuse event is built for it: False means it has
-    nothing to do right now (the span sink, when no span is recording).
+    nothing to do right now (the span sink, when no span is recording); ``wants_reuse()``,
+    asked when a pool or connection is made: False means it will never act on a reuse while
+    it stays so (an OpenTelemetry sink with no SDK behind it), which lets pools skip the
+    per-checkout hook altogether; and ``wants_phases()``, whether connects should be timed
+    phase by phase.
     """
 
     kinds: frozenset[EventKind]
@@ -152,7 +156,6 @@ class ConnState:
         "id",
         "idle_since",
         "in_pool",
-        "in_response",
         "open",
         "opened_at",
         "pool",
@@ -169,9 +172,10 @@ class ConnState:
         self.requests = 0  # requests served by the current network connection
         self.idle_since = 0.0
         self.in_pool = False  # counted in stats.idle
-        self.checkout = False  # being taken from the pool right now (drop check)
+        # Taken from the pool open, and its reuse not yet counted: counted by the pool's
+        # checkout hook when one is installed, else when it comes back or is closed.
+        self.checkout = False
         self.discarding = False  # being closed because the pool was full
-        self.in_response = False  # inside getresponse(): a close here is the server's wish
         self.error_type: str | None = None  # the last error seen on this connection
         self.tcp_time: float | None = None
         self.timing: ConnectTiming | None = None  # phases of the last connect, for spans
@@ -186,8 +190,9 @@ class Recorder:
         self._sinks: tuple[Sink, ...] = ()
         self._wanted: dict[EventKind, tuple[Sink, ...]] = {kind: () for kind in EventKind}
         self._reuse_sinks: tuple[tuple[Sink, Callable[[], bool] | None], ...] = ()
+        self._reuse_wants: tuple[Callable[[], bool], ...] = ()
+        self._phase_wants: tuple[Callable[[], bool], ...] = ()
         self.keep_idle_times = False  # set by a sink that reads PoolStats.idle_times
-        self.wants_phases = False  # set by a sink that wants ConnectTiming on connect events
         self._stats: dict[PoolKey, PoolStats] = {}
         self._lock = threading.Lock()  # guards creation of PoolStats only
         self._failed_sinks: set[int] = set()
@@ -200,6 +205,31 @@ class Recorder:
             self._wanted[kind] = (*self._wanted[kind], sink)
         if EventKind.REUSED in sink.kinds:
             self._reuse_sinks = (*self._reuse_sinks, (sink, getattr(sink, "gate", None)))
+        wants_reuse = getattr(sink, "wants_reuse", None)
+        if wants_reuse is None and EventKind.REUSED in sink.kinds:
+            wants_reuse = _always
+        if wants_reuse is not None:
+            self._reuse_wants = (*self._reuse_wants, wants_reuse)
+        wants_phases = getattr(sink, "wants_phases", None)
+        if wants_phases is not None:
+            self._phase_wants = (*self._phase_wants, wants_phases)
+
+    def wants_reuse_events(self) -> bool:
+        """Whether some sink acts on each reuse (then pools install their checkout hook)."""
+        return self._sink_says(self._reuse_wants)
+
+    def wants_phases(self) -> bool:
+        """Whether some sink wants connects timed phase by phase (DNS, TCP, TLS)."""
+        return self._sink_says(self._phase_wants)
+
+    def _sink_says(self, asks: tuple[Callable[[], bool], ...]) -> bool:
+        for ask in asks:
+            try:
+                if ask():
+                    return True
+            except Exception:
+                self.sink_failed(ask)
+        return False
 
     @property
     def sinks(self) -> tuple[Sink, ...]:
@@ -280,15 +310,20 @@ class Recorder:
                 ),
             )
 
+    def checkout_settled(self, cs: ConnState) -> None:
+        """Count a reuse that no checkout hook counted (the pool has none): the connection
+        came back to its pool, or was closed, after a request on it."""
+        cs.checkout = False
+        cs.requests += 1
+        cs.pool.stats.reused += 1
+
     def connection_reused(self, cs: ConnState) -> None:
-        # The hot path: one request on an open pooled connection.
+        # The checkout hook, installed when some sink acts on reuses (see wants_reuse_events).
+        cs.checkout = False
         stats = cs.pool.stats
         served = cs.requests
         cs.requests = served + 1
         stats.reused += 1
-        in_use = stats.open - stats.idle
-        if in_use > stats.peak_in_use:
-            stats.peak_in_use = in_use
         idle_times = stats.idle_times
         sinks = self._reuse_sinks
         if idle_times is None and not sinks:
@@ -428,20 +463,25 @@ class Recorder:
         if event.pool_maxsize is None:
             event.pool_maxsize = pool.maxsize
 
-    def sink_failed(self, sink: Sink) -> None:
+    def sink_failed(self, sink: object) -> None:
         # Telemetry never breaks a request: contain the failure, say so once per sink.
-        if id(sink) in self._failed_sinks:
+        owner = getattr(sink, "__self__", sink)  # a sink's bound method: the sink
+        if id(owner) in self._failed_sinks:
             return
-        self._failed_sinks.add(id(sink))
+        self._failed_sinks.add(id(owner))
         try:
             log.warning(
                 "poolscope's %s raised while handling a pool event; requests are unaffected, "
                 "but its telemetry may be incomplete. This is reported once.",
-                type(sink).__name__,
+                type(owner).__name__,
                 exc_info=sys.exc_info(),
             )
         except Exception:  # a broken log handler must not break the request either
             pass
+
+
+def _always() -> bool:
+    return True
 
 
 def internal_error(where: str) -> None:

@@ -80,7 +80,7 @@ def instrument_session(
         )
     recorder = get_recorder(mode, meter_provider, tracer_provider, report)
     with _lock:
-        state: _SessionState | None = session.__dict__.get("_poolscope")
+        state: _SessionState | None = getattr(session, "_poolscope", None)
         if state is not None and state.recorder is not recorder:
             raise ValueError(
                 "This session is already instrumented with other options; call "
@@ -131,7 +131,9 @@ def uninstrument_session(session: requests.Session) -> None:
             f"uninstrument_session() takes a requests.Session, not {type(session).__name__}."
         )
     with _lock:
-        state: _SessionState | None = session.__dict__.pop("_poolscope", None)
+        state: _SessionState | None = getattr(session, "_poolscope", None)
+        if state is not None:
+            del session._poolscope  # type: ignore[attr-defined]
         if state is None:
             return
         for adapter, original in state.adapters:

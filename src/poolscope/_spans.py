@@ -19,7 +19,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ._events import EventKind, PoolEvent
+from . import _phases
+from ._events import EventKind, PoolEvent, records_anything
 from ._recorder import Recorder
 from ._version import __version__
 
@@ -61,10 +62,8 @@ class SpanSink:
     )
 
     def __init__(self, recorder: Recorder, tracer_provider: Any = None) -> None:
-        recorder.wants_phases = True
-        from . import _phases
-
-        _phases.install()
+        self._provider = tracer_provider
+        self._sdk = False  # a tracer provider that records spans was seen (it stays so)
         self._tracer = trace.get_tracer(
             "poolscope",
             __version__,
@@ -73,6 +72,20 @@ class SpanSink:
         )
         # connection id -> the SpanContext of its connection_setup span, while it is open.
         self._setups: dict[int, trace.SpanContext] = {}
+
+    def wants_reuse(self) -> bool:
+        """Only a tracer provider beyond the API's no-op can make a span that records."""
+        if not self._sdk:
+            provider = self._provider or trace.get_tracer_provider()
+            if not records_anything(provider, "opentelemetry.trace"):
+                return False
+            self._sdk = True
+            # Connection phases come from Python's audit events; the hook is installed only
+            # now, as it costs every audited call in the process a Python call.
+            _phases.install()
+        return True
+
+    wants_phases = wants_reuse
 
     def gate(self) -> bool:
         """Reuse events are built for this sink only while a span records."""
