@@ -27,11 +27,23 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import run  # noqa: E402  (the sibling benchmark: nginx, the configurations)
+import run
 
 CONFIGURATIONS = {
-    "requests": ["bare", "poolscope, no SDK", "poolscope, SDK", "poolscope, logging", "otel-requests"],
-    "urllib3": ["bare", "poolscope, no SDK", "poolscope, SDK", "poolscope, logging", "otel-urllib3"],
+    "requests": [
+        "bare",
+        "poolscope, no SDK",
+        "poolscope, SDK",
+        "poolscope, logging",
+        "otel-requests",
+    ],
+    "urllib3": [
+        "bare",
+        "poolscope, no SDK",
+        "poolscope, SDK",
+        "poolscope, logging",
+        "otel-urllib3",
+    ],
 }
 
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
@@ -80,7 +92,9 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     parser.add_argument("--client", choices=sorted(CONFIGURATIONS), help="only this client")
-    parser.add_argument("--child", nargs=4, metavar=("CLIENT", "KIND", "N", "URL"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=4, metavar=("CLIENT", "KIND", "N", "URL"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child:
         client, kind, n, url = args.child
