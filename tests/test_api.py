@@ -294,3 +294,37 @@ def test_a_failing_meter_or_exporter_never_breaks_a_request(
     assert "urllib3.pool.connections.reused" in names
     meters.shutdown()
     tracers.shutdown()
+
+
+def test_a_failing_log_handler_never_breaks_a_request(server: LoopbackServer) -> None:
+    # logging.Handler.handle() calls emit() unguarded: a handler written without
+    # handleError() raises into whoever logs. In logging mode that is poolscope's sink.
+    class BrokenHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            raise RuntimeError("handler is broken")
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    pool_log, ours = logging.getLogger("poolscope.pool"), logging.getLogger("poolscope")
+    broken, collect = BrokenHandler(logging.DEBUG), Collect()
+    pool_log.addHandler(broken)
+    pool_log.setLevel(logging.DEBUG)
+    ours.addHandler(collect)
+    try:
+        with pytest.raises(RuntimeError):  # the handler does raise when called directly
+            pool_log.info("x")
+        s = poolscope.instrument_session(requests.Session(), mode="logging")
+        texts = [s.get(server.url).text for _ in range(3)] + [s.get(server.url + "/close").text]
+        assert texts == ["ok"] * 4
+        warnings = [r for r in collect.records if r.name == "poolscope"]
+        assert len(warnings) == 1 and "LoggingSink raised" in warnings[0].getMessage()
+    finally:
+        pool_log.removeHandler(broken)
+        pool_log.setLevel(logging.NOTSET)
+        ours.removeHandler(collect)
