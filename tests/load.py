@@ -18,16 +18,23 @@ from poolscope._config import get_recorder
 from poolscope._loopback import LoopbackServer
 
 
-def run_load(threads: int, per_thread: int, meter_provider: Any, closes: bool) -> dict[str, Any]:
-    """Run the load and return what the invariants need; raises AssertionError on a breach."""
+def run_load(
+    threads: int, per_thread: int, meter_provider: Any, closes: bool, tracer_provider: Any = None
+) -> dict[str, Any]:
+    """Run the load and return what the invariants need; raises AssertionError on a breach.
+
+    With no-op providers (no SDK) the pools have no checkout hook and count reuses as
+    connections come back; with an SDK meter provider they count them at checkout."""
     hosts = [f"127.0.0.{i}" for i in range(1, 5)]
     servers = [LoopbackServer(h).start() for h in hosts]
     path = "/maybe-close" if closes else "/"
     try:
         s = requests.Session()
         s.mount("http://", HTTPAdapter(pool_connections=3, pool_maxsize=4))
-        poolscope.instrument_session(s, meter_provider=meter_provider)
-        recorder = get_recorder("otel", meter_provider)
+        poolscope.instrument_session(
+            s, meter_provider=meter_provider, tracer_provider=tracer_provider
+        )
+        recorder = get_recorder("otel", meter_provider, tracer_provider)
         errors: list[BaseException] = []
         negative: list[str] = []
         stop = threading.Event()
