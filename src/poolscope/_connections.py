@@ -177,10 +177,7 @@ def root_error(error: BaseException) -> BaseException:
     for _ in range(8):
         if isinstance(error, MaxRetryError) and error.reason is not None:
             error = error.reason
-        elif isinstance(error, ProtocolError) and len(error.args) > 1:
-            cause = error.args[1]
-            if not isinstance(cause, BaseException):
-                break
+        elif (cause := _protocol_cause(error)) is not None:
             error = cause
         elif isinstance(error, HTTPError) and (error.__cause__ or error.__context__):
             error = error.__cause__ or error.__context__  # type: ignore[assignment]
@@ -192,11 +189,16 @@ def root_error(error: BaseException) -> BaseException:
 def retry_error_type(error: BaseException) -> str:
     """urllib3 wraps a broken connection in ProtocolError("Connection aborted.", cause): name
     the cause, which tells a reset from a server that closed without answering."""
+    return error_type(_protocol_cause(error) or error)
+
+
+def _protocol_cause(error: BaseException) -> BaseException | None:
+    """The exception a ProtocolError("Connection aborted.", cause) wraps, if any."""
     if isinstance(error, ProtocolError) and len(error.args) > 1:
         cause = error.args[1]
         if isinstance(cause, BaseException):
-            return error_type(cause)
-    return error_type(error)
+            return cause
+    return None
 
 
 class InstrumentedHTTPConnection(InstrumentedConnectionMixin, HTTPConnection):

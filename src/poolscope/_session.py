@@ -132,10 +132,9 @@ def uninstrument_session(session: requests.Session) -> None:
         )
     with _lock:
         state: _SessionState | None = getattr(session, "_poolscope", None)
-        if state is not None:
-            del session._poolscope  # type: ignore[attr-defined]
         if state is None:
             return
+        del session._poolscope  # type: ignore[attr-defined]
         for adapter, original in state.adapters:
             for pm in _managers(adapter):
                 detach_manager(pm)
