@@ -3,6 +3,7 @@
     python benchmarks/instructions.py            # every configuration (about ten minutes)
     python benchmarks/instructions.py --quick    # fewer requests (about three minutes)
     python benchmarks/instructions.py --layouts 8          # the mean over 8 memory layouts
+    python benchmarks/instructions.py --smoke              # a few requests, no figures: CI
     python benchmarks/instructions.py --quick --client urllib3 --only "poolscope, no SDK"
 
 Wall-clock ratios on a small shared machine move by several percent from one run to the next,
@@ -116,6 +117,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer requests")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few requests, two configurations, for CI"
+    )
     parser.add_argument("--client", choices=sorted(CONFIGURATIONS), help="only this client")
     parser.add_argument(
         "--only", action="append", metavar="CONFIGURATION", help="only this one (and bare)"
@@ -135,6 +139,9 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("this benchmark needs valgrind: apt-get install valgrind")
     short, long = (100, 600) if args.quick else (200, 2200)
+    if args.smoke:
+        short, long = 5, 15
+        args.client, args.only = args.client or "urllib3", args.only or ["poolscope, no SDK"]
     layouts = range(args.layouts)
     print(run.describe_machine())
     print(f"instructions per reused-connection request: ({long} - {short}) requests, callgrind")
@@ -168,7 +175,7 @@ def main() -> None:
             mean_bare = sum(bare) / len(bare)
             print(f"\n{client}")
             print(f"  {'configuration':<22} {'instructions':>12} {'added':>9} {'ratio':>7}", end="")
-            print("   per-layout ratios" if args.layouts > 1 else "")
+            print("   per-layout ratios   per-layout instructions" if args.layouts > 1 else "")
             for kind, values in per.items():
                 mean = sum(values) / len(values)
                 added = mean - mean_bare
@@ -176,6 +183,7 @@ def main() -> None:
                 if args.layouts > 1:
                     ratios = [v / b for v, b in zip(values, bare, strict=True)]
                     line += f"   {min(ratios):.4f} to {max(ratios):.4f}"
+                    line += f"   {min(values):,.0f} to {max(values):,.0f}"
                 print(line)
 
 

@@ -281,7 +281,7 @@ def threaded(url: str, threads: int, per_thread: int, rounds: int) -> None:
             poolscope.instrument_session(s, meter_provider=mp, tracer_provider=tp)
         return s
 
-    def throughput(s: requests.Session) -> float:
+    def throughput(s: requests.Session) -> tuple[float, float]:
         barrier = threading.Barrier(threads + 1)
 
         def worker() -> None:
@@ -292,24 +292,37 @@ def threaded(url: str, threads: int, per_thread: int, rounds: int) -> None:
         pool = [threading.Thread(target=worker) for _ in range(threads)]
         for t in pool:
             t.start()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         barrier.wait()
         for t in pool:
             t.join()
-        return threads * per_thread / (time.perf_counter() - start)
+        done = threads * per_thread
+        return done / (time.perf_counter() - start), (time.process_time() - cpu) / done * 1e6
 
     sessions = {"bare": session(False), "poolscope, SDK": session(True)}
     results: dict[str, list[float]] = {k: [] for k in sessions}
+    cpu: dict[str, list[float]] = {k: [] for k in sessions}
     for _ in range(rounds):
         for kind, s in sessions.items():
-            results[kind].append(throughput(s))
+            rps, us = throughput(s)
+            results[kind].append(rps)
+            cpu[kind].append(us)
     bare = statistics.median(results["bare"])
+    bare_cpu = statistics.median(cpu["bare"])
     print(f"\n{threads} threads, one Session ({threads * per_thread} requests x {rounds} rounds)")
-    print(f"  {'configuration':<22} {'median':>15} {'ratio':>7}   median of per-round ratios")
+    print(
+        f"  {'configuration':<22} {'median':>15} {'ratio':>7} {'paired':>7}"
+        f" {'process CPU':>14} {'ratio':>7}"
+    )
     for kind, values in results.items():
         rps = statistics.median(values)
         paired = statistics.median(v / b for v, b in zip(values, results["bare"], strict=True))
-        print(f"  {kind:<22} {rps:>9.0f} req/s {rps / bare:>7.3f}   {paired:.3f}")
+        us = statistics.median(cpu[kind])
+        print(
+            f"  {kind:<22} {rps:>9.0f} req/s {rps / bare:>7.3f} {paired:>7.3f}"
+            f" {us:>11.1f} us {bare_cpu / us:>7.3f}"
+        )
+    print("  (paired: median of per-round ratios; CPU ratio: bare's CPU per request / this one's)")
 
 
 MEMORY_KINDS = ["bare", "poolscope, no SDK", "poolscope, SDK"]
@@ -318,16 +331,14 @@ MEMORY_KINDS = ["bare", "poolscope, no SDK", "poolscope, SDK"]
 def memory(url: str, total: int) -> None:
     """Memory over many requests, each configuration in a fresh process of its own.
 
-    Flat means no per-request growth. Three cheap process-wide counters are read after every
-    tenth of the run (no tracemalloc, which would make a million requests take an hour): the
-    interpreter's allocated memory blocks, objects tracked by the garbage collector, and the
-    resident set size. Growth is taken from the first checkpoint, after warm-up."""
-    print(
-        f"\nmemory over {total:,} requests (growth after the first tenth, each in its own process)"
-    )
-    print(
-        f"  {'configuration':<22} {'blocks':>9} {'gc objects':>11} {'RSS KiB':>9} {'B/request':>10}"
-    )
+    Flat means no per-request growth. Three cheap process-wide counters are read after a
+    1,000-request warm-up and after every tenth of the run (no tracemalloc, which would make a
+    million requests take an hour): the interpreter's allocated memory blocks, objects tracked
+    by the garbage collector, and the resident set size."""
+    print(f"\nmemory over {total:,} requests, each configuration in its own process")
+    print("  growth from the first tenth to the end; in brackets, from the end of the warm-up")
+    print("  (that span also fills bounded buffers, such as the idle-time samples)")
+    print(f"  {'configuration':<22} {'blocks':>15} {'gc objects':>13} {'RSS KiB':>15} {'B/req':>7}")
     for kind in MEMORY_KINDS:
         cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", kind, str(total), url]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -335,12 +346,13 @@ def memory(url: str, total: int) -> None:
             raise SystemExit(f"memory run for {kind!r} failed:\n{out.stderr[-2000:]}")
         rows = [tuple(int(v) for v in line.split()) for line in out.stdout.split("\n") if line]
         *checkpoints, (alive,) = rows
-        first, last = checkpoints[0], checkpoints[-1]
-        blocks, objects, rss = (last[i] - first[i] for i in (1, 2, 3))
-        per = rss * 1024 / max(last[0] - first[0], 1)
-        print(f"  {kind:<22} {blocks:>+9,} {objects:>+11,} {rss:>+9,} {per:>10.4f}")
-        if kind != "bare":
-            print(f"  {'':<22} after Session.close(): {alive} of session, manager, pool alive")
+        start, tenth, last = checkpoints[0], checkpoints[1], checkpoints[-1]
+        blocks, objects, rss = (
+            f"{last[i] - tenth[i]:+,} ({last[i] - start[i]:+,})" for i in (1, 2, 3)
+        )
+        per = (last[3] - tenth[3]) * 1024 / max(last[0] - tenth[0], 1)
+        print(f"  {kind:<22} {blocks:>15} {objects:>13} {rss:>15} {per:>7.3f}")
+        print(f"  {'':<22} after Session.close(): {alive} of session, manager, pool alive")
 
 
 def memory_child(kind: str, total: int, url: str) -> None:

@@ -66,18 +66,16 @@ class InstrumentedQueueMixin(_QueueBase):
             ps = cs.pool
             # A pool that is closing or collected empties its queue to close what is in it:
             # close() accounts for those connections.
-            if cs.in_pool and not ps.closed:
-                pool_ref = ps.pool_ref
-                if pool_ref() is not None:
-                    cs.in_pool = False
-                    stats = ps.stats
-                    stats.idle -= 1
-                    in_use = stats.open - stats.idle
-                    if in_use > stats.peak_in_use:
-                        stats.peak_in_use = in_use
-                    # Open and handed out: a reuse, unless urllib3's drop check closes it
-                    # now ("Resetting dropped connection"); counted once that is settled.
-                    cs.checkout = True
+            if cs.in_pool and not ps.closed and not ps.collected:
+                cs.in_pool = False
+                stats = ps.stats
+                stats.idle -= 1
+                in_use = stats.open - stats.idle
+                if in_use > stats.peak_in_use:
+                    stats.peak_in_use = in_use
+                # Open and handed out: a reuse, unless urllib3's drop check closes it now
+                # ("Resetting dropped connection"); counted once that is settled.
+                cs.checkout = True
         return item
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:

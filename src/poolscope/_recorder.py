@@ -111,6 +111,7 @@ class PoolState:
 
     __slots__ = (
         "closed",
+        "collected",
         "conns",
         "id",
         "key",
@@ -129,12 +130,19 @@ class PoolState:
         self.recorder = recorder
         self.key = key
         self.stats = recorder.stats_for(key)
-        self.pool_ref = weakref.ref(pool)
+        # Collected, as the pool's queue learns without calling the weakref: this callback
+        # runs before urllib3's own finalizer drains the queue (CPython calls a dying
+        # object's weakref callbacks newest first), so that drain is not taken for checkouts.
+        self.collected = False
+        self.pool_ref = weakref.ref(pool, self._pool_collected)
         self.closed = False  # set once pool.close() starts; a pool never reopens
         self.maxsize = maxsize
         self.conns: weakref.WeakSet[Any] = weakref.WeakSet()  # for uninstrumenting
         if maxsize > self.stats.maxsize:
             self.stats.maxsize = maxsize
+
+    def _pool_collected(self, _ref: Any) -> None:
+        self.collected = True
 
     @property
     def alive(self) -> bool:
