@@ -22,7 +22,7 @@ from ._connections import (
     instrumented_connection_class,
 )
 from ._events import PoolKey
-from ._recorder import PoolState, Recorder, internal_error
+from ._recorder import ConnState, PoolState, Recorder, internal_error
 
 _now = time.perf_counter
 _monotonic = time.monotonic
@@ -79,36 +79,47 @@ class InstrumentedQueueMixin(_QueueBase):
         return item
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        # The bookkeeping comes before the connection enters the queue, so no getter can take
+        # it before it counts as idle, and outside the queue's lock, so that lock (which every
+        # thread sharing the pool takes) is held no longer than by stdlib's put().
+        cs = None
+        idled = False
+        if item is not None:
+            try:
+                cs = item._poolscope
+            except AttributeError:  # a connection of a class poolscope did not make
+                pass
+            if cs is None:
+                cs = self._adopt(item)
+                idled = cs is not None and cs.in_pool
+            elif cs.open and not cs.in_pool:
+                stats = cs.pool.stats
+                if cs.checkout:
+                    # A reuse no checkout hook counted (the pool has none): settled now that it
+                    # came back. Recorder.checkout_settled, inlined.
+                    cs.checkout = False
+                    cs.requests += 1
+                    stats.reused += 1
+                cs.in_pool = True
+                cs.idle_since = _now()
+                stats.idle += 1
+                idled = True
         with self.not_full:
             if self.maxsize > 0 and self._qsize() >= self.maxsize:
-                if not block:
-                    # urllib3 closes a connection that finds its pool full: that close is a
-                    # discard.
-                    cs = getattr(item, "_poolscope", None)
-                    if cs is not None:
-                        cs.discarding = True
-                    raise queue.Full
-                self._wait_for_room(timeout)
-            self._put(item)
-            if item is not None:
-                # Under the lock: no getter can take it before it counts as idle.
                 try:
-                    cs = item._poolscope
-                except AttributeError:  # a connection of a class poolscope did not make
-                    cs = None
-                if cs is not None and cs.open and not cs.in_pool:
-                    stats = cs.pool.stats
-                    if cs.checkout:
-                        # A reuse no checkout hook counted (the pool has none): settled now
-                        # that it came back. Recorder.checkout_settled, inlined.
-                        cs.checkout = False
-                        cs.requests += 1
-                        stats.reused += 1
-                    cs.in_pool = True
-                    cs.idle_since = _now()
-                    stats.idle += 1
-                elif cs is None:
-                    self._adopt(item)
+                    if not block:
+                        # urllib3 closes a connection that finds its pool full: that close
+                        # is a discard.
+                        if cs is not None:
+                            cs.discarding = True
+                        raise queue.Full
+                    self._wait_for_room(timeout)
+                except BaseException:
+                    if idled and cs is not None:  # it never entered the queue
+                        cs.in_pool = False
+                        cs.pool.stats.idle -= 1
+                    raise
+            self._put(item)
             self.unfinished_tasks += 1
             self.not_empty.notify()
 
@@ -128,20 +139,21 @@ class InstrumentedQueueMixin(_QueueBase):
                     raise queue.Full
                 self.not_full.wait(remaining)
 
-    def _adopt(self, conn: Any) -> None:
+    def _adopt(self, conn: Any) -> ConnState | None:
         # A connection made before its pool was instrumented, coming back: track it from now.
         ps = self._poolscope
         if ps is None:
-            return
+            return None
         try:
-            cs = adopt_connection(ps, conn)
+            cs: ConnState = adopt_connection(ps, conn)
         except Exception:
             internal_error("adopt connection")
-            return
+            return None
         if cs.open:
             cs.in_pool = True
             cs.idle_since = _now()
             ps.stats.idle += 1
+        return cs
 
     def _wait_for_item(self, timeout: float | None) -> None:
         # Runs with self.not_empty held, like the loop it replaces in queue.Queue.get.
