@@ -144,10 +144,6 @@ class PoolState:
     def _pool_collected(self, _ref: Any) -> None:
         self.collected = True
 
-    @property
-    def alive(self) -> bool:
-        return not self.closed and self.pool_ref() is not None
-
 
 class ConnState:
     """What poolscope keeps on one urllib3 connection object (``conn._poolscope``).
