@@ -13,6 +13,13 @@ twice, with a short and a long series of reused-connection requests against the 
 the difference between the two counts, divided by the difference in requests, is the client's
 cost of one request with start-up, imports and the first connection taken out.
 
+Most of what moves a count from one memory layout to the next is CPython 3.11's method cache
+(see _shift_layout): a lookup that misses it runs find_name_in_mro, which walks the class's
+MRO. The run counts those misses from callgrind's call graph and prints each configuration's
+cost both ways: all instructions, and all but the misses' (the code's own cost, which barely
+moves between layouts). With several layouts it prints the mean added cost with its standard
+error over layouts (each layout's configuration minus that layout's bare run).
+
 What it counts is the client process's user-space instructions. The kernel's share of a
 request (socket calls on loopback) and nginx's are not in it, so a ratio here overstates
 poolscope's share of a real request's time: poolscope adds no system calls, only Python.
@@ -24,10 +31,12 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 
 def _shift_layout(layout: int) -> list[object]:
@@ -89,8 +98,41 @@ def child(client: str, kind: str, n: int, url: str) -> None:
             call()
 
 
-def count(client: str, kind: str, n: int, url: str, layout: int = 0) -> int:
-    """Instructions callgrind counted for a whole child process doing n requests."""
+class Count(NamedTuple):
+    instructions: float  # the whole process (or per request, see per_request)
+    misses: float  # calls of find_name_in_mro: method-cache misses
+    miss_instructions: float  # instructions spent in those calls, inclusive
+
+
+_MISS_FUNCTION = "find_name_in_mro"
+
+
+def method_cache_misses(path: str) -> tuple[int, int]:
+    """Calls of find_name_in_mro, and their inclusive instructions, from a callgrind file.
+
+    Callgrind writes each call as ``cfn=(id) name`` (the name only the first time an id
+    appears), then ``calls=N ...``, then a line whose second number is the call's inclusive
+    cost. (0, 0) when the interpreter has no symbols for it."""
+    names: dict[str, str] = {}
+    calls = cost = 0
+    target = False
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("fn=", "cfn=")):
+                m = re.match(r"(c?fn)=\((\d+)\)(?: (.*))?", line.rstrip("\n"))
+                if m is not None:
+                    if m.group(3):
+                        names[m.group(2)] = m.group(3)
+                    if m.group(1) == "cfn":
+                        target = names.get(m.group(2)) == _MISS_FUNCTION
+            elif line.startswith("calls=") and target:
+                calls += int(line[6:].split()[0])
+                cost += int(next(f).split()[1])
+    return calls, cost
+
+
+def count(client: str, kind: str, n: int, url: str, layout: int = 0) -> Count:
+    """What callgrind counted for a whole child process doing n requests."""
     with tempfile.TemporaryDirectory(prefix="poolscope-callgrind-") as tmp:
         cmd = [
             "valgrind",
@@ -109,7 +151,7 @@ def count(client: str, kind: str, n: int, url: str, layout: int = 0) -> int:
         match = _COLLECTED.search(proc.stderr)
         if proc.returncode != 0 or match is None:
             raise SystemExit(f"callgrind run failed for {client} {kind!r}:\n{proc.stderr[-2000:]}")
-        return int(match.group(1))
+        return Count(int(match.group(1)), *method_cache_misses(f"{tmp}/out"))
 
 
 def main() -> None:
@@ -148,7 +190,7 @@ def main() -> None:
     if args.layouts > 1:
         print(
             f"mean over {args.layouts} memory layouts (each a different draw of method-cache "
-            "collisions), with the range of the per-layout ratios"
+            "collisions)"
         )
     with run.nginx() as url:
         for client, kinds in CONFIGURATIONS.items():
@@ -165,26 +207,60 @@ def main() -> None:
                 }
                 per = {
                     kind: [
-                        (jobs[kind, layout, long].result() - jobs[kind, layout, short].result())
-                        / (long - short)
+                        per_request(
+                            jobs[kind, layout, long].result(),
+                            jobs[kind, layout, short].result(),
+                            long - short,
+                        )
                         for layout in layouts
                     ]
                     for kind in kinds
                 }
-            bare = per[kinds[0]]
-            mean_bare = sum(bare) / len(bare)
             print(f"\n{client}")
-            print(f"  {'configuration':<22} {'instructions':>12} {'added':>9} {'ratio':>7}", end="")
-            print("   per-layout ratios   per-layout instructions" if args.layouts > 1 else "")
-            for kind, values in per.items():
-                mean = sum(values) / len(values)
-                added = mean - mean_bare
-                line = f"  {kind:<22} {mean:>12,.0f} {added:>+9,.0f} {mean / mean_bare:>7.4f}"
-                if args.layouts > 1:
-                    ratios = [v / b for v, b in zip(values, bare, strict=True)]
-                    line += f"   {min(ratios):.4f} to {max(ratios):.4f}"
-                    line += f"   {min(values):,.0f} to {max(values):,.0f}"
-                print(line)
+            report(per, kinds[0], args.layouts)
+
+
+def per_request(long: Count, short: Count, n: int) -> Count:
+    """One request's share: the long run minus the short one, over the requests between."""
+    return Count(
+        (long.instructions - short.instructions) / n,
+        (long.misses - short.misses) / n,
+        (long.miss_instructions - short.miss_instructions) / n,
+    )
+
+
+def report(per: dict[str, list[Count]], bare_kind: str, layouts: int) -> None:
+    bare = per[bare_kind]
+    header = f"  {'configuration':<22} {'instructions':>12} {'added':>9} {'ratio':>7}"
+    if layouts > 1:
+        header += f" {'2 SE':>7}   per-layout ratios"
+    header += f"   {'misses':>6}   {'without misses':>14} {'ratio':>7}"
+    print(header)
+    for kind, values in per.items():
+        added = [v.instructions - b.instructions for v, b in zip(values, bare, strict=True)]
+        own = [
+            (v.instructions - v.miss_instructions) - (b.instructions - b.miss_instructions)
+            for v, b in zip(values, bare, strict=True)
+        ]
+        mean_bare = statistics.fmean(b.instructions for b in bare)
+        mean_bare_own = statistics.fmean(b.instructions - b.miss_instructions for b in bare)
+        mean = statistics.fmean(v.instructions for v in values)
+        line = f"  {kind:<22} {mean:>12,.0f} {statistics.fmean(added):>+9,.0f}"
+        line += f" {mean / mean_bare:>7.4f}"
+        if layouts > 1:
+            se = statistics.stdev(added) / len(added) ** 0.5
+            ratios = [v.instructions / b.instructions for v, b in zip(values, bare, strict=True)]
+            line += f" {2 * se / mean_bare:>7.4f}   {min(ratios):.4f} to {max(ratios):.4f}"
+        misses = statistics.fmean(v.misses for v in values)
+        line += f"   {misses:>6.1f}   {statistics.fmean(own):>+14,.0f}"
+        line += f" {1 + statistics.fmean(own) / mean_bare_own:>7.4f}"
+        print(line)
+    print(
+        "  added: mean over layouts of (configuration - bare) instructions per request; "
+        "2 SE: two standard errors of that mean, as a ratio;\n"
+        "  misses: method-cache misses per request; without misses: added instructions and "
+        "ratio with every miss's own instructions taken out of both sides"
+    )
 
 
 if __name__ == "__main__":

@@ -229,3 +229,62 @@ def test_an_sdk_configured_later_gets_the_hook_for_new_connections() -> None:
     assert "'HTTP connection_setup 127.0.0.2:" in lines[2]  # with its phases, from the hook
     assert "'socket connect 127.0.0.2:" in lines[2]
     assert lines[3] == "events ['urllib3.pool.connection_reused']"
+
+
+LATE_SDK_SAME_POOL = textwrap.dedent(
+    """
+    import requests
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import poolscope
+    from poolscope._loopback import LoopbackServer
+
+    s = poolscope.instrument_session(requests.Session())
+    with LoopbackServer("127.0.0.1") as a:
+        s.get(a.url); s.get(a.url)
+        (pool,) = s.get_adapter(a.url).poolmanager.pools._container.values()
+        first = pool.pool.queue[-1]
+        print("unstamped", first._poolscope.idle_since)
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        tracer = trace.get_tracer("test")
+        # What urllib3 calls when the queue has no idle connection for a request: the pool
+        # takes its hook now, while the first connection still sits idle, untimed.
+        pool._new_conn().close()
+        for name in ("went idle before", "went idle after"):
+            with tracer.start_as_current_span(name):
+                s.get(a.url)
+        for span in exporter.get_finished_spans():
+            if span.name.startswith("went"):
+                attrs = [dict(e.attributes) for e in span.events]
+                timed = ["urllib3.pool.connection.idle_time" in a for a in attrs]
+                print(span.name, [sorted(a) for a in attrs], timed)
+    """
+)
+
+
+def test_a_reuse_after_an_sdk_appears_has_an_idle_time_only_once_its_return_was_timed() -> None:
+    # Without a sink acting on reuses, returns are not timed (that clock call is most of a
+    # return's cost); a connection that went idle before the SDK appeared reports its reuse
+    # without an idle time rather than one measured from nothing.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run(
+        [sys.executable, "-c", LATE_SDK_SAME_POOL],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "unstamped 0.0"
+    before = [ln for ln in lines if ln.startswith("went idle before")]
+    after = [ln for ln in lines if ln.startswith("went idle after")]
+    assert before and after, lines
+    assert "'urllib3.pool.connection.idle_time'" not in before[0]
+    assert before[0].endswith("[False]")
+    assert after[0].endswith("[True]")

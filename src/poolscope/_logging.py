@@ -45,15 +45,13 @@ def message(event: PoolEvent) -> str:
         )
         return f"Opened {conn} to {origin} in {_ms(event.duration)}{tls}."
     if kind is EventKind.REUSED:
-        return (
-            f"Reused {conn} to {origin} after {event.duration or 0.0:.3f} s idle; "
-            f"it had served {event.requests} request(s)."
-        )
+        idle = f" after {event.duration:.3f} s idle" if event.duration is not None else ""
+        return f"Reused {conn} to {origin}{idle}; it had served {event.requests} request(s)."
     if kind is EventKind.DROPPED:
+        idle = f" after {event.duration:.1f} s" if event.duration is not None else ""
         return (
-            f"Found {conn} to {origin} closed by the server after {event.duration or 0.0:.1f} s "
-            f"idle; reconnecting. If this repeats, the server's keep-alive timeout is shorter "
-            f"than your idle time."
+            f"Found {conn} to {origin} closed by the server{idle} idle; reconnecting. If this "
+            f"repeats, the server's keep-alive timeout is shorter than your idle time."
         )
     if kind is EventKind.DISCARDED:
         need = event.in_use or 0

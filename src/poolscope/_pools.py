@@ -93,7 +93,8 @@ class InstrumentedQueueMixin(_QueueBase):
                 cs = self._adopt(item)
                 idled = cs is not None and cs.in_pool
             elif cs.open and not cs.in_pool:
-                stats = cs.pool.stats
+                ps = cs.pool
+                stats = ps.stats
                 if cs.checkout:
                     # A reuse no checkout hook counted (the pool has none): settled now that it
                     # came back. Recorder.checkout_settled, inlined.
@@ -101,7 +102,8 @@ class InstrumentedQueueMixin(_QueueBase):
                     cs.requests += 1
                     stats.reused += 1
                 cs.in_pool = True
-                cs.idle_since = _now()
+                if ps.stamps_idle:
+                    cs.idle_since = _now()
                 stats.idle += 1
                 idled = True
         with self.not_full:
@@ -151,7 +153,8 @@ class InstrumentedQueueMixin(_QueueBase):
             return None
         if cs.open:
             cs.in_pool = True
-            cs.idle_since = _now()
+            if ps.stamps_idle:
+                cs.idle_since = _now()
             ps.stats.idle += 1
         return cs
 
@@ -286,8 +289,13 @@ def sync_checkout_hook(pool: Any, ps: PoolState) -> None:
 
     Asked when a pool is set up and whenever it makes a connection object (both rare), so an
     SDK configured after instrumenting is picked up by the next connection."""
-    if not isinstance(pool, CheckoutHookMixin) and ps.recorder.wants_reuse_events():
-        pool.__class__ = hooked_class(type(pool))
+    if ps.stamps_idle:
+        return
+    hooked = isinstance(pool, CheckoutHookMixin)
+    if hooked or ps.recorder.wants_reuse_events():
+        if not hooked:
+            pool.__class__ = hooked_class(type(pool))
+        ps.stamps_idle = True
 
 
 def hooked_class(cls: type[Any]) -> type[Any]:
@@ -419,7 +427,8 @@ def adopt_pool(pool: Any, recorder: Recorder) -> None:
                 cs = adopt_connection(ps, conn)
                 if cs.open:
                     cs.in_pool = True
-                    cs.idle_since = _now()
+                    if ps.stamps_idle:
+                        cs.idle_since = _now()
                     ps.stats.idle += 1
 
 

@@ -120,6 +120,7 @@ class PoolState:
         "num_pools",
         "pool_ref",
         "recorder",
+        "stamps_idle",
         "stats",
     )
 
@@ -136,6 +137,10 @@ class PoolState:
         self.collected = False
         self.pool_ref = weakref.ref(pool, self._pool_collected)
         self.closed = False  # set once pool.close() starts; a pool never reopens
+        # Whether a connection's return is timed (ConnState.idle_since): only once some sink
+        # acts on reuses or drops, which is when the pool has its checkout hook. The clock
+        # call is most of what a return costs otherwise.
+        self.stamps_idle = False
         self.maxsize = maxsize
         self.conns: weakref.WeakSet[Any] = weakref.WeakSet()  # for uninstrumenting
         if maxsize > self.stats.maxsize:
@@ -174,7 +179,7 @@ class ConnState:
         self.open = False  # a socket is connected and not yet reported closed
         self.opened_at = 0.0
         self.requests = 0  # requests served by the current network connection
-        self.idle_since = 0.0
+        self.idle_since = 0.0  # when it last went idle in its pool; 0.0 when not timed
         self.in_pool = False  # counted in stats.idle
         # Taken from the pool open, and its reuse not yet counted: counted by the pool's
         # checkout hook when one is installed, else when it comes back or is closed.
@@ -332,8 +337,10 @@ class Recorder:
         sinks = self._reuse_sinks
         if idle_times is None and not sinks:
             return
-        idle = _now() - cs.idle_since
-        if idle_times is not None:
+        # 0.0: it went idle before its pool stamped returns (a sink that acts on reuses
+        # appeared since), so how long it sat is not known.
+        idle = _now() - cs.idle_since if cs.idle_since else None
+        if idle_times is not None and idle is not None:
             idle_times.append(idle)
         event = None
         for sink, gate in sinks:
@@ -362,7 +369,7 @@ class Recorder:
         stats = pool.stats
         stats.open -= 1
         stats.closed += 1
-        idle = now - cs.idle_since
+        idle = now - cs.idle_since if cs.idle_since else None
         was_in_pool = cs.in_pool
         if cs.in_pool:
             cs.in_pool = False

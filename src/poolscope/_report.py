@@ -110,7 +110,8 @@ class ReportSink:
             elif kind is EventKind.REUSED:
                 rec.reused += 1
                 rec.seen += 1
-                _sample(rec.idle_times, event.duration or 0.0, rec.seen)
+                if event.duration is not None:
+                    _sample(rec.idle_times, event.duration, rec.seen)
                 lane = rec.lanes.get(conn or 0)
                 if lane is not None:
                     lane.requests += 1
@@ -118,7 +119,8 @@ class ReportSink:
                         lane.uses.append(now)
             elif kind is EventKind.DROPPED:
                 rec.dropped += 1
-                rec.drop_idle_times.append(event.duration or 0.0)
+                if event.duration is not None:
+                    rec.drop_idle_times.append(event.duration)
             elif kind is EventKind.DISCARDED:
                 rec.discarded += 1
                 rec.peak_in_use = max(rec.peak_in_use, event.in_use or 0)

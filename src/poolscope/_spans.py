@@ -236,8 +236,8 @@ class SpanSink:
         if event.connection_id is not None:
             attrs["urllib3.pool.connection.id"] = event.connection_id
         kind = event.kind
-        if kind is EventKind.REUSED or kind is EventKind.DROPPED:
-            attrs["urllib3.pool.connection.idle_time"] = event.duration or 0.0
+        if (kind is EventKind.REUSED or kind is EventKind.DROPPED) and event.duration is not None:
+            attrs["urllib3.pool.connection.idle_time"] = event.duration
         if event.requests is not None:
             attrs["urllib3.pool.connection.requests"] = event.requests
         if kind is EventKind.CREATED or kind is EventKind.FAILED:
