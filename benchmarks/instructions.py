@@ -171,6 +171,12 @@ def main() -> None:
     )
     parser.add_argument("--layouts", type=int, default=1, help="mean over this many memory layouts")
     parser.add_argument(
+        "--first-layout", type=int, default=0, metavar="K", help="layouts K, K+1, ... (default 0)"
+    )
+    parser.add_argument(
+        "--per-layout", action="store_true", help="also print each layout's added instructions"
+    )
+    parser.add_argument(
         "--child", nargs=4, metavar=("CLIENT", "KIND", "N", "URL"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -184,7 +190,7 @@ def main() -> None:
     if args.smoke:
         short, long = 5, 15
         args.client, args.only = args.client or "urllib3", args.only or ["poolscope, no SDK"]
-    layouts = range(args.layouts)
+    layouts = range(args.first_layout, args.first_layout + args.layouts)
     print(run.describe_machine())
     print(f"instructions per reused-connection request: ({long} - {short}) requests, callgrind")
     if args.layouts > 1:
@@ -217,7 +223,7 @@ def main() -> None:
                     for kind in kinds
                 }
             print(f"\n{client}")
-            report(per, kinds[0], args.layouts)
+            report(per, kinds[0], args.layouts, args.per_layout)
 
 
 def per_request(long: Count, short: Count, n: int) -> Count:
@@ -229,7 +235,7 @@ def per_request(long: Count, short: Count, n: int) -> Count:
     )
 
 
-def report(per: dict[str, list[Count]], bare_kind: str, layouts: int) -> None:
+def report(per: dict[str, list[Count]], bare_kind: str, layouts: int, each: bool) -> None:
     bare = per[bare_kind]
     header = f"  {'configuration':<22} {'instructions':>12} {'added':>9} {'ratio':>7}"
     if layouts > 1:
@@ -255,6 +261,9 @@ def report(per: dict[str, list[Count]], bare_kind: str, layouts: int) -> None:
         line += f"   {misses:>6.1f}   {statistics.fmean(own):>+14,.0f}"
         line += f" {1 + statistics.fmean(own) / mean_bare_own:>7.4f}"
         print(line)
+        if each:
+            print("    per layout:", " ".join(f"{a:+.0f}" for a in added))
+            print("    misses:", " ".join(f"{v.misses:.1f}" for v in values))
     print(
         "  added: mean over layouts of (configuration - bare) instructions per request; "
         "2 SE: two standard errors of that mean, as a ratio;\n"

@@ -3,7 +3,7 @@
     python benchmarks/run.py            # the full run (a few minutes; see the README's table)
     python benchmarks/run.py --smoke    # a few hundred requests, no thresholds: CI runs this
     python benchmarks/run.py --memory   # only memory, over 1,000,000 requests (about 25 min)
-    python benchmarks/run.py --threads 40   # only the 32-thread throughput, 40 rounds
+    python benchmarks/run.py --threads 40   # only the 32-thread throughput, 40 rounds each
 
 It starts Debian's nginx on loopback with a config it writes (keep-alive on, one worker), runs
 every configuration interleaved (A B C ... A B C ...) several rounds, and prints microseconds per
@@ -19,6 +19,7 @@ import functools
 import gc
 import io
 import logging
+import math
 import os
 import platform
 import shutil
@@ -271,7 +272,12 @@ def hot_path(url: str, n: int, repeats: int) -> None:
 
 
 def threaded(url: str, threads: int, per_thread: int, rounds: int) -> None:
-    """Throughput of one Session shared by many threads, bare against poolscope with an SDK."""
+    """Throughput of one Session shared by many threads, bare against poolscope with an SDK.
+
+    Two bare sessions run as well as the instrumented one: the second bare against the first
+    (an A/A comparison) shows how far two identical configurations land apart on this machine,
+    which is the yardstick for the instrumented ratio. The order within a round rotates, so no
+    configuration always runs first or last."""
 
     def session(instrumented: bool) -> requests.Session:
         s = requests.Session()
@@ -299,30 +305,43 @@ def threaded(url: str, threads: int, per_thread: int, rounds: int) -> None:
         done = threads * per_thread
         return done / (time.perf_counter() - start), (time.process_time() - cpu) / done * 1e6
 
-    sessions = {"bare": session(False), "poolscope, SDK": session(True)}
+    sessions = {
+        "bare": session(False),
+        "bare again (A/A)": session(False),
+        "poolscope, SDK": session(True),
+    }
+    for s in sessions.values():  # every thread's connection made before the first round
+        throughput(s)
+    kinds = list(sessions)
     results: dict[str, list[float]] = {k: [] for k in sessions}
     cpu: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(rounds):
-        for kind, s in sessions.items():
-            rps, us = throughput(s)
+    for r in range(rounds):
+        for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
+            rps, us = throughput(sessions[kind])
             results[kind].append(rps)
             cpu[kind].append(us)
-    bare = statistics.median(results["bare"])
-    bare_cpu = statistics.median(cpu["bare"])
     print(f"\n{threads} threads, one Session ({threads * per_thread} requests x {rounds} rounds)")
     print(
-        f"  {'configuration':<22} {'median':>15} {'ratio':>7} {'paired':>7}"
+        f"  {'configuration':<18} {'median':>15} {'ratio':>7} {'paired':>7} {'95% interval':>15}"
         f" {'process CPU':>14} {'ratio':>7}"
     )
+    bare, bare_cpu = results["bare"], statistics.median(cpu["bare"])
     for kind, values in results.items():
         rps = statistics.median(values)
-        paired = statistics.median(v / b for v, b in zip(values, results["bare"], strict=True))
+        # Per-round ratios to bare, summarised as a geometric mean with a 95% interval.
+        logs = [math.log(v / b) for v, b in zip(values, bare, strict=True)]
+        mean = statistics.fmean(logs)
+        half = 1.96 * statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else 0.0
+        interval = f"{math.exp(mean - half):.3f}-{math.exp(mean + half):.3f}"
         us = statistics.median(cpu[kind])
         print(
-            f"  {kind:<22} {rps:>9.0f} req/s {rps / bare:>7.3f} {paired:>7.3f}"
-            f" {us:>11.1f} us {bare_cpu / us:>7.3f}"
+            f"  {kind:<18} {rps:>9.0f} req/s {rps / statistics.median(bare):>7.3f}"
+            f" {math.exp(mean):>7.3f} {interval:>15} {us:>11.1f} us {bare_cpu / us:>7.3f}"
         )
-    print("  (paired: median of per-round ratios; CPU ratio: bare's CPU per request / this one's)")
+    print(
+        "  (paired: geometric mean of the per-round ratios to bare, with its 95% interval;\n"
+        "   CPU ratio: bare's process CPU per request / this one's)"
+    )
 
 
 MEMORY_KINDS = ["bare", "poolscope, no SDK", "poolscope, SDK"]
@@ -426,7 +445,7 @@ def main() -> None:
             memory(url, 1_000_000)
             return
         if args.threads:
-            threaded(url, 32, 300, args.threads)
+            threaded(url, 32, 150, args.threads)
             return
         compare(
             "requests, one Session, keep-alive",
@@ -445,7 +464,7 @@ def main() -> None:
             rounds,
         )
         hot_path(url, 2000 if args.smoke else 50_000, 3 if args.smoke else 9)
-        threaded(url, 32, 10 if args.smoke else 300, 1 if args.smoke else 5)
+        threaded(url, 32, 10 if args.smoke else 150, 2 if args.smoke else 6)
         memory(url, 2000 if args.smoke else 20_000)
 
 

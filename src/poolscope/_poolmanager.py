@@ -137,7 +137,7 @@ def _dispose_hook(pm: Any, state: ManagerState) -> Callable[[Any], None]:
             ps = getattr(pool, "_poolscope", None)
             if ps is not None:
                 if sys._getframe(1).f_code.co_name == "clear":
-                    ps.closed = True  # the manager let go of it: its connections are closing
+                    ps.closing()  # the manager let go of it: its connections are closing
                 else:
                     manager = pm_ref()
                     num_pools = manager.pools._maxsize if manager is not None else 0

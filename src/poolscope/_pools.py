@@ -56,26 +56,24 @@ class InstrumentedQueueMixin(_QueueBase):
             self.not_full.notify()
         # Plain attribute reads, not getattr() with a default: CPython specializes them, so a
         # checkout costs no method-cache lookup (see benchmarks/instructions.py).
-        cs = None
         if item is not None:  # urllib3 keeps None for room to make a new connection
             try:
                 cs = item._poolscope
             except AttributeError:  # a connection of a class poolscope did not make
-                pass
-        if cs is not None:
-            ps = cs.pool
+                return item
             # A pool that is closing or collected empties its queue to close what is in it:
             # close() accounts for those connections.
-            if cs.in_pool and not ps.closed and not ps.collected:
+            if cs is not None and cs.in_pool and not cs.pool.draining:
                 cs.in_pool = False
-                stats = ps.stats
-                stats.idle -= 1
-                in_use = stats.open - stats.idle
-                if in_use > stats.peak_in_use:
-                    stats.peak_in_use = in_use
                 # Open and handed out: a reuse, unless urllib3's drop check closes it now
                 # ("Resetting dropped connection"); counted once that is settled.
                 cs.checkout = True
+                stats = cs.stats
+                idle = stats.idle - 1
+                stats.idle = idle
+                in_use = stats.open - idle
+                if in_use > stats.peak_in_use:
+                    stats.peak_in_use = in_use
         return item
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
@@ -93,19 +91,17 @@ class InstrumentedQueueMixin(_QueueBase):
                 cs = self._adopt(item)
                 idled = cs is not None and cs.in_pool
             elif cs.open and not cs.in_pool:
-                ps = cs.pool
-                stats = ps.stats
+                stats = cs.stats
                 if cs.checkout:
                     # A reuse no checkout hook counted (the pool has none): settled now that it
                     # came back. Recorder.checkout_settled, inlined.
                     cs.checkout = False
                     cs.requests += 1
                     stats.reused += 1
-                cs.in_pool = True
-                if ps.stamps_idle:
+                cs.in_pool = idled = True
+                if cs.pool.stamps_idle:
                     cs.idle_since = _now()
                 stats.idle += 1
-                idled = True
         with self.not_full:
             if self.maxsize > 0 and self._qsize() >= self.maxsize:
                 try:
@@ -261,7 +257,7 @@ class InstrumentedPoolMixin(_PoolBase):
     def close(self) -> None:
         ps = getattr(self, "_poolscope", None)
         if ps is not None:
-            ps.closed = True
+            ps.closing()
         super().close()
 
 

@@ -111,8 +111,8 @@ class PoolState:
 
     __slots__ = (
         "closed",
-        "collected",
         "conns",
+        "draining",
         "id",
         "key",
         "manager_id",
@@ -131,12 +131,13 @@ class PoolState:
         self.recorder = recorder
         self.key = key
         self.stats = recorder.stats_for(key)
-        # Collected, as the pool's queue learns without calling the weakref: this callback
-        # runs before urllib3's own finalizer drains the queue (CPython calls a dying
-        # object's weakref callbacks newest first), so that drain is not taken for checkouts.
-        self.collected = False
-        self.pool_ref = weakref.ref(pool, self._pool_collected)
         self.closed = False  # set once pool.close() starts; a pool never reopens
+        # Closed or collected: its queue is being emptied to close what is in it, which its
+        # queue must not take for checkouts. Collection is learnt without calling the weakref:
+        # this callback runs before urllib3's own finalizer drains the queue (CPython calls a
+        # dying object's weakref callbacks newest first).
+        self.draining = False
+        self.pool_ref = weakref.ref(pool, self._pool_collected)
         # Whether a connection's return is timed (ConnState.idle_since): only once some sink
         # acts on reuses or drops, which is when the pool has its checkout hook. The clock
         # call is most of what a return costs otherwise.
@@ -147,7 +148,10 @@ class PoolState:
             self.stats.maxsize = maxsize
 
     def _pool_collected(self, _ref: Any) -> None:
-        self.collected = True
+        self.draining = True
+
+    def closing(self) -> None:
+        self.closed = self.draining = True
 
 
 class ConnState:
@@ -169,6 +173,7 @@ class ConnState:
         "opened_at",
         "pool",
         "requests",
+        "stats",
         "tcp_time",
         "timing",
     )
@@ -176,6 +181,7 @@ class ConnState:
     def __init__(self, pool: PoolState) -> None:
         self.id = next(_connection_ids)
         self.pool = pool
+        self.stats = pool.stats  # its pool's, one attribute read closer for the queue
         self.open = False  # a socket is connected and not yet reported closed
         self.opened_at = 0.0
         self.requests = 0  # requests served by the current network connection
