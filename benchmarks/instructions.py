@@ -16,8 +16,8 @@ cost of one request with start-up, imports and the first connection taken out.
 Most of what moves a count from one memory layout to the next is CPython 3.11's method cache
 (see _shift_layout): a lookup that misses it runs find_name_in_mro, which walks the class's
 MRO. The run counts those misses from callgrind's call graph and prints each configuration's
-cost both ways: all instructions, and all but the misses' (the code's own cost, which barely
-moves between layouts). With several layouts it prints the mean added cost with its standard
+cost both ways: all instructions, and all but the misses' (nearer the code's own cost, which moves
+much less between layouts). With several layouts it prints the mean added cost with its standard
 error over layouts (each layout's configuration minus that layout's bare run).
 
 What it counts is the client process's user-space instructions. The kernel's share of a
