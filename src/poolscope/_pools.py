@@ -147,11 +147,7 @@ class InstrumentedQueueMixin(_QueueBase):
         except Exception:
             internal_error("adopt connection")
             return None
-        if cs.open:
-            cs.in_pool = True
-            if ps.stamps_idle:
-                cs.idle_since = _now()
-            ps.stats.idle += 1
+        _adopted_idle(ps, cs)
         return cs
 
     def _wait_for_item(self, timeout: float | None) -> None:
@@ -284,7 +280,8 @@ def sync_checkout_hook(pool: Any, ps: PoolState) -> None:
     """Give ``pool`` its checkout hook once some sink of its recorder wants reuse events.
 
     Asked when a pool is set up and whenever it makes a connection object (both rare), so an
-    SDK configured after instrumenting is picked up by the next connection."""
+    SDK configured after instrumenting is picked up by the next connection. From then on the
+    pool also times its connections' returns (``PoolState.stamps_idle``), for idle times."""
     if ps.stamps_idle:
         return
     hooked = isinstance(pool, CheckoutHookMixin)
@@ -420,12 +417,16 @@ def adopt_pool(pool: Any, recorder: Recorder) -> None:
         ps = attach_pool(pool, recorder)
         for conn in q.queue:
             if conn is not None:
-                cs = adopt_connection(ps, conn)
-                if cs.open:
-                    cs.in_pool = True
-                    if ps.stamps_idle:
-                        cs.idle_since = _now()
-                    ps.stats.idle += 1
+                _adopted_idle(ps, adopt_connection(ps, conn))
+
+
+def _adopted_idle(ps: PoolState, cs: ConnState) -> None:
+    """Count an adopted connection found in (or coming back to) its pool's queue as idle."""
+    if cs.open:
+        cs.in_pool = True
+        if ps.stamps_idle:
+            cs.idle_since = _now()
+        ps.stats.idle += 1
 
 
 def detach_pool(pool: Any) -> None:

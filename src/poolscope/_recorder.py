@@ -330,7 +330,7 @@ class Recorder:
         came back to its pool, or was closed, after a request on it."""
         cs.checkout = False
         cs.requests += 1
-        cs.pool.stats.reused += 1
+        cs.stats.reused += 1
 
     def connection_reused(self, cs: ConnState) -> None:
         # The checkout hook, installed when some sink acts on reuses (see wants_reuse_events).
