@@ -19,12 +19,18 @@ from poolscope._loopback import LoopbackServer
 
 
 def run_load(
-    threads: int, per_thread: int, meter_provider: Any, closes: bool, tracer_provider: Any = None
+    threads: int,
+    per_thread: int,
+    meter_provider: Any,
+    closes: bool,
+    tracer_provider: Any = None,
+    count_midway: bool = False,
 ) -> dict[str, Any]:
     """Run the load and return what the invariants need; raises AssertionError on a breach.
 
-    With no-op providers (no SDK) the pools have no checkout hook and count reuses as
-    connections come back; with an SDK meter provider they count them at checkout."""
+    With an SDK meter provider the pools count reuses and idle connections from the start;
+    with no-op providers (no SDK) they do not, unless ``count_midway``: then the recorder
+    starts counting while the load runs, as a metrics reader's first collection makes it."""
     hosts = [f"127.0.0.{i}" for i in range(1, 5)]
     servers = [LoopbackServer(h).start() for h in hosts]
     path = "/maybe-close" if closes else "/"
@@ -38,8 +44,13 @@ def run_load(
         errors: list[BaseException] = []
         negative: list[str] = []
         stop = threading.Event()
+        started = threading.Event()
 
         def watch() -> None:  # no counter is ever negative, sampled while the load runs
+            if count_midway:
+                started.wait()
+                stop.wait(0.05)
+                recorder.start_counting()
             while not stop.is_set():
                 for st in recorder.all_stats():
                     for field in ("open", "idle", "waiting", "created", "closed"):
@@ -51,6 +62,7 @@ def run_load(
 
         def worker(seed: int) -> None:
             rnd = random.Random(seed)
+            started.set()
             try:
                 for _ in range(per_thread):
                     s.get(servers[rnd.randrange(len(servers))].url + path, timeout=30)
@@ -84,6 +96,7 @@ def run_load(
         return {
             "requests": threads * per_thread,
             "served": requests_served,
+            "reused": sum(st.reused for st in mine),
             "created": sum(st.created for st in mine),
             "accepted": accepted,
             "during": during,

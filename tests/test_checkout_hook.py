@@ -1,6 +1,8 @@
 """With no OpenTelemetry SDK behind it, poolscope runs no code of its own per reused request
-beyond the pool queue's; its counters must still be exactly those of a pool with the
-checkout hook, and the hook must arrive once an SDK is configured later."""
+beyond one test in the pool queue's: nothing would record a reuse. Everything else is counted
+exactly as with an SDK, and once one is configured later (seen at the next connection any pool
+makes, or at a metrics reader's first collection) every pool counts reuses and idle
+connections from then on."""
 
 from __future__ import annotations
 
@@ -158,27 +160,38 @@ def _play(scenario: Callable[[requests.Session], None], options: dict[str, Any])
     return hooked
 
 
+# What a pool counts on its rare paths (connects, closes, waits, retries), whether or not some
+# sink acts on reuses; reuses, idle connections and the peak in use are counted in the queue.
+RARE_PATH = ("created", "dropped", "discarded", "closed", "open", "waits", "failed", "retries")
+
+
+def api_only() -> dict[str, Any]:
+    """OpenTelemetry's API with nothing behind it: what a process without an SDK has."""
+    return {"meter_provider": NoOpMeterProvider(), "tracer_provider": NoOpTracerProvider()}
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[f.__name__ for f in SCENARIOS])
-def test_counts_without_the_checkout_hook_equal_those_with_it(
+def test_with_nothing_acting_on_reuses_pools_count_all_but_reuses_and_idle_connections(
     scenario: Callable[[requests.Session], None],
 ) -> None:
-    lean, lean_hooked = run(
-        scenario, meter_provider=NoOpMeterProvider(), tracer_provider=NoOpTracerProvider()
-    )
-    hooked, hooked_hooked = run(scenario, meter_provider=Metrics().provider)
-    assert not lean_hooked and hooked_hooked
-    assert lean == hooked
-    assert lean["open"] == lean["idle"] == 0 and lean["created"] == lean["closed"]
+    quiet, quiet_hooked = run(scenario, **api_only())
+    counting, counting_hooked = run(scenario, meter_provider=Metrics().provider)
+    assert not quiet_hooked and counting_hooked
+    assert {f: quiet[f] for f in RARE_PATH} == {f: counting[f] for f in RARE_PATH}
+    assert quiet["reused"] == quiet["idle"] == quiet["peak_in_use"] == 0
+    assert counting["reused"] > 0 and counting["peak_in_use"] > 0
+    assert quiet["open"] == counting["open"] == counting["idle"] == 0
+    assert quiet["created"] == quiet["closed"]
 
 
-def test_expected_counts_without_the_hook() -> None:
-    lean, _ = run(stale, meter_provider=NoOpMeterProvider(), tracer_provider=NoOpTracerProvider())
-    assert (lean["created"], lean["reused"], lean["dropped"], lean["closed"]) == (2, 1, 1, 2)
-    lean, _ = run(
-        retried_race, meter_provider=NoOpMeterProvider(), tracer_provider=NoOpTracerProvider()
-    )
-    assert lean["retries"] == {"http.client.RemoteDisconnected": 1}
-    assert (lean["created"], lean["reused"]) == (2, 2)
+def test_expected_counts_with_nothing_acting_on_reuses() -> None:
+    quiet, _ = run(stale, **api_only())
+    assert (quiet["created"], quiet["dropped"], quiet["closed"], quiet["reused"]) == (2, 1, 2, 0)
+    quiet, _ = run(retried_race, **api_only())
+    assert quiet["retries"] == {"http.client.RemoteDisconnected": 1}
+    assert (quiet["created"], quiet["closed"]) == (2, 2)
+    counting, _ = run(stale, meter_provider=Metrics().provider)
+    assert (counting["created"], counting["dropped"], counting["reused"]) == (2, 1, 1)
 
 
 LATE_SDK = textwrap.dedent(
@@ -288,3 +301,70 @@ def test_a_reuse_after_an_sdk_appears_has_an_idle_time_only_once_its_return_was_
     assert "'urllib3.pool.connection.idle_time'" not in before[0]
     assert before[0].endswith("[False]")
     assert after[0].endswith("[True]")
+
+
+LATE_METER = textwrap.dedent(
+    """
+    import requests
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    import poolscope
+    from poolscope._loopback import LoopbackServer
+    from poolscope._pools import CheckoutHookMixin
+
+    def read(reader):
+        out = {}
+        for rm in reader.get_metrics_data().resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    for p in m.data.data_points:
+                        name = m.name
+                        state = p.attributes.get("http.connection.state")
+                        if state:
+                            name += "." + state
+                        out[name] = p.count if hasattr(p, "bucket_counts") else p.value
+        return out
+
+    s = poolscope.instrument_session(requests.Session())
+    with LoopbackServer("127.0.0.1") as a:
+        for _ in range(3):
+            s.get(a.url)
+        (pool,) = s.get_adapter(a.url).poolmanager.pools._container.values()
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        print("hooked before", isinstance(pool, CheckoutHookMixin))
+        first = read(reader)
+        print("hooked after", isinstance(pool, CheckoutHookMixin))
+        for _ in range(2):
+            s.get(a.url)
+        second = read(reader)
+        for name in ("created", "reused"):
+            key = "urllib3.pool.connections." + name
+            print(name, first.get(key), second.get(key))
+        for state in ("idle", "active"):
+            key = "http.client.open_connections." + state
+            print(state, first.get(key), second.get(key))
+        print("idle_time", second.get("urllib3.pool.connection.idle_time"))
+    """
+)
+
+
+def test_a_meter_provider_set_later_counts_reuses_from_its_first_collection() -> None:
+    # No new connection is made after the SDK appears: its first collection is what starts
+    # the counting. The connection already idle is counted idle; reuses count from then on,
+    # the first without an idle time (how long it sat before is not known).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run(
+        [sys.executable, "-c", LATE_METER], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "hooked before False",
+        "hooked after True",
+        "created 1 1",
+        "reused 0 2",
+        "idle 1 1",
+        "active 0 0",
+        "idle_time 1",
+    ]

@@ -135,7 +135,8 @@ def _closing(cs: ConnState, caller: FrameType) -> None:
         if history and history[-1].error is not None:
             retried = history[-1].error
     if cs.open:
-        dropped = where == "_get_conn" and cs.checkout
+        # urllib3's _get_conn closes a connection only when its drop check found it closed.
+        dropped = where == "_get_conn"
         if cs.checkout and not dropped:
             recorder.checkout_settled(cs)  # a request went out on it: that was a reuse
         cs.checkout = False

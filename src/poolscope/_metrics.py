@@ -14,7 +14,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from ._events import EventKind, PoolEvent, PoolKey, records_anything
-from ._recorder import Recorder
+from ._recorder import PoolStats, Recorder
 from ._version import __version__
 
 _SHORT_BUCKETS = (
@@ -193,16 +193,24 @@ class MetricsSink:
                     self._recorder.sink_failed(self)
             return [
                 Observation(getattr(stats, field), self._attrs(stats.key))
-                for stats in self._recorder.all_stats()
+                for stats in self._stats()
             ]
 
         return observe
+
+    def _stats(self) -> list[PoolStats]:
+        recorder = self._recorder
+        if not recorder.counting:
+            # A reader collects, so an SDK is there: pools made before it appeared count
+            # reuses and idle connections from now on (Recorder.should_count).
+            recorder.start_counting()
+        return recorder.all_stats()
 
     def _flush_idle_times(self) -> None:
         # Runs inside a reader's collection, before it reads the histograms: the buffered
         # samples land in this collection.
         record = self._idle_time.record
-        for stats in self._recorder.all_stats():
+        for stats in self._stats():
             samples = stats.idle_times
             if not samples:
                 continue
@@ -222,7 +230,7 @@ class MetricsSink:
 
     def _by_error_type(self, field: str) -> list[Observation]:
         observations = []
-        for stats in self._recorder.all_stats():
+        for stats in self._stats():
             counts: dict[str, int] = getattr(stats, field)
             for etype, count in list(counts.items()):
                 attrs = {**self._attrs(stats.key), "error.type": etype}
@@ -231,7 +239,7 @@ class MetricsSink:
 
     def _observe_open(self, options: CallbackOptions) -> Iterable[Observation]:
         observations = []
-        for stats in self._recorder.all_stats():
+        for stats in self._stats():
             attrs = self._attrs(stats.key)
             idle = stats.idle
             observations.append(
@@ -241,10 +249,7 @@ class MetricsSink:
         return observations
 
     def _observe_waiting(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [
-            Observation(stats.waiting, self._attrs(stats.key))
-            for stats in self._recorder.all_stats()
-        ]
+        return [Observation(stats.waiting, self._attrs(stats.key)) for stats in self._stats()]
 
 
 def _histogram(meter: Any, name: str, description: str, buckets: tuple[float, ...]) -> Any:

@@ -41,10 +41,15 @@ class InstrumentedQueueMixin(_QueueBase):
     """A pool's queue of idle connections that reports waits, checkouts and returns."""
 
     _poolscope: PoolState | None = None  # set once the pool that owns it is set up
+    # Whether checkouts and returns are counted (PoolState.counting). Set on each instance
+    # when its pool is set up, as an instance attribute: CPython 3.11 specializes reading one,
+    # not a class attribute read through the instance.
+    _poolscope_counting = False
 
     # get() and put() are queue.Queue's, reimplemented with the same contract (stdlib's are
     # Python too, so this costs no extra frame): under the queue's own lock we learn whether a
-    # checkout had to wait and whether a returned connection found the pool full.
+    # checkout had to wait and whether a returned connection found the pool full. Until the
+    # pool counts (no sink acts on reuses), each adds one attribute test to stdlib's.
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         with self.not_empty:
@@ -54,9 +59,9 @@ class InstrumentedQueueMixin(_QueueBase):
                 self._wait_for_item(timeout)
             item = self._get()
             self.not_full.notify()
-        # Plain attribute reads, not getattr() with a default: CPython specializes them, so a
-        # checkout costs no method-cache lookup (see benchmarks/instructions.py).
-        if item is not None:  # urllib3 keeps None for room to make a new connection
+        if self._poolscope_counting and item is not None:  # None: room for a new connection
+            # Plain attribute reads, not getattr() with a default: CPython specializes them,
+            # so a checkout costs no method-cache lookup (see benchmarks/instructions.py).
             try:
                 cs = item._poolscope
             except AttributeError:  # a connection of a class poolscope did not make
@@ -80,46 +85,52 @@ class InstrumentedQueueMixin(_QueueBase):
         # The bookkeeping comes before the connection enters the queue, so no getter can take
         # it before it counts as idle, and outside the queue's lock, so that lock (which every
         # thread sharing the pool takes) is held no longer than by stdlib's put().
-        cs = None
-        idled = False
-        if item is not None:
+        idled = None  # the connection this put counted as idle
+        if self._poolscope_counting and item is not None:
             try:
                 cs = item._poolscope
             except AttributeError:  # a connection of a class poolscope did not make
-                pass
+                cs = None
             if cs is None:
-                cs = self._adopt(item)
-                idled = cs is not None and cs.in_pool
+                idled = self._adopt(item)
             elif cs.open and not cs.in_pool:
                 stats = cs.stats
                 if cs.checkout:
-                    # A reuse no checkout hook counted (the pool has none): settled now that it
-                    # came back. Recorder.checkout_settled, inlined.
+                    # A reuse the checkout hook did not count (the pool took its hook while
+                    # this checkout was under way): settled now that it came back.
+                    # Recorder.checkout_settled, inlined.
                     cs.checkout = False
                     cs.requests += 1
                     stats.reused += 1
-                cs.in_pool = idled = True
-                if cs.pool.stamps_idle:
-                    cs.idle_since = _now()
+                cs.in_pool = True
+                cs.idle_since = _now()
                 stats.idle += 1
+                idled = cs
         with self.not_full:
             if self.maxsize > 0 and self._qsize() >= self.maxsize:
-                try:
-                    if not block:
-                        # urllib3 closes a connection that finds its pool full: that close
-                        # is a discard.
-                        if cs is not None:
-                            cs.discarding = True
-                        raise queue.Full
-                    self._wait_for_room(timeout)
-                except BaseException:
-                    if idled and cs is not None:  # it never entered the queue
-                        cs.in_pool = False
-                        cs.pool.stats.idle -= 1
-                    raise
+                self._put_when_full(item, block, timeout, idled)
             self._put(item)
             self.unfinished_tasks += 1
             self.not_empty.notify()
+
+    def _put_when_full(
+        self, item: Any, block: bool, timeout: float | None, idled: ConnState | None
+    ) -> None:
+        # Runs with self.not_full held; returns once there is room, as queue.Queue.put does.
+        try:
+            if not block:
+                # urllib3 closes a connection that finds its pool full: that close is a
+                # discard.
+                cs = getattr(item, "_poolscope", None)
+                if cs is not None:
+                    cs.discarding = True
+                raise queue.Full
+            self._wait_for_room(timeout)
+        except BaseException:
+            if idled is not None:  # it never entered the queue
+                idled.in_pool = False
+                idled.stats.idle -= 1
+            raise
 
     def _wait_for_room(self, timeout: float | None) -> None:
         # The blocking branch of queue.Queue.put; urllib3 never takes it (it puts with
@@ -138,7 +149,8 @@ class InstrumentedQueueMixin(_QueueBase):
                 self.not_full.wait(remaining)
 
     def _adopt(self, conn: Any) -> ConnState | None:
-        # A connection made before its pool was instrumented, coming back: track it from now.
+        # A connection made before its pool was instrumented, coming back: track it from now,
+        # and count it idle if it is open. Returns it if so.
         ps = self._poolscope
         if ps is None:
             return None
@@ -147,7 +159,11 @@ class InstrumentedQueueMixin(_QueueBase):
         except Exception:
             internal_error("adopt connection")
             return None
-        _adopted_idle(ps, cs)
+        if not cs.open:
+            return None
+        cs.in_pool = True
+        cs.idle_since = _now()
+        ps.stats.idle += 1
         return cs
 
     def _wait_for_item(self, timeout: float | None) -> None:
@@ -214,10 +230,10 @@ class InstrumentedPoolMixin(_PoolBase):
         tracer_provider: Any = None,
         **kwargs: Any,
     ) -> Any:
-        # Made with the checkout hook from the start when a sink wants it: a pool that takes
-        # it later (by __class__ assignment) loses CPython's fast attribute reads.
+        # Made with the checkout hook from the start when its recorder counts: a pool that
+        # takes it later (by __class__ assignment) loses CPython's fast attribute reads.
         recorder = _recorder_for(cls, mode, meter_provider, tracer_provider)
-        if recorder.wants_reuse_events():
+        if recorder.should_count():
             cls = hooked_class(cls)
         return super().__new__(cls)
 
@@ -231,7 +247,7 @@ class InstrumentedPoolMixin(_PoolBase):
     ) -> None:
         recorder = _recorder_for(type(self), mode, meter_provider, tracer_provider)
         super().__init__(*args, **kwargs)
-        attach_pool(self, recorder)
+        sync_counting(self, attach_pool(self, recorder))
 
     def __str__(self) -> str:
         # Exception messages (MaxRetryError, EmptyPoolError) embed str(pool): keep urllib3's.
@@ -245,9 +261,9 @@ class InstrumentedPoolMixin(_PoolBase):
                 if not isinstance(conn, InstrumentedConnectionMixin):
                     conn.__class__ = instrumented_connection_class(type(conn))
                 conn._poolscope = ps.recorder.new_connection(ps, conn)  # type: ignore[attr-defined]
-                sync_checkout_hook(self, ps)
             except Exception:
                 internal_error("new connection")
+            sync_counting(self, ps)
         return conn
 
     def close(self) -> None:
@@ -260,9 +276,9 @@ class InstrumentedPoolMixin(_PoolBase):
 class CheckoutHookMixin(InstrumentedPoolMixin):
     """Reports each reuse as it happens, for sinks that act on one (spans, logs, idle times).
 
-    A pool takes this class (``__class__`` assignment to a subclass of its own) only while a
-    sink wants reuse events: with no OpenTelemetry SDK behind poolscope, nothing would act on
-    them, and the reused-connection path then runs no poolscope code beyond the queue's.
+    A pool has this class (a subclass of its own) once it counts (``PoolState.counting``):
+    with no OpenTelemetry SDK behind poolscope, nothing would act on a reuse, and the
+    reused-connection path then runs no poolscope code beyond one test in the queue's.
     """
 
     def _get_conn(self, timeout: float | None = None) -> Any:
@@ -276,19 +292,51 @@ class CheckoutHookMixin(InstrumentedPoolMixin):
         return conn
 
 
-def sync_checkout_hook(pool: Any, ps: PoolState) -> None:
-    """Give ``pool`` its checkout hook once some sink of its recorder wants reuse events.
+def sync_counting(pool: Any, ps: PoolState) -> None:
+    """Make ``pool`` count if its recorder does or should now (see Recorder.should_count).
 
     Asked when a pool is set up and whenever it makes a connection object (both rare), so an
-    SDK configured after instrumenting is picked up by the next connection. From then on the
-    pool also times its connections' returns (``PoolState.stamps_idle``), for idle times."""
-    if ps.stamps_idle:
+    SDK configured after instrumenting is picked up by the next connection any pool makes, or
+    by the first collection of a metrics reader, whichever comes first."""
+    if ps.counting:
         return
-    hooked = isinstance(pool, CheckoutHookMixin)
-    if hooked or ps.recorder.wants_reuse_events():
-        if not hooked:
-            pool.__class__ = hooked_class(type(pool))
-        ps.stamps_idle = True
+    try:
+        if ps.recorder.should_count():
+            start_counting(pool)
+    except Exception:
+        internal_error("start counting")
+
+
+def start_counting(pool: Any) -> None:
+    """From now on, ``pool`` counts reuses and idle connections and times returns, and has
+    its checkout hook.
+
+    The open connections already idle in its queue are counted idle, with no idle time (how
+    long they have sat is not known). A return that races with this (it checked the flag just
+    before) enters the queue uncounted and is counted when it next comes back."""
+    ps: PoolState | None = getattr(pool, "_poolscope", None)
+    if ps is None or ps.counting:
+        return
+    if not isinstance(pool, CheckoutHookMixin):
+        pool.__class__ = hooked_class(type(pool))
+    q = pool.pool
+    if q is None:  # closed: nothing left to count
+        ps.counting = True
+        return
+    with q.mutex:
+        if ps.counting:
+            return
+        for conn in q.queue:
+            if conn is None:
+                continue
+            cs = getattr(conn, "_poolscope", None)
+            if cs is None:  # made before the pool was adopted, returned since
+                cs = adopt_connection(ps, conn)
+            if cs.open and not cs.in_pool:
+                cs.in_pool = True
+                ps.stats.idle += 1
+        ps.counting = True
+        q._poolscope_counting = True
 
 
 def hooked_class(cls: type[Any]) -> type[Any]:
@@ -384,13 +432,15 @@ def pool_key(pool: Any) -> PoolKey:
 
 
 def attach_pool(pool: Any, recorder: Recorder) -> PoolState:
-    """Give a pool its state; its queue (already instrumented) reports to it from now on."""
+    """Give a pool its state; its queue (already instrumented) reports to it from now on.
+    It does not count yet: the caller asks sync_counting() next, outside the queue's lock."""
     q = pool.pool
     ps = PoolState(recorder, pool, pool_key(pool), q.maxsize if q is not None else 0)
     pool._poolscope = ps
     if q is not None:
         q._poolscope = ps
-    sync_checkout_hook(pool, ps)
+        q._poolscope_counting = False
+    recorder.add_pool(pool)
     return ps
 
 
@@ -417,16 +467,8 @@ def adopt_pool(pool: Any, recorder: Recorder) -> None:
         ps = attach_pool(pool, recorder)
         for conn in q.queue:
             if conn is not None:
-                _adopted_idle(ps, adopt_connection(ps, conn))
-
-
-def _adopted_idle(ps: PoolState, cs: ConnState) -> None:
-    """Count an adopted connection found in (or coming back to) its pool's queue as idle."""
-    if cs.open:
-        cs.in_pool = True
-        if ps.stamps_idle:
-            cs.idle_since = _now()
-        ps.stats.idle += 1
+                adopt_connection(ps, conn)
+    sync_counting(pool, ps)  # which counts the open ones idle
 
 
 def detach_pool(pool: Any) -> None:
@@ -435,11 +477,13 @@ def detach_pool(pool: Any) -> None:
     if ps is None:
         return
     del pool._poolscope
+    ps.recorder.remove_pool(pool)
     q = pool.pool
     if q is not None:
         with q.mutex:
-            if "_poolscope" in vars(q):
-                del q._poolscope
+            for name in ("_poolscope", "_poolscope_counting"):
+                if name in vars(q):
+                    delattr(q, name)
             base_queue = next(
                 c for c in type(q).__mro__ if not issubclass(c, InstrumentedQueueMixin)
             )

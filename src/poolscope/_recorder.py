@@ -82,7 +82,7 @@ class PoolStats:
     def __init__(self, key: PoolKey, keep_idle_times: bool = False) -> None:
         self.key = key
         self.created = 0  # handshakes completed (TCP, plus TLS for https)
-        self.reused = 0  # requests sent on an already-open connection
+        self.reused = 0  # requests sent on an already-open connection, while counting
         self.dropped = 0  # open connections found closed by the server at checkout
         self.discarded = 0  # connections closed because they came back to a full pool
         self.failed: dict[str, int] = {}  # failed connection attempts by error.type
@@ -93,8 +93,8 @@ class PoolStats:
         self.wait_timeouts = 0  # waits that ended in EmptyPoolError
         self.waiting = 0  # checkouts waiting right now
         self.open = 0  # connections open right now
-        self.idle = 0  # open connections sitting in a pool right now
-        self.peak_in_use = 0  # most open connections checked out at once
+        self.idle = 0  # open connections sitting in a pool right now, while counting
+        self.peak_in_use = 0  # most open connections checked out at once, while counting
         self.maxsize = 0  # the largest pool_maxsize seen for this key
         # Idle times of reuses not yet collected, when a metrics sink wants them.
         self.idle_times: deque[float] | None = (
@@ -112,6 +112,7 @@ class PoolState:
     __slots__ = (
         "closed",
         "conns",
+        "counting",
         "draining",
         "id",
         "key",
@@ -120,7 +121,6 @@ class PoolState:
         "num_pools",
         "pool_ref",
         "recorder",
-        "stamps_idle",
         "stats",
     )
 
@@ -138,10 +138,9 @@ class PoolState:
         # dying object's weakref callbacks newest first).
         self.draining = False
         self.pool_ref = weakref.ref(pool, self._pool_collected)
-        # Whether a connection's return is timed (ConnState.idle_since): only once some sink
-        # acts on reuses or drops, which is when the pool has its checkout hook. The clock
-        # call is most of what a return costs otherwise.
-        self.stamps_idle = False
+        # Whether its queue counts reuses and idle connections and times returns: from the
+        # moment some sink of its recorder acts on them (Recorder.counting), then for good.
+        self.counting = False
         self.maxsize = maxsize
         self.conns: weakref.WeakSet[Any] = weakref.WeakSet()  # for uninstrumenting
         if maxsize > self.stats.maxsize:
@@ -209,10 +208,14 @@ class Recorder:
         self._phase_wants: tuple[Callable[[], bool], ...] = ()
         self.keep_idle_times = False  # set by a sink that reads PoolStats.idle_times
         self._stats: dict[PoolKey, PoolStats] = {}
-        self._lock = threading.Lock()  # guards creation of PoolStats only
+        self._lock = threading.Lock()  # guards creation of PoolStats, and the pools' set
         self._failed_sinks: set[int] = set()
         self.pool_classes: dict[type, type] = {}  # base pool class -> instrumented subclass
         self.providers: tuple[Any, ...] = ()  # the OpenTelemetry providers it reports to
+        # Whether its pools count reuses and idle connections (see should_count), and the
+        # pools to tell when that starts (under self._lock: pools come from any thread).
+        self.counting = False
+        self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def add_sink(self, sink: Sink) -> None:
         self._sinks = (*self._sinks, sink)
@@ -228,6 +231,43 @@ class Recorder:
         wants_phases = getattr(sink, "wants_phases", None)
         if wants_phases is not None:
             self._phase_wants = (*self._phase_wants, wants_phases)
+
+    def should_count(self) -> bool:
+        """Whether this recorder's pools count reuses and idle connections, starting that now
+        if some sink has just come to act on them.
+
+        A reused request is the one thing poolscope can see only on the hot path, in the
+        pool's queue. With no sink acting on it (OpenTelemetry's API alone: no SDK, nothing
+        would record or export) the queue does not look; once one does, every pool of the
+        recorder starts counting, for good, from that moment, as measurements made through
+        OpenTelemetry's API before an SDK is set are not kept either."""
+        if not self.counting and self.wants_reuse_events():
+            self.start_counting()
+        return self.counting
+
+    def start_counting(self) -> None:
+        """Make every pool of this recorder count reuses and idle connections from now on
+        (asked again by each pool; a metrics reader collecting asks too)."""
+        with self._lock:
+            if self.counting:
+                return
+            self.counting = True
+            pools = list(self._pools)
+        from ._pools import start_counting
+
+        for pool in pools:
+            try:
+                start_counting(pool)
+            except Exception:
+                internal_error("start counting")
+
+    def add_pool(self, pool: Any) -> None:
+        with self._lock:
+            self._pools.add(pool)
+
+    def remove_pool(self, pool: Any) -> None:
+        with self._lock:
+            self._pools.discard(pool)
 
     def wants_reuse_events(self) -> bool:
         """Whether some sink acts on each reuse (then pools install their checkout hook)."""
@@ -290,9 +330,10 @@ class Recorder:
         cs.error_type = None
         stats.created += 1
         stats.open += 1
-        in_use = stats.open - stats.idle
-        if in_use > stats.peak_in_use:
-            stats.peak_in_use = in_use
+        if cs.pool.counting:  # else idle connections are not counted: in_use is unknown
+            in_use = stats.open - stats.idle
+            if in_use > stats.peak_in_use:
+                stats.peak_in_use = in_use
         if self._wanted[EventKind.CREATED]:
             self._emit(
                 cs.pool,
