@@ -214,3 +214,26 @@ def test_report_in_process(hosts: Any) -> None:
     assert mine[0].connect_time_s["p50"] > 0
     assert len(mine[0].connections) == 1 and mine[0].connections[0].requests == 4
     provider.shutdown()
+
+
+def test_each_sample_reservoir_counts_only_its_own_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With room for one sample, the second connect time must replace the first half the time,
+    # however many reuses came between (a shared count made it 1 in 1,002).
+    from poolscope import _report
+    from poolscope._events import EventKind, PoolEvent, PoolKey
+
+    monkeypatch.setattr(_report, "SAMPLES", 1)
+    random = __import__("random").Random(7)
+    monkeypatch.setattr(_report.random, "randrange", random.randrange)
+    key = PoolKey("http", "127.0.0.1", 80)
+    replaced = 0
+    for _ in range(200):
+        sink = _report.ReportSink()
+        sink.handle(PoolEvent(EventKind.CREATED, key, 1, duration=1.0, pool_id=1))
+        for _ in range(1000):
+            sink.handle(PoolEvent(EventKind.REUSED, key, 1, duration=None, pool_id=1))
+            sink.handle(PoolEvent(EventKind.REUSED, key, 1, duration=0.5, pool_id=1))
+        sink.handle(PoolEvent(EventKind.CREATED, key, 2, duration=2.0, pool_id=1))
+        (rec,) = sink.pools.values()
+        replaced += rec.connect_times == [2.0]
+    assert 60 < replaced < 140, replaced

@@ -55,7 +55,8 @@ class _PoolRecord:
         self.connect_times: list[float] = []
         self.idle_times: list[float] = []
         self.drop_idle_times: list[float] = []
-        self.seen = 0  # samples offered, for the reservoirs
+        self.connects_seen = 0  # samples offered to each reservoir
+        self.idles_seen = 0
         self.lanes: dict[int, _Lane] = {}
         self.first_seen = time.time()
 
@@ -103,15 +104,15 @@ class ReportSink:
             conn = event.connection_id
             if kind is EventKind.CREATED:
                 rec.created += 1
-                rec.seen += 1
-                _sample(rec.connect_times, event.duration or 0.0, rec.seen)
+                rec.connects_seen += 1
+                _sample(rec.connect_times, event.duration or 0.0, rec.connects_seen)
                 if conn is not None and len(rec.lanes) < LANES:
                     rec.lanes[conn] = _Lane(conn, now)
             elif kind is EventKind.REUSED:
                 rec.reused += 1
-                rec.seen += 1
                 if event.duration is not None:
-                    _sample(rec.idle_times, event.duration, rec.seen)
+                    rec.idles_seen += 1
+                    _sample(rec.idle_times, event.duration, rec.idles_seen)
                 lane = rec.lanes.get(conn or 0)
                 if lane is not None:
                     lane.requests += 1
