@@ -184,6 +184,7 @@ def main() -> None:
         client, kind, n, url = args.child
         child(client, kind, int(n), url)
         return
+    run.exit_on_sigterm()
     if shutil.which("valgrind") is None:
         raise SystemExit("this benchmark needs valgrind: apt-get install valgrind")
     short, long = (100, 600) if args.quick else (200, 2200)

@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -421,6 +422,16 @@ def describe_machine() -> str:
     )
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, a CI timeout) into SystemExit, so the nginx this run started is
+    stopped and its temporary directory removed on the way out."""
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -438,6 +449,7 @@ def main() -> None:
         kind, total, url = args.memory_child
         memory_child(kind, int(total), url)
         return
+    exit_on_sigterm()
     n, rounds = (50, 2) if args.smoke else (500, 21)
     print(describe_machine())
     with nginx() as url:
