@@ -348,7 +348,7 @@ def threaded(url: str, threads: int, per_thread: int, rounds: int) -> None:
 MEMORY_KINDS = ["bare", "poolscope, no SDK", "poolscope, SDK"]
 
 
-def memory(url: str, total: int) -> None:
+def memory(url: str, total: int, only: list[str] | None = None) -> None:
     """Memory over many requests, each configuration in a fresh process of its own.
 
     Flat means no per-request growth. Three cheap process-wide counters are read after a
@@ -360,6 +360,8 @@ def memory(url: str, total: int) -> None:
     print("  (that span also fills bounded buffers, such as the idle-time samples)")
     print(f"  {'configuration':<22} {'blocks':>15} {'gc objects':>13} {'RSS KiB':>15} {'B/req':>7}")
     for kind in MEMORY_KINDS:
+        if only and kind not in only:
+            continue
         cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", kind, str(total), url]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
@@ -443,6 +445,13 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, metavar="ROUNDS", help="only the 32-thread figure, this many rounds"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=MEMORY_KINDS,
+        metavar="CONFIGURATION",
+        help="with --memory: only this configuration (repeatable)",
+    )
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -454,7 +463,7 @@ def main() -> None:
     print(describe_machine())
     with nginx() as url:
         if args.memory:
-            memory(url, 1_000_000)
+            memory(url, 1_000_000, args.only)
             return
         if args.threads:
             threaded(url, 32, 150, args.threads)
