@@ -45,9 +45,9 @@ class Sink(Protocol):
     also have ``gate()``, asked before a reuse event is built for it: False means it has
     nothing to do right now (the span sink, when no span is recording); ``wants_reuse()``,
     asked when a pool or connection is made: False means it will never act on a reuse while
-    it stays so (an OpenTelemetry sink with no SDK behind it), which lets pools skip the
-    per-checkout hook altogether; and ``wants_phases()``, whether connects should be timed
-    phase by phase.
+    it stays so (an OpenTelemetry sink with no SDK behind it), which lets pools skip counting
+    reuses and the per-checkout hook altogether (Recorder.should_count); and
+    ``wants_phases()``, whether connects should be timed phase by phase.
     """
 
     kinds: frozenset[EventKind]
