@@ -116,6 +116,26 @@ def test_a_used_pool_manager_keeps_its_pools_and_is_observed(
     assert type(pm) is PoolManager and type(pool) is urllib3.HTTPConnectionPool
 
 
+def test_a_connection_in_use_while_its_manager_is_instrumented_is_counted_once_back(
+    metrics: Metrics, server: LoopbackServer
+) -> None:
+    pm = PoolManager()
+    pm.request("GET", server.url)
+    streaming = pm.request("GET", server.url, preload_content=False)  # holds the connection
+    poolscope.instrument_pool_manager(pm, meter_provider=metrics.provider)
+    streaming.read()
+    streaming.release_conn()  # comes back to the instrumented pool: adopted, idle
+    points = metrics.collect()
+    assert (
+        metrics.value(points, "http.client.open_connections", http__connection__state="idle") == 1
+    )
+    pm.request("GET", server.url)
+    points = metrics.collect()
+    assert (metrics.value(points, CREATED), metrics.value(points, REUSED)) == (0, 1)
+    assert server.connections == 1
+    poolscope.uninstrument_pool_manager(pm)
+
+
 def test_instrument_pool_manager_refuses_other_things() -> None:
     with pytest.raises(TypeError, match="takes a urllib3 PoolManager or ProxyManager, not Session"):
         poolscope.instrument_pool_manager(requests.Session())  # type: ignore[type-var]

@@ -92,8 +92,8 @@ class InstrumentedQueueMixin(_QueueBase):
             except AttributeError:  # a connection of a class poolscope did not make
                 cs = None
             if cs is None:
-                idled = self._adopt(item)
-            elif cs.open and not cs.in_pool:
+                cs = self._adopt(item)
+            if cs is not None and cs.open and not cs.in_pool:
                 stats = cs.stats
                 if cs.checkout:
                     # A reuse the checkout hook did not count (the pool took its hook while
@@ -149,8 +149,7 @@ class InstrumentedQueueMixin(_QueueBase):
                 self.not_full.wait(remaining)
 
     def _adopt(self, conn: Any) -> ConnState | None:
-        # A connection made before its pool was instrumented, coming back: track it from now,
-        # and count it idle if it is open. Returns it if so.
+        # A connection made before its pool was instrumented, coming back: track it from now.
         ps = self._poolscope
         if ps is None:
             return None
@@ -159,11 +158,6 @@ class InstrumentedQueueMixin(_QueueBase):
         except Exception:
             internal_error("adopt connection")
             return None
-        if not cs.open:
-            return None
-        cs.in_pool = True
-        cs.idle_since = _now()
-        ps.stats.idle += 1
         return cs
 
     def _wait_for_item(self, timeout: float | None) -> None:
