@@ -21,14 +21,13 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import run
+import harness
 
 REQUESTS = 20
 
 
 def child(client: str, kind: str, url: str) -> None:
-    make = run.make_requests if client == "requests" else run.make_urllib3
-    call = make(kind, url)
+    call = harness.make(client, kind, url)
     for _ in range(3):
         call()
     counts: collections.Counter[str] = collections.Counter()
@@ -46,10 +45,7 @@ def child(client: str, kind: str, url: str) -> None:
 
         return local
 
-    if kind == "poolscope, logging":
-        with run.info_logging():
-            _traced(call, tracer)
-    else:
+    with harness.surroundings(kind):
         _traced(call, tracer)
     for name, n in sorted(counts.items()):
         print(f"{n}\t{name}")
@@ -77,10 +73,8 @@ def counts(client: str, kind: str, url: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--client", choices=["requests", "urllib3"], help="only this client")
+    parser = harness.parser(__doc__)
+    harness.add_client_option(parser)
     parser.add_argument(
         "--only",
         action="append",
@@ -92,11 +86,11 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
-    run.exit_on_sigterm()
+    harness.exit_on_sigterm()
     kinds = args.only or ["poolscope, no SDK"]
-    print(run.describe_machine())
+    print(harness.describe_machine())
     print(f"bytecodes per reused-connection request ({REQUESTS} requests, sys.settrace opcodes)")
-    with run.nginx() as url:
+    with harness.nginx() as url:
         for client in ("urllib3", "requests"):
             if args.client and client != args.client:
                 continue

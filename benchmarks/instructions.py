@@ -62,40 +62,17 @@ if len(sys.argv) > 1 and sys.argv[1] == "--child":
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import run  # noqa: E402
-
-CONFIGURATIONS = {
-    "requests": [
-        "bare",
-        "poolscope, no SDK",
-        "poolscope, SDK",
-        "poolscope, logging",
-        "otel-requests",
-    ],
-    "urllib3": [
-        "bare",
-        "poolscope, no SDK",
-        "poolscope, SDK",
-        "poolscope, logging",
-        "otel-urllib3",
-    ],
-}
+import harness  # noqa: E402
 
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
 def child(client: str, kind: str, n: int, url: str) -> None:
     """Run in the measured process: build the configuration, connect once, then n requests."""
-    make = run.make_requests if client == "requests" else run.make_urllib3
-    call = make(kind, url)
+    call = harness.make(client, kind, url)
     call()  # the first request connects; every counted one reuses
-    if kind == "poolscope, logging":
-        with run.info_logging():
-            for _ in range(n):
-                call()
-    else:
-        for _ in range(n):
-            call()
+    with harness.surroundings(kind):
+        harness.repeat(call, n)
 
 
 class Count(NamedTuple):
@@ -155,14 +132,12 @@ def count(client: str, kind: str, n: int, url: str, layout: int = 0) -> Count:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = harness.parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     parser.add_argument(
         "--smoke", action="store_true", help="a few requests, two configurations, for CI"
     )
-    parser.add_argument("--client", choices=sorted(CONFIGURATIONS), help="only this client")
+    harness.add_client_option(parser)
     parser.add_argument(
         "--only", action="append", metavar="CONFIGURATION", help="only this one (and bare)"
     )
@@ -184,7 +159,7 @@ def main() -> None:
         client, kind, n, url = args.child
         child(client, kind, int(n), url)
         return
-    run.exit_on_sigterm()
+    harness.exit_on_sigterm()
     if shutil.which("valgrind") is None:
         raise SystemExit("this benchmark needs valgrind: apt-get install valgrind")
     short, long = (100, 600) if args.quick else (200, 2200)
@@ -192,15 +167,15 @@ def main() -> None:
         short, long = 5, 15
         args.client, args.only = args.client or "urllib3", args.only or ["poolscope, no SDK"]
     layouts = range(args.first_layout, args.first_layout + args.layouts)
-    print(run.describe_machine())
+    print(harness.describe_machine())
     print(f"instructions per reused-connection request: ({long} - {short}) requests, callgrind")
     if args.layouts > 1:
         print(
             f"mean over {args.layouts} memory layouts (each a different draw of method-cache "
             "collisions)"
         )
-    with run.nginx() as url:
-        for client, kinds in CONFIGURATIONS.items():
+    with harness.nginx() as url:
+        for client, kinds in harness.CONFIGURATIONS.items():
             if args.client and client != args.client:
                 continue
             kinds = [k for k in kinds if k == "bare" or not args.only or k in args.only]

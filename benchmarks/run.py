@@ -14,25 +14,17 @@ never absolute times, are what the targets speak of. Nothing here asserts: it me
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import gc
-import io
-import logging
 import math
 import os
-import platform
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -40,161 +32,16 @@ import urllib3
 
 import poolscope
 
-NGINX_CONF = """
-daemon off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir};
-    proxy_temp_path {dir};
-    fastcgi_temp_path {dir};
-    uwsgi_temp_path {dir};
-    scgi_temp_path {dir};
-    keepalive_timeout 300s;
-    keepalive_requests 100000000;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{ default_type text/plain; return 200 "ok"; }}
-    }}
-}}
-"""
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def nginx() -> Iterator[str]:
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.path.exists(binary):
-        sys.exit("benchmarks need Debian's nginx: apt-get install nginx")
-    with tempfile.TemporaryDirectory(prefix="poolscope-bench-") as tmp:
-        port = free_port()
-        conf = os.path.join(tmp, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(dir=tmp, port=port))
-        proc = subprocess.Popen([binary, "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            for _ in range(200):
-                try:
-                    requests.get(url, timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.02)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(10)
-
-
-# -- configurations: each returns a callable doing one request --------------------------------
-
-
-def sdk_providers() -> tuple[Any, Any]:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    tracer_provider = TracerProvider()
-    exporter = InMemorySpanExporter()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    return meter_provider, (tracer_provider, exporter)
-
-
-def make_requests(kind: str, url: str) -> Callable[[], Any]:
-    s = requests.Session()
-    if kind == "poolscope, no SDK":
-        poolscope.instrument_session(s)
-    elif kind == "poolscope, SDK":
-        mp, (tp, exporter) = sdk_providers()
-        poolscope.instrument_session(s, meter_provider=mp, tracer_provider=tp)
-        return _clearing(lambda: s.get(url), exporter)
-    elif kind == "poolscope, logging":
-        poolscope.instrument_session(s, mode="logging")
-    elif kind == "otel-requests":
-        from opentelemetry.instrumentation.requests import RequestsInstrumentor
-
-        mp, (tp, exporter) = sdk_providers()
-        RequestsInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
-        return _clearing(lambda: s.get(url), exporter)
-    return lambda: s.get(url)
-
-
-def make_urllib3(kind: str, url: str) -> Callable[[], Any]:
-    pm = urllib3.PoolManager()
-    if kind == "poolscope, no SDK":
-        poolscope.instrument_pool_manager(pm)
-    elif kind == "poolscope, SDK":
-        mp, (tp, exporter) = sdk_providers()
-        poolscope.instrument_pool_manager(pm, meter_provider=mp, tracer_provider=tp)
-        return _clearing(lambda: pm.request("GET", url), exporter)
-    elif kind == "poolscope, logging":
-        poolscope.instrument_pool_manager(pm, mode="logging")
-    elif kind == "otel-urllib3":
-        from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
-
-        mp, (tp, exporter) = sdk_providers()
-        URLLib3Instrumentor().instrument(tracer_provider=tp, meter_provider=mp)
-        return _clearing(lambda: pm.request("GET", url), exporter)
-    return lambda: pm.request("GET", url)
-
-
-def _clearing(call: Callable[[], Any], exporter: Any) -> Callable[[], Any]:
-    # Keep the in-memory exporter from growing without bound during a long run.
-    count = 0
-
-    def request() -> Any:
-        nonlocal count
-        count += 1
-        if count % 1000 == 0:
-            exporter.clear()
-        return call()
-
-    return request
-
-
-def uninstrument_contrib(kind: str) -> None:
-    if kind == "otel-requests":
-        from opentelemetry.instrumentation.requests import RequestsInstrumentor
-
-        RequestsInstrumentor().uninstrument()
-    else:
-        from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
-
-        URLLib3Instrumentor().uninstrument()
-
-
-@contextlib.contextmanager
-def info_logging() -> Iterator[None]:
-    # "logging mode with a handler at INFO": a real handler, formatting into a buffer.
-    handler = logging.StreamHandler(io.StringIO())
-    handler.setLevel(logging.INFO)
-    logger = logging.getLogger("poolscope")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
+import harness
 
 
 def per_request_us(call: Callable[[], Any], n: int) -> tuple[float, float]:
     """Wall-clock and this thread's CPU microseconds per request. The CPU figure leaves out
     nginx and the scheduler, so it shows the client's own cost with far less noise."""
     wall, cpu = time.perf_counter(), time.thread_time()
-    for _ in range(n):
-        call()
+    harness.repeat(call, n)
     return (time.perf_counter() - wall) / n * 1e6, (time.thread_time() - cpu) / n * 1e6
 
 
@@ -223,12 +70,10 @@ def compare(
                 try:
                     times[kind].append(per_request_us(call, n))
                 finally:
-                    uninstrument_contrib(kind)
-            elif kind == "poolscope, logging":
-                with info_logging():
-                    times[kind].append(per_request_us(calls[kind], n))
+                    harness.uninstrument_contrib(kind)
             else:
-                times[kind].append(per_request_us(calls[kind], n))
+                with harness.surroundings(kind):
+                    times[kind].append(per_request_us(calls[kind], n))
     medians = {
         kind: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
         for kind, t in times.items()
@@ -251,7 +96,7 @@ def hot_path(url: str, n: int, repeats: int) -> None:
     import timeit
 
     port = int(url.rsplit(":", 1)[1].strip("/"))
-    mp, (tp, _) = sdk_providers()
+    mp, (tp, _) = harness.sdk_providers()
     pools = {
         "bare": urllib3.HTTPConnectionPool("127.0.0.1", port),
         "poolscope, no SDK": poolscope.InstrumentedHTTPConnectionPool("127.0.0.1", port),
@@ -284,7 +129,7 @@ def threaded(url: str, threads: int, per_thread: int, rounds: int) -> None:
         s = requests.Session()
         s.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=threads))
         if instrumented:
-            mp, (tp, _) = sdk_providers()
+            mp, (tp, _) = harness.sdk_providers()
             poolscope.instrument_session(s, meter_provider=mp, tracer_provider=tp)
         return s
 
@@ -384,9 +229,9 @@ def memory_child(kind: str, total: int, url: str) -> None:
     if kind == "poolscope, no SDK":
         poolscope.instrument_session(session)
     elif kind == "poolscope, SDK":
-        mp, (tp, exporter) = sdk_providers()
+        mp, (tp, exporter) = harness.sdk_providers()
         poolscope.instrument_session(session, meter_provider=mp, tracer_provider=tp)
-        call = _clearing(call, exporter)
+        call = harness.clearing(call, exporter)
     for _ in range(1000):
         call()
     step = max(total // 10, 1)
@@ -416,28 +261,8 @@ def _close_and_watch(session: requests.Session, url: str) -> list[weakref.ref[An
     return refs
 
 
-def describe_machine() -> str:
-    return (
-        f"poolscope {poolscope.__version__}, urllib3 {urllib3.__version__}, "
-        f"requests {requests.__version__}, Python {platform.python_version()}, "
-        f"{platform.machine()}, {os.cpu_count()} cores"
-    )
-
-
-def exit_on_sigterm() -> None:
-    """Turn SIGTERM (``kill``, a CI timeout) into SystemExit, so the nginx this run started is
-    stopped and its temporary directory removed on the way out."""
-
-    def terminated(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminated)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = harness.parser(__doc__)
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests, for CI")
     parser.add_argument(
         "--memory", action="store_true", help="only the memory figures, over 1,000,000 requests"
@@ -458,10 +283,10 @@ def main() -> None:
         kind, total, url = args.memory_child
         memory_child(kind, int(total), url)
         return
-    exit_on_sigterm()
+    harness.exit_on_sigterm()
     n, rounds = (50, 2) if args.smoke else (500, 21)
-    print(describe_machine())
-    with nginx() as url:
+    print(harness.describe_machine())
+    with harness.nginx() as url:
         if args.memory:
             memory(url, 1_000_000, args.only)
             return
@@ -470,16 +295,16 @@ def main() -> None:
             return
         compare(
             "requests, one Session, keep-alive",
-            ["bare", "poolscope, no SDK", "poolscope, SDK", "poolscope, logging", "otel-requests"],
-            make_requests,
+            harness.CONFIGURATIONS["requests"],
+            harness.make_requests,
             url,
             n,
             rounds,
         )
         compare(
             "urllib3, one PoolManager, keep-alive",
-            ["bare", "poolscope, no SDK", "poolscope, SDK", "poolscope, logging", "otel-urllib3"],
-            make_urllib3,
+            harness.CONFIGURATIONS["urllib3"],
+            harness.make_urllib3,
             url,
             n,
             rounds,

@@ -12,7 +12,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import poolscope
-from poolscope._loopback import LoopbackServer  # the demo's built-in loopback server
+from poolscope.loopback import LoopbackServer  # the demo's loopback server
 
 reader = InMemoryMetricReader()
 provider = MeterProvider(metric_readers=[reader])

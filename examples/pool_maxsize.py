@@ -15,7 +15,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 import poolscope
-from poolscope._loopback import LoopbackServer  # the demo's built-in loopback server
+from poolscope.loopback import LoopbackServer  # the demo's loopback server
 
 logging.basicConfig(level=logging.DEBUG, format="%(levelname)-7s %(message)s")
 logging.getLogger("urllib3").setLevel(logging.ERROR)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 import poolscope
-from poolscope._loopback import LoopbackServer  # the demo's built-in loopback server
+from poolscope.loopback import LoopbackServer  # the demo's loopback server
 
 logging.basicConfig(level=logging.DEBUG, format="%(levelname)-7s %(message)s")
 logging.getLogger("urllib3").setLevel(logging.WARNING)

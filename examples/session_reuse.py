@@ -10,7 +10,7 @@ import logging
 import requests
 
 import poolscope
-from poolscope._loopback import LoopbackServer  # the demo's built-in loopback server
+from poolscope.loopback import LoopbackServer  # the demo's loopback server
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)-7s %(message)s")
 

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 import poolscope
-from poolscope._loopback import LoopbackServer
+from poolscope.loopback import LoopbackServer
 
 
 def free_port() -> int:

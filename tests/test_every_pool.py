@@ -17,10 +17,10 @@ import urllib3
 from urllib3.poolmanager import PoolManager
 
 import poolscope
-from poolscope._loopback import LoopbackServer
+from poolscope.loopback import LoopbackServer
 
-from .conftest import Metrics
-from .proxy import Proxy
+from .support.metrics import Metrics
+from .support.proxy import Proxy
 
 CREATED = "urllib3.pool.connections.created"
 REUSED = "urllib3.pool.connections.reused"

@@ -16,9 +16,9 @@ from urllib3.util.retry import Retry
 
 import poolscope
 
-from .conftest import Metrics
-from .scripted import CloseOnReuse
-from .test_behaviour_unchanged import outcome
+from .support.metrics import Metrics
+from .support.outcome import outcome
+from .support.scripted import CloseOnReuse
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_tls_wrong_hostname_is_a_failed_connection(
 ) -> None:
     import ssl
 
-    from poolscope._loopback import LoopbackServer
+    from poolscope.loopback import LoopbackServer
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("other.example").configure_cert(ctx)  # not 127.0.0.1

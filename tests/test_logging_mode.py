@@ -12,9 +12,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 import poolscope
-from poolscope._loopback import LoopbackServer
+from poolscope.loopback import LoopbackServer
 
-from .conftest import in_two_threads
+from .support.threads import in_two_threads
 
 
 def events(caplog: pytest.LogCaptureFixture, server: LoopbackServer) -> list[str]:

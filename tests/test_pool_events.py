@@ -11,9 +11,9 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 import poolscope
-from poolscope._loopback import LoopbackServer
+from poolscope.loopback import LoopbackServer
 
-from .conftest import Metrics
+from .support.metrics import Metrics
 
 
 def instrumented(metrics: Metrics, **adapter_kw: object) -> requests.Session:

@@ -9,10 +9,15 @@ import urllib3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from poolscope._events import CloseReason, EventKind, PoolEvent
-from poolscope._logging import fields, message
-from poolscope._pools import pool_key
-from poolscope._spans import SpanSink
+from poolscope.core.events import (
+    CloseReason,
+    EventKind,
+    PoolEvent,
+    log_fields,
+    span_event_attributes,
+)
+from poolscope.instrumentation.pools import pool_key
+from poolscope.sinks.logs import message
 
 SECRET = "Zq7SECRETx"  # never a host, scheme or port: any sighting is a leak
 
@@ -93,7 +98,7 @@ def test_no_secret_reaches_any_telemetry(url: str, proxy_url: str) -> None:
         key = pool_key(pool)
         assert_clean(key, key.origin, key.attributes())
         for event in every_event(key):
-            assert_clean(message(event), fields(event), SpanSink._event_attributes(event))
+            assert_clean(message(event), log_fields(event), span_event_attributes(event))
         pool.close()
     assert made >= 1  # urllib3 takes these URLs: the property is never checked vacuously
     direct.clear()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from poolscope._loopback import LoopbackServer
+from poolscope.loopback import LoopbackServer
 
 PRELUDE = """
 import sys, threading, time, requests
@@ -219,8 +219,9 @@ def test_report_in_process(hosts: Any) -> None:
 def test_each_sample_reservoir_counts_only_its_own_samples(monkeypatch: pytest.MonkeyPatch) -> None:
     # With room for one sample, the second connect time must replace the first half the time,
     # however many reuses came between (a shared count made it 1 in 1,002).
-    from poolscope import _report
-    from poolscope._events import EventKind, PoolEvent, PoolKey
+    from poolscope.core.events import EventKind, PoolEvent, PoolKey
+    from poolscope.core.recorder import Recorder
+    from poolscope.reporting import records as _report
 
     monkeypatch.setattr(_report, "SAMPLES", 1)
     random = __import__("random").Random(7)
@@ -228,7 +229,7 @@ def test_each_sample_reservoir_counts_only_its_own_samples(monkeypatch: pytest.M
     key = PoolKey("http", "127.0.0.1", 80)
     replaced = 0
     for _ in range(200):
-        sink = _report.ReportSink()
+        sink = _report.ReportSink(Recorder())
         sink.handle(PoolEvent(EventKind.CREATED, key, 1, duration=1.0, pool_id=1))
         for _ in range(1000):
             sink.handle(PoolEvent(EventKind.REUSED, key, 1, duration=None, pool_id=1))

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from poolscope._loopback import LoopbackServer
+from poolscope.loopback import LoopbackServer
 
 SCRIPT = """
 import sys, threading, requests

@@ -7,9 +7,10 @@ from requests.adapters import HTTPAdapter
 from urllib3 import PoolManager
 
 import poolscope
-from poolscope._loopback import LoopbackServer
+from poolscope.loopback import LoopbackServer
 
-from .conftest import Metrics, in_two_threads
+from .support.metrics import Metrics
+from .support.threads import in_two_threads
 
 CREATED = "urllib3.pool.connections.created"
 REUSED = "urllib3.pool.connections.reused"

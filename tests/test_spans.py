@@ -14,9 +14,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 from requests.adapters import HTTPAdapter
 
 import poolscope
-from poolscope._loopback import LoopbackServer
+from poolscope.loopback import LoopbackServer
 
-from .conftest import Metrics, Spans
+from .support.metrics import Metrics
+from .support.spans import Spans
 
 
 def session(metrics: Metrics, spans: Spans, **adapter_kw: object) -> requests.Session:

@@ -18,7 +18,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 import poolscope
-from poolscope._loopback import LoopbackServer  # the demo's built-in loopback server
+from poolscope.loopback import LoopbackServer  # the demo's loopback server
 
 
 def providers(kind: str, where: str) -> tuple[MeterProvider, TracerProvider]:

@@ -1,25 +1,25 @@
 """poolscope: see the connection pools inside requests and urllib3.
 
-import requests, poolscope
-session = poolscope.instrument_session(requests.Session())
+    import requests, poolscope
+    session = poolscope.instrument_session(requests.Session())
+
+The names below (``__all__``) are the public API, with :mod:`poolscope.loopback`'s
+LoopbackServer; the subpackages (core, instrumentation, sinks, reporting, cli) are internal.
 """
 
 from __future__ import annotations
 
 import logging
 
-from ._connections import InstrumentedHTTPConnection, InstrumentedHTTPSConnection
-from ._events import CloseReason, EventKind, PoolEvent, PoolKey
-from ._global import instrument, uninstrument
-from ._poolmanager import (
-    InstrumentedPoolManager,
-    instrument_pool_manager,
-    uninstrument_pool_manager,
-)
-from ._pools import InstrumentedHTTPConnectionPool, InstrumentedHTTPSConnectionPool
-from ._report import Advice, Connection, ManagerSummary, PoolSummary, Report, report
-from ._session import InstrumentedHTTPAdapter, instrument_session, uninstrument_session
 from ._version import __version__
+from .core.events import CloseReason, EventKind, PoolEvent, PoolKey
+from .instrumentation.connections import InstrumentedHTTPConnection, InstrumentedHTTPSConnection
+from .instrumentation.pools import InstrumentedHTTPConnectionPool, InstrumentedHTTPSConnectionPool
+from .poolmanager import InstrumentedPoolManager, instrument_pool_manager, uninstrument_pool_manager
+from .process import instrument, uninstrument
+from .reporting.report import Report, report
+from .reporting.summaries import Advice, Connection, ManagerSummary, PoolSummary
+from .session import InstrumentedHTTPAdapter, instrument_session, uninstrument_session
 
 logging.getLogger("poolscope").addHandler(logging.NullHandler())
 

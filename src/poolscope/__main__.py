@@ -1,39 +1,10 @@
-"""The ``poolscope`` command: ``demo`` and ``run``. See the README."""
+"""``python -m poolscope``: the ``poolscope`` command (see :mod:`poolscope.cli.main`)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="poolscope", description="See the connection pools inside requests and urllib3."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "demo", help="replay the seed articles' pool scenarios on loopback and print what happened"
-    )
-    run = commands.add_parser(
-        "run",
-        help="run a Python program with every pool instrumented and print a report at exit",
-        description="Example: poolscope run --html report.html -- python app.py --its-args",
-    )
-    run.add_argument("--format", choices=("text", "json"), default="text", help="report format")
-    run.add_argument("--html", metavar="FILE", help="also write a timeline page to FILE")
-    run.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        from ._demo import run_demo
-
-        return run_demo(sys.stdout)
-    from ._run import run as run_program
-
-    command = list(args.command)
-    if command[:1] == ["--"]:
-        command = command[1:]
-    return run_program(command, fmt=args.format, html=args.html)
-
+from .cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

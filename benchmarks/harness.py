@@ -1,0 +1,264 @@
+"""What the benchmarks share; run.py, bytecodes.py and instructions.py import this, not each other.
+
+It owns:
+
+- the server: Debian's nginx on loopback with a config written here (keep-alive on, one
+  worker), started and stopped by ``nginx()``;
+- the configurations: ``CONFIGURATIONS`` names each client's, ``make_requests`` and
+  ``make_urllib3`` (``make(client, ...)`` picks one) build a callable doing one request of a
+  configuration, ``uninstrument_contrib`` switches a contrib instrumentation off again, and
+  ``sdk_providers`` gives an OpenTelemetry SDK with in-memory exporters;
+- what a configuration's requests run inside: ``surroundings(kind)`` (an INFO handler for
+  logging mode) and ``repeat(call, n)``, the plain per-request loop;
+- the command line: ``parser(doc)`` and the ``--client`` option, ``exit_on_sigterm()`` so a
+  killed run still stops its nginx, and ``describe_machine()``, the versions line every run
+  prints first.
+
+A benchmark's own measurements, and the child processes it starts, stay in its own file.
+Children import this module by path: each script puts its own directory on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import requests
+import urllib3
+
+import poolscope
+
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir};
+    proxy_temp_path {dir};
+    fastcgi_temp_path {dir};
+    uwsgi_temp_path {dir};
+    scgi_temp_path {dir};
+    keepalive_timeout 300s;
+    keepalive_requests 100000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type text/plain; return 200 "ok"; }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def nginx() -> Iterator[str]:
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        sys.exit("benchmarks need Debian's nginx: apt-get install nginx")
+    with tempfile.TemporaryDirectory(prefix="poolscope-bench-") as tmp:
+        port = free_port()
+        conf = os.path.join(tmp, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=tmp, port=port))
+        proc = subprocess.Popen([binary, "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            for _ in range(200):
+                try:
+                    requests.get(url, timeout=1)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.02)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+# -- configurations: each returns a callable doing one request --------------------------------
+
+CONFIGURATIONS = {
+    "requests": [
+        "bare",
+        "poolscope, no SDK",
+        "poolscope, SDK",
+        "poolscope, logging",
+        "otel-requests",
+    ],
+    "urllib3": [
+        "bare",
+        "poolscope, no SDK",
+        "poolscope, SDK",
+        "poolscope, logging",
+        "otel-urllib3",
+    ],
+}
+
+
+def sdk_providers() -> tuple[Any, Any]:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    tracer_provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return meter_provider, (tracer_provider, exporter)
+
+
+def make_requests(kind: str, url: str) -> Callable[[], Any]:
+    s = requests.Session()
+    if kind == "poolscope, no SDK":
+        poolscope.instrument_session(s)
+    elif kind == "poolscope, SDK":
+        mp, (tp, exporter) = sdk_providers()
+        poolscope.instrument_session(s, meter_provider=mp, tracer_provider=tp)
+        return clearing(lambda: s.get(url), exporter)
+    elif kind == "poolscope, logging":
+        poolscope.instrument_session(s, mode="logging")
+    elif kind == "otel-requests":
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+        mp, (tp, exporter) = sdk_providers()
+        RequestsInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+        return clearing(lambda: s.get(url), exporter)
+    return lambda: s.get(url)
+
+
+def make_urllib3(kind: str, url: str) -> Callable[[], Any]:
+    pm = urllib3.PoolManager()
+    if kind == "poolscope, no SDK":
+        poolscope.instrument_pool_manager(pm)
+    elif kind == "poolscope, SDK":
+        mp, (tp, exporter) = sdk_providers()
+        poolscope.instrument_pool_manager(pm, meter_provider=mp, tracer_provider=tp)
+        return clearing(lambda: pm.request("GET", url), exporter)
+    elif kind == "poolscope, logging":
+        poolscope.instrument_pool_manager(pm, mode="logging")
+    elif kind == "otel-urllib3":
+        from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+
+        mp, (tp, exporter) = sdk_providers()
+        URLLib3Instrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+        return clearing(lambda: pm.request("GET", url), exporter)
+    return lambda: pm.request("GET", url)
+
+
+def make(client: str, kind: str, url: str) -> Callable[[], Any]:
+    """One request of configuration ``kind`` on ``client`` ("requests" or "urllib3")."""
+    return (make_requests if client == "requests" else make_urllib3)(kind, url)
+
+
+def clearing(call: Callable[[], Any], exporter: Any) -> Callable[[], Any]:
+    # Keep the in-memory exporter from growing without bound during a long run.
+    count = 0
+
+    def request() -> Any:
+        nonlocal count
+        count += 1
+        if count % 1000 == 0:
+            exporter.clear()
+        return call()
+
+    return request
+
+
+def uninstrument_contrib(kind: str) -> None:
+    if kind == "otel-requests":
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+        RequestsInstrumentor().uninstrument()
+    else:
+        from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+
+        URLLib3Instrumentor().uninstrument()
+
+
+# -- what the requests run inside ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def info_logging() -> Iterator[None]:
+    # "logging mode with a handler at INFO": a real handler, formatting into a buffer.
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("poolscope")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+
+
+@contextlib.contextmanager
+def surroundings(kind: str) -> Iterator[None]:
+    """Where configuration ``kind``'s measured requests run: logging mode inside
+    ``info_logging()``, every other configuration as it is."""
+    if kind == "poolscope, logging":
+        with info_logging():
+            yield
+    else:
+        yield
+
+
+def repeat(call: Callable[[], Any], n: int) -> None:
+    """n requests, nothing else."""
+    for _ in range(n):
+        call()
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's argument parser, its module docstring (usage lines included) as help."""
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def add_client_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--client", choices=sorted(CONFIGURATIONS), help="only this client")
+
+
+def describe_machine() -> str:
+    return (
+        f"poolscope {poolscope.__version__}, urllib3 {urllib3.__version__}, "
+        f"requests {requests.__version__}, Python {platform.python_version()}, "
+        f"{platform.machine()}, {os.cpu_count()} cores"
+    )
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, a CI timeout) into SystemExit, so the nginx this run started is
+    stopped and its temporary directory removed on the way out."""
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)

@@ -1,0 +1,1 @@
+"""The ``poolscope`` command: ``poolscope demo`` and ``poolscope run -- python app.py``."""

@@ -1,0 +1,218 @@
+"""``poolscope demo``: the connection-pool questions users ask, replayed on loopback.
+
+Each scenario runs real requests against :class:`LoopbackServer` instances on 127.0.0.x,
+prints poolscope's log lines as they happen, then the counts and what the server saw.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..loopback import LoopbackServer
+from ..reporting.report import build_report
+from ..session import instrument_session
+
+
+class _Printer(logging.Handler):
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(logging.DEBUG)
+        self.out = out
+        self.counts: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "poolscope_event", None)
+        if event is None:
+            return
+        self.counts[event] += 1
+        if event == "connection_closed":
+            return  # every scenario ends by closing its connections: not worth a line
+        print(f"    {record.levelname:<7} {record.getMessage()}", file=self.out)
+
+
+def _session(**adapter_kw: Any) -> requests.Session:
+    s = requests.Session()
+    if adapter_kw:
+        s.mount("http://", HTTPAdapter(**adapter_kw))
+    return instrument_session(s, mode="logging", report=True)
+
+
+def _together(session: requests.Session, url: str) -> None:
+    threads = [threading.Thread(target=session.get, args=(url,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+
+
+def _throwaway_sessions(a: LoopbackServer, b: LoopbackServer) -> None:
+    for _ in range(5):
+        with _session() as s:  # what requests.get() does on every call
+            s.get(a.url)
+
+
+def _one_session(a: LoopbackServer, b: LoopbackServer) -> None:
+    s = _session()
+    for _ in range(3):
+        s.get(a.url)
+
+
+def _pool_connections_1(a: LoopbackServer, b: LoopbackServer) -> None:
+    s = _session(pool_connections=1)
+    for server in (a, b, a):
+        s.get(server.url)
+
+
+def _pool_connections_2(a: LoopbackServer, b: LoopbackServer) -> None:
+    s = _session(pool_connections=2)
+    for server in (a, b, a):
+        s.get(server.url)
+
+
+def _pool_maxsize_2(a: LoopbackServer, b: LoopbackServer) -> None:
+    s = _session(pool_connections=1, pool_maxsize=2)
+    _together(s, a.url + "/together")
+    _together(s, a.url + "/together")
+
+
+def _pool_maxsize_1(a: LoopbackServer, b: LoopbackServer) -> None:
+    s = _session(pool_connections=1, pool_maxsize=1)
+    _together(s, a.url + "/together")
+    _together(s, a.url + "/together")
+
+
+def _stale(a: LoopbackServer, b: LoopbackServer) -> None:
+    s = _session()
+    s.get(b.url)
+    time.sleep(0.5)  # longer than the server's 0.2 s keep-alive timeout
+    s.get(b.url)
+
+
+def _pool_block(a: LoopbackServer, b: LoopbackServer) -> None:
+    s = _session(pool_maxsize=1, pool_block=True)
+    first = threading.Thread(target=s.get, args=(a.url + "/hold",))  # answered on release()
+    second = threading.Thread(target=s.get, args=(a.url,))
+    first.start()
+    time.sleep(0.2)
+    second.start()
+    time.sleep(0.3)
+    a.release()
+    first.join(15)
+    second.join(15)
+
+
+SCENARIOS: list[tuple[str, str, Callable[[LoopbackServer, LoopbackServer], None], bool]] = [
+    (
+        "requests.get() five times",
+        "each call builds and closes a throwaway Session: a new connection every time",
+        _throwaway_sessions,
+        False,
+    ),
+    (
+        "one Session, three gets",
+        "s = requests.Session(); s.get(A) x3: one connection, reused",
+        _one_session,
+        False,
+    ),
+    (
+        "pool_connections=1, hosts A B A",
+        "s.mount('http://', HTTPAdapter(pool_connections=1)): each new host evicts the last pool",
+        _pool_connections_1,
+        False,
+    ),
+    (
+        "pool_connections=2, hosts A B A",
+        "HTTPAdapter(pool_connections=2): both pools stay, A's connection is reused",
+        _pool_connections_2,
+        False,
+    ),
+    (
+        "pool_maxsize=2, two threads, twice",
+        "HTTPAdapter(pool_connections=1, pool_maxsize=2): both connections are kept and reused",
+        _pool_maxsize_2,
+        True,
+    ),
+    (
+        "pool_maxsize=1, two threads, twice",
+        "HTTPAdapter(pool_connections=1, pool_maxsize=1): 'Connection pool is full, discarding'",
+        _pool_maxsize_1,
+        True,
+    ),
+    (
+        "idle longer than the server's keep-alive",
+        "the server (B, keep-alive 0.2 s) closes the idle connection; the next request finds it",
+        _stale,
+        False,
+    ),
+    (
+        "pool_block=True, pool_maxsize=1, two threads",
+        "the second thread waits for the first one's connection (requests sets no pool_timeout)",
+        _pool_block,
+        False,
+    ),
+]
+
+_SHOWN = (
+    ("connection_created", "created"),
+    ("connection_reused", "reused"),
+    ("connection_dropped", "dropped"),
+    ("connection_discarded", "discarded"),
+    ("pool_evicted", "evictions"),
+    ("wait_ended", "waits"),
+)
+
+
+def _print_advice(out: TextIO, *servers: LoopbackServer) -> None:
+    """The report's advice for this scenario's servers only."""
+    gc.collect()  # let evicted and closed pools finish closing their connections
+    ports = [f":{server.port}" for server in servers]
+    advice = [
+        a
+        for a in build_report().advice
+        if any(a.origin.endswith(p) or f"{p}," in a.origin for p in ports)
+    ]
+    if not advice:
+        print("  report: no problems found\n", file=out)
+        return
+    for a in advice:
+        print(f"  report: {a.evidence}\n          -> {a.change}", file=out)
+    print(file=out)
+
+
+def run_demo(out: TextIO) -> int:
+    """Replay every scenario, printing what poolscope saw; returns a process exit code."""
+    logger = logging.getLogger("poolscope.pool")
+    printer = _Printer(out)
+    logger.addHandler(printer)
+    old_level, old_propagate = logger.level, logger.propagate
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    print("poolscope demo: common connection-pool scenarios on loopback servers", file=out)
+    print("A = http://127.0.0.1, B = http://127.0.0.2 (keep-alive 0.2 s)\n", file=out)
+    try:
+        for number, (title, what, scenario, together) in enumerate(SCENARIOS, 1):
+            printer.counts.clear()
+            with (
+                LoopbackServer("127.0.0.1", together=2 if together else 1) as a,
+                LoopbackServer("127.0.0.2", keepalive=0.2) as b,
+            ):
+                print(f"[{number}/{len(SCENARIOS)}] {title}", file=out)
+                print(f"    {what}", file=out)
+                scenario(a, b)
+                seen = a.connections + b.connections
+            counts = ", ".join(f"{printer.counts[key]} {label}" for key, label in _SHOWN)
+            print(f"  => {counts}; the servers accepted {seen} connection(s)", file=out)
+            _print_advice(out, a, b)
+    finally:
+        logger.removeHandler(printer)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate
+    return 0

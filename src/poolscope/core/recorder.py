@@ -1,0 +1,212 @@
+"""The recorder: the one place pool code reports what happened, and events are handed to sinks.
+
+Pool code calls a :class:`Recorder` method once per thing that happened. The recorder updates
+the plain integer counters of :class:`~poolscope.core.stats.PoolStats` (read later by the
+metrics sink and the report) and, only when a sink wants that kind, builds one
+:class:`PoolEvent` and hands it to the sinks. It also owns the counting switch (see
+:mod:`poolscope.core.counting`): it knows its pools only as listeners of that switch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from typing import Any
+
+from .counting import CountingSwitch, Listener
+from .events import CloseReason, EventKind, PoolEvent, PoolKey, error_type
+from .sink import Sink, Sinks
+from .state import ConnState, PoolState, next_connection_id
+from .stats import PoolStats
+
+_now = time.perf_counter
+
+
+class Recorder:
+    """Receives what the pools report, keeps the counters and feeds the sinks."""
+
+    def __init__(self) -> None:
+        self.sinks = Sinks()
+        self._wanted = self.sinks.wanted  # the same dict, one attribute read closer
+        self.counting = CountingSwitch()
+        self._stats: dict[PoolKey, PoolStats] = {}
+        self._lock = threading.Lock()  # guards creation of PoolStats
+        self.providers: tuple[Any, ...] = ()  # the OpenTelemetry providers it reports to
+
+    def add_sink(self, sink: Sink) -> None:
+        self.sinks.add(sink)
+
+    def should_count(self) -> bool:
+        """Whether this recorder's pools count reuses and idle connections, turning the
+        counting switch on now if some sink has just come to act on them."""
+        if not self.counting.on and self.sinks.wants_reuse():
+            self.counting.turn_on()
+        return self.counting.on
+
+    def stats_for(self, key: PoolKey) -> PoolStats:
+        stats = self._stats.get(key)
+        if stats is None:
+            with self._lock:
+                stats = self._stats.setdefault(key, PoolStats(key, self.sinks.keep_idle_times))
+        return stats
+
+    def all_stats(self) -> list[PoolStats]:
+        """A consistent list of every pool's counters (safe while pools keep working)."""
+        return list(self._stats.values())
+
+    # -- what the pools report ------------------------------------------------------------
+
+    def new_pool(self, pool: Any, key: PoolKey, maxsize: int, start: Listener) -> PoolState:
+        """Start tracking a pool; ``start(pool)`` makes it count, when the switch turns on."""
+        ps = PoolState(self, self.stats_for(key), pool, maxsize)
+        self.counting.watch(pool, start)
+        return ps
+
+    def forget_pool(self, pool: Any) -> None:
+        self.counting.forget(pool)
+
+    def new_connection(self, pool: PoolState, conn: Any, *, connected: bool = False) -> ConnState:
+        """Start tracking a connection object; ``connected`` when adopting an open one."""
+        cs = ConnState(pool)
+        pool.conns.add(conn)
+        cs.finalizer = weakref.finalize(conn, self.connection_collected, cs)
+        if connected:
+            cs.open = True
+            cs.opened_at = _now()
+            pool.stats.open += 1
+        return cs
+
+    def connection_created(
+        self, cs: ConnState, connect_time: float, tls_time: float | None, tls_version: str | None
+    ) -> None:
+        stats = cs.pool.stats
+        if cs.opened_at:  # this object was connected before: a new connection, a new id
+            cs.id = next_connection_id()
+        cs.open = True
+        cs.opened_at = _now()
+        cs.requests = 1
+        cs.error_type = None
+        stats.created += 1
+        stats.open += 1
+        if cs.pool.counting:  # else idle connections are not counted: in_use is unknown
+            in_use = stats.open - stats.idle
+            if in_use > stats.peak_in_use:
+                stats.peak_in_use = in_use
+        if self._wanted[EventKind.CREATED]:
+            event = PoolEvent(EventKind.CREATED, cs.pool.key, cs.id, connect_time, tls_time)
+            event.requests, event.timing, event.tls_version = 0, cs.timing, tls_version
+            self._emit(cs.pool, event)
+
+    def connect_failed(self, cs: ConnState, exc: BaseException, elapsed: float) -> None:
+        etype = error_type(exc)
+        failed = cs.pool.stats.failed
+        failed[etype] = failed.get(etype, 0) + 1
+        if self._wanted[EventKind.FAILED]:
+            event = PoolEvent(EventKind.FAILED, cs.pool.key, cs.id, elapsed, error_type=etype)
+            event.timing = cs.timing
+            self._emit(cs.pool, event)
+
+    def connection_reused(self, cs: ConnState) -> None:
+        # The checkout hook, installed in every pool once the recorder counts.
+        served = cs.count_reuse()
+        idle_times = cs.stats.idle_times
+        sinks = self.sinks.reuse
+        if idle_times is None and not sinks:
+            return
+        # 0.0: it went idle before its pool stamped returns (a sink that acts on reuses
+        # appeared since), so how long it sat is not known.
+        idle = _now() - cs.idle_since if cs.idle_since else None
+        if idle_times is not None and idle is not None:
+            idle_times.append(idle)
+        event = None
+        for sink, gate in sinks:
+            try:
+                if gate is not None and not gate():
+                    continue
+                if event is None:
+                    event = PoolEvent(EventKind.REUSED, cs.pool.key, cs.id, idle, requests=served)
+                    self._describe(cs.pool, event)
+                sink.handle(event)
+            except Exception:
+                self.sinks.failed(sink)
+
+    def connection_closed(self, cs: ConnState, reason: CloseReason) -> None:
+        if not cs.open:
+            return
+        now = _now()
+        cs.open = False
+        pool = cs.pool
+        stats = pool.stats
+        stats.open -= 1
+        stats.closed += 1
+        idle = now - cs.idle_since if cs.idle_since else None
+        was_in_pool = cs.in_pool
+        if cs.in_pool:
+            cs.in_pool = False
+            stats.idle -= 1
+        lifetime = now - cs.opened_at
+        wanted = self._wanted
+        if reason is CloseReason.DROPPED:
+            stats.dropped += 1
+            if wanted[EventKind.DROPPED]:
+                event = PoolEvent(EventKind.DROPPED, pool.key, cs.id, idle, requests=cs.requests)
+                self._emit(pool, event)
+        elif reason is CloseReason.POOL_FULL:
+            stats.discarded += 1
+            if wanted[EventKind.DISCARDED]:
+                event = PoolEvent(EventKind.DISCARDED, pool.key, cs.id, lifetime)
+                event.requests, event.in_use = cs.requests, stats.needed(pool.maxsize)
+                self._emit(pool, event)
+        if wanted[EventKind.CLOSED]:
+            event = PoolEvent(EventKind.CLOSED, pool.key, cs.id, lifetime, reason=reason)
+            event.requests, event.checked_out = cs.requests, not was_in_pool
+            event.error_type = cs.error_type if reason is CloseReason.ERROR else None
+            self._emit(pool, event)
+
+    def connection_collected(self, cs: ConnState) -> None:
+        """A connection object was garbage-collected while we still counted it open."""
+        if cs.open:
+            self.connection_closed(cs, CloseReason.GARBAGE_COLLECTED)
+
+    def pool_evicted(self, pool: PoolState, num_pools: int) -> None:
+        pool.stats.evictions += 1
+        if self._wanted[EventKind.EVICTED]:
+            self._emit(pool, PoolEvent(EventKind.EVICTED, pool.key, num_pools=num_pools))
+
+    def request_retried(self, pool: PoolState, error_type: str) -> None:
+        retries = pool.stats.retries
+        retries[error_type] = retries.get(error_type, 0) + 1
+        if self._wanted[EventKind.RETRIED]:
+            self._emit(pool, PoolEvent(EventKind.RETRIED, pool.key, error_type=error_type))
+
+    def wait_started(self, pool: PoolState, timeout: float | None) -> None:
+        pool.stats.waiting += 1
+        if self._wanted[EventKind.WAIT_STARTED]:
+            self._emit(pool, PoolEvent(EventKind.WAIT_STARTED, pool.key, timeout=timeout))
+
+    def wait_ended(self, pool: PoolState, waited: float, timed_out: bool) -> None:
+        stats = pool.stats
+        stats.waiting -= 1
+        stats.waits += 1
+        if timed_out:
+            stats.wait_timeouts += 1
+        kind = EventKind.WAIT_TIMED_OUT if timed_out else EventKind.WAIT_ENDED
+        if self._wanted[kind]:
+            self._emit(pool, PoolEvent(kind, pool.key, duration=waited))
+
+    # -- sinks ------------------------------------------------------------------------------
+
+    def _emit(self, pool: PoolState, event: PoolEvent) -> None:
+        self._describe(pool, event)
+        self.sinks.emit(event)
+
+    @staticmethod
+    def _describe(pool: PoolState, event: PoolEvent) -> None:
+        """What every event says of its pool: which one, its manager, its sizes."""
+        event.pool_id = pool.id
+        event.manager_id = pool.manager_id
+        if event.num_pools is None and pool.num_pools:
+            event.num_pools = pool.num_pools
+        if event.pool_maxsize is None:
+            event.pool_maxsize = pool.maxsize

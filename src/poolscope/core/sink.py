@@ -1,0 +1,98 @@
+"""The sink contract, and a recorder's set of sinks with every call to them contained.
+
+A sink consumes pool events: metrics, spans, log records, the report. :class:`Sink` declares
+every capability a recorder asks about, each with its default; a sink overrides what it needs.
+:class:`Sinks` indexes them by what they want, so an event is built only when some sink wants
+its kind, and contains their failures (a sink that raises is reported once and skipped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import methodcaller
+from typing import ClassVar
+
+from .errors import sink_failed
+from .events import EventKind, PoolEvent
+
+
+class Sink:
+    """Base class of every consumer of pool events.
+
+    ``kinds`` lists the events it wants; the recorder builds an event only when some sink wants
+    its kind, which keeps the reused-connection path to integer bookkeeping.
+    """
+
+    kinds: ClassVar[frozenset[EventKind]] = frozenset()
+    #: It reads ``PoolStats.idle_times`` (buffered idle times of reuses), so they are kept.
+    keeps_idle_times: ClassVar[bool] = False
+
+    def handle(self, event: PoolEvent) -> None:
+        """Consume one event of a kind in ``kinds``; may raise (the failure is contained)."""
+
+    def wants_reuse(self) -> bool:
+        """Whether it acts on each reuse now. Asked when pools and connections are made, and
+        False means it will not while it stays so (an OpenTelemetry sink with no SDK behind
+        it): then pools neither count reuses nor run their checkout hook (see
+        ``Recorder.should_count``). By default: whether it wants reuse events."""
+        return EventKind.REUSED in self.kinds
+
+    def wants_phases(self) -> bool:
+        """Whether connects should be timed phase by phase (DNS lookup, TCP connect, TLS)."""
+        return False
+
+    def gate(self) -> bool:
+        """Asked before a reuse event is built for it: False means nothing to do right now
+        (the span sink, when no span is recording). Only asked when a sink overrides it."""
+        return True
+
+
+class Sinks:
+    """A recorder's sinks, indexed by what each wants; every call into them is contained."""
+
+    def __init__(self) -> None:
+        self.all: tuple[Sink, ...] = ()
+        self.wanted: dict[EventKind, tuple[Sink, ...]] = {kind: () for kind in EventKind}
+        # The sinks of reuse events, each with its gate when it has one of its own.
+        self.reuse: tuple[tuple[Sink, Callable[[], bool] | None], ...] = ()
+        self.keep_idle_times = False
+        self._failed: set[int] = set()
+
+    def add(self, sink: Sink) -> None:
+        self.all = (*self.all, sink)
+        for kind in sink.kinds:
+            self.wanted[kind] = (*self.wanted[kind], sink)
+        if EventKind.REUSED in sink.kinds:
+            gate = sink.gate if type(sink).gate is not Sink.gate else None
+            self.reuse = (*self.reuse, (sink, gate))
+        self.keep_idle_times = self.keep_idle_times or sink.keeps_idle_times
+
+    def emit(self, event: PoolEvent) -> None:
+        for sink in self.wanted[event.kind]:
+            try:
+                sink.handle(event)
+            except Exception:
+                self.failed(sink)
+
+    def wants_reuse(self) -> bool:
+        """Whether some sink acts on each reuse now."""
+        return self._any(methodcaller("wants_reuse"))
+
+    def wants_phases(self) -> bool:
+        """Whether some sink wants connects timed phase by phase."""
+        return self._any(methodcaller("wants_phases"))
+
+    def _any(self, ask: Callable[[Sink], bool]) -> bool:
+        for sink in self.all:
+            try:
+                if ask(sink):
+                    return True
+            except Exception:
+                self.failed(sink)
+        return False
+
+    def failed(self, sink: Sink) -> None:
+        """Contain a failure of ``sink`` (call it while handling the exception): said once."""
+        if id(sink) not in self._failed:
+            self._failed.add(id(sink))
+            sink_failed(type(sink).__name__)

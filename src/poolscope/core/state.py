@@ -1,0 +1,125 @@
+"""What poolscope keeps on one urllib3 pool (:class:`PoolState`) and on one connection object
+(:class:`ConnState`): identities, where a connection is (open, idle in its pool, checked out)
+and the per-pool flags the instrumentation reads on the hot path."""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from typing import Any
+
+from .events import ConnectTiming, PoolKey
+from .stats import PoolStats
+
+_connection_ids = itertools.count(1)
+_pool_ids = itertools.count(1)
+manager_ids = itertools.count(1)
+
+
+def next_connection_id() -> int:
+    return next(_connection_ids)
+
+
+class PoolState:
+    """What poolscope keeps on one urllib3 pool (``pool._poolscope``).
+
+    ``recorder`` is the :class:`poolscope.core.recorder.Recorder` it reports to (typed loosely
+    here so that this module stays below the recorder's).
+    """
+
+    __slots__ = (
+        "closed",
+        "conns",
+        "counting",
+        "draining",
+        "id",
+        "key",
+        "manager_id",
+        "maxsize",
+        "num_pools",
+        "pool_ref",
+        "recorder",
+        "stats",
+    )
+
+    def __init__(self, recorder: Any, stats: PoolStats, pool: Any, maxsize: int) -> None:
+        self.id = next(_pool_ids)
+        self.manager_id = 0  # the PoolManager that made or adopted it; 0 for a pool on its own
+        self.num_pools = 0  # that manager's num_pools (requests' pool_connections)
+        self.recorder = recorder
+        self.key: PoolKey = stats.key
+        self.stats = stats
+        self.closed = False  # set once pool.close() starts; a pool never reopens
+        # Closed or collected: its queue is being emptied to close what is in it, which its
+        # queue must not take for checkouts. Collection is learnt without calling the weakref:
+        # this callback runs before urllib3's own finalizer drains the queue (CPython calls a
+        # dying object's weakref callbacks newest first).
+        self.draining = False
+        self.pool_ref = weakref.ref(pool, self._pool_collected)
+        # Whether its queue counts reuses and idle connections and times returns: from the
+        # moment its recorder's counting switch turns on, then for good. The queue reads a copy
+        # of it (``_poolscope_counting``); both change together, in start_counting().
+        self.counting = False
+        self.maxsize = maxsize
+        self.conns: weakref.WeakSet[Any] = weakref.WeakSet()  # for uninstrumenting
+        if maxsize > stats.maxsize:
+            stats.maxsize = maxsize
+
+    def _pool_collected(self, _ref: Any) -> None:
+        self.draining = True
+
+    def closing(self) -> None:
+        self.closed = self.draining = True
+
+
+class ConnState:
+    """What poolscope keeps on one urllib3 connection object (``conn._poolscope``).
+
+    One connection object may carry several network connections over its life: urllib3
+    reconnects the same object after it was found dropped or closed.
+    """
+
+    __slots__ = (
+        "checkout",
+        "discarding",
+        "error_type",
+        "finalizer",
+        "id",
+        "idle_since",
+        "in_pool",
+        "open",
+        "opened_at",
+        "pool",
+        "requests",
+        "stats",
+        "tcp_time",
+        "timing",
+    )
+
+    def __init__(self, pool: PoolState) -> None:
+        self.id = next(_connection_ids)
+        self.pool = pool
+        self.stats = pool.stats  # its pool's, one attribute read closer for the queue
+        self.open = False  # a socket is connected and not yet reported closed
+        self.opened_at = 0.0
+        self.requests = 0  # requests served by the current network connection
+        self.idle_since = 0.0  # when it last went idle in its pool; 0.0 when not timed
+        self.in_pool = False  # counted in stats.idle
+        # Taken from the pool open, and its reuse not yet counted: counted by the pool's
+        # checkout hook when one is installed, else when it comes back or is closed.
+        self.checkout = False
+        self.discarding = False  # being closed because the pool was full
+        self.error_type: str | None = None  # the last error seen on this connection
+        self.tcp_time: float | None = None
+        self.timing: ConnectTiming | None = None  # phases of the last connect, for spans
+        self.finalizer: weakref.finalize[Any, Any] | None = None
+
+    def count_reuse(self) -> int:
+        """Count the request just sent on this open connection as a reuse; returns how many
+        requests it had served before. The one place a reuse is counted: by the pool's
+        checkout hook as it happens, else once the connection comes back or is closed."""
+        self.checkout = False
+        served = self.requests
+        self.requests = served + 1
+        self.stats.reused += 1
+        return served

@@ -1,0 +1,78 @@
+"""Counters for one (scheme, host, port) within one recorder: the one place each count is kept.
+
+Pools, the queue and the recorder update them; the metrics sink and the report read them.
+Counters are plain ``int`` attributes updated with ``+=``: under CPython's GIL an attribute
+increment of an ``int`` runs without a thread switch in the middle, which is what keeps the
+reused-connection path free of locks of our own.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .events import PoolKey
+
+# At most this many idle-time samples wait per pool for the next metrics collection; beyond it
+# the oldest are dropped (the reused counter still counts every reuse).
+IDLE_SAMPLES_PER_POOL = 4096
+
+
+class PoolStats:
+    """Counters for one (scheme, host, port) within one recorder, across all its pools."""
+
+    __slots__ = (
+        "closed",
+        "created",
+        "discarded",
+        "dropped",
+        "evictions",
+        "failed",
+        "idle",
+        "idle_times",
+        "key",
+        "maxsize",
+        "open",
+        "peak_in_use",
+        "retries",
+        "reused",
+        "wait_timeouts",
+        "waiting",
+        "waits",
+    )
+
+    def __init__(self, key: PoolKey, keep_idle_times: bool = False) -> None:
+        self.key = key
+        self.created = 0  # handshakes completed (TCP, plus TLS for https)
+        self.reused = 0  # requests sent on an already-open connection, while counting
+        self.dropped = 0  # open connections found closed by the server at checkout
+        self.discarded = 0  # connections closed because they came back to a full pool
+        self.failed: dict[str, int] = {}  # failed connection attempts by error.type
+        self.retries: dict[str, int] = {}  # requests urllib3 retried, by the error.type before
+        self.closed = 0  # open connections that were closed, for any reason
+        self.evictions = 0  # pools pushed out of a PoolManager's cache
+        self.waits = 0  # checkouts that had to wait for a free connection
+        self.wait_timeouts = 0  # waits that ended in EmptyPoolError
+        self.waiting = 0  # checkouts waiting right now
+        self.open = 0  # connections open right now
+        self.idle = 0  # open connections sitting in a pool right now, while counting
+        self.peak_in_use = 0  # most open connections checked out at once, while counting
+        self.maxsize = 0  # the largest pool_maxsize seen for this key
+        # Idle times of reuses not yet collected, when a metrics sink wants them.
+        self.idle_times: deque[float] | None = (
+            deque(maxlen=IDLE_SAMPLES_PER_POOL) if keep_idle_times else None
+        )
+
+    @property
+    def in_use(self) -> int:
+        return self.open - self.idle
+
+    def needed(self, maxsize: int) -> int:
+        """How many connections a pool of ``maxsize`` that discarded one needed at once."""
+        return needed(self.peak_in_use, maxsize)
+
+
+def needed(peak_in_use: int, maxsize: int) -> int:
+    """How many connections were wanted at once by a pool that discarded one: the peak in use
+    and, at least, one more than ``maxsize`` (the discarded one was open beside ``maxsize``;
+    the peak is not known when counting started late)."""
+    return max(peak_in_use, maxsize + 1)

@@ -1,0 +1,147 @@
+"""The rules that read urllib3's and http.client's call sites: why a connection was closed,
+whether urllib3 is about to retry, and whether a pool left its manager evicted or cleared.
+
+urllib3 says none of this through an API. poolscope learns it on rare paths only (a close, a
+pool leaving its manager) from who made the call, and every such reading is in this module.
+The call sites relied on, each checked against the installed urllib3 by the test suite
+(tests/test_urllib3_call_sites.py, which fails loudly when a supported urllib3 moves one), are
+listed in :data:`CALL_SITES`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError
+
+from ..core.events import CloseReason, error_type
+from ..core.state import ConnState
+
+# (module, function, what its source must contain, what poolscope reads from the call)
+CALL_SITES: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "urllib3.connectionpool",
+        "HTTPConnectionPool._get_conn",
+        "conn.close()",
+        "a close() called from _get_conn is its drop check: the connection was found dropped",
+    ),
+    (
+        "http.client",
+        "HTTPConnection.getresponse",
+        "self.close()",
+        "a close() called from getresponse is 'Connection: close' (or a connection error)",
+    ),
+    (
+        "urllib3.connectionpool",
+        "HTTPConnectionPool.urlopen",
+        "conn.close()",
+        "a close() called from urlopen with no exception in flight is its cleanup before a "
+        "retry; its local `retries` (a Retry) ends with the error that caused it",
+    ),
+    (
+        "urllib3._collections",
+        "RecentlyUsedContainer.clear",
+        "dispose_func(",
+        "a pool disposed from clear() was let go by PoolManager.clear(), not evicted",
+    ),
+    (
+        "urllib3._collections",
+        "RecentlyUsedContainer.__setitem__",
+        "dispose_func(",
+        "a pool disposed from __setitem__ was evicted by a newer one",
+    ),
+)
+
+
+def account_close(cs: ConnState) -> None:
+    """Account for ``close()`` on a connection, from who called it and what is being raised.
+
+    Called by the instrumented connection's ``close()``, so the frame two up is close()'s
+    caller. This is the rare path (a request on a reused connection never closes it), so it
+    can look at that frame: that is how poolscope tells urllib3's drop check, http.client's
+    "Connection: close" handling and urllib3's cleanup before a retry apart without wrapping
+    any method on the reused-connection path.
+    """
+    caller = sys._getframe(2)
+    where = caller.f_code.co_name
+    exc = sys.exc_info()[1]
+    recorder = cs.pool.recorder
+    retried = None
+    if where == "urlopen" and exc is None:
+        # urlopen's cleanup after an error it handled: urllib3 retries next. The incremented
+        # Retry ends with the error ("Retrying (...) after connection broken by ...").
+        history = getattr(caller.f_locals.get("retries"), "history", None)
+        if history and history[-1].error is not None:
+            retried = history[-1].error
+    if cs.open:
+        # urllib3's _get_conn closes a connection only when its drop check found it closed.
+        dropped = where == "_get_conn"
+        if cs.checkout and not dropped:
+            cs.count_reuse()  # a request went out on it: that was a reuse
+        cs.checkout = False
+        reason = _close_reason(cs, where, dropped, exc or retried)
+        recorder.connection_closed(cs, reason)
+        cs.discarding = False
+    if retried is not None:
+        recorder.request_retried(cs.pool, retry_error_type(retried))
+
+
+def _close_reason(
+    cs: ConnState, where: str, dropped: bool, error: BaseException | None
+) -> CloseReason:
+    if dropped:
+        return CloseReason.DROPPED
+    if cs.discarding:
+        return CloseReason.POOL_FULL
+    pool = cs.pool
+    if pool.closed:
+        return CloseReason.POOL_CLOSED
+    if pool.pool_ref() is None:
+        return CloseReason.GARBAGE_COLLECTED
+    if where == "getresponse":
+        # http.client closes inside getresponse() for "Connection: close", or on a
+        # ConnectionError; urllib3 1.26 calls getresponse() while handling a TypeError.
+        if isinstance(error, OSError):
+            cs.error_type = error_type(error)
+            return CloseReason.ERROR
+        return CloseReason.SERVER_CLOSED
+    if error is not None:
+        cs.error_type = error_type(root_error(error))
+        return CloseReason.ERROR
+    return CloseReason.CLIENT_CLOSED
+
+
+def root_error(error: BaseException) -> BaseException:
+    """The error under urllib3's wrappers: MaxRetryError's reason, ProtocolError's cause,
+    and the socket error a urllib3 timeout or connection error was raised from."""
+    for _ in range(8):
+        if isinstance(error, MaxRetryError) and error.reason is not None:
+            error = error.reason
+        elif (cause := _protocol_cause(error)) is not None:
+            error = cause
+        elif isinstance(error, HTTPError) and (error.__cause__ or error.__context__):
+            error = error.__cause__ or error.__context__  # type: ignore[assignment]
+        else:
+            break
+    return error
+
+
+def retry_error_type(error: BaseException) -> str:
+    """urllib3 wraps a broken connection in ProtocolError("Connection aborted.", cause): name
+    the cause, which tells a reset from a server that closed without answering."""
+    return error_type(_protocol_cause(error) or error)
+
+
+def _protocol_cause(error: BaseException) -> BaseException | None:
+    """The exception a ProtocolError("Connection aborted.", cause) wraps, if any."""
+    if isinstance(error, ProtocolError) and len(error.args) > 1:
+        cause = error.args[1]
+        if isinstance(cause, BaseException):
+            return cause
+    return None
+
+
+def disposed_by_clear() -> bool:
+    """Whether the manager's dispose function, the caller of this, runs for a ``clear()``
+    (every pool let go at once) rather than for an eviction by a newer pool."""
+    return sys._getframe(2).f_code.co_name == "clear"

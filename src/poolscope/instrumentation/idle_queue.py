@@ -1,0 +1,195 @@
+"""The pool's queue of idle connections, instrumented: checkouts, returns, waits, full pools.
+
+urllib3 keeps a pool's idle connections in ``pool.pool``, a ``queue.LifoQueue`` made from the
+class attribute ``QueueCls``. poolscope's queue subclass sees every checkout and return under the
+queue's own lock, so it knows exactly when a checkout had to wait and when a returned connection
+found the pool full, without a lock of its own and without changing what urllib3 does. This is
+the hot path of a reused request: until its pool counts, get() and put() add one attribute test
+each to stdlib's.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import internal_error
+from ..core.state import ConnState, PoolState
+from .connections import adopt_connection
+
+_now = time.perf_counter
+_monotonic = time.monotonic
+
+if TYPE_CHECKING:
+    _QueueBase = queue.LifoQueue[Any]
+else:
+    _QueueBase = queue.Queue
+
+
+class InstrumentedQueueMixin(_QueueBase):
+    """A pool's queue of idle connections that reports waits, checkouts and returns."""
+
+    _poolscope: PoolState | None = None  # set once the pool that owns it is set up
+    # Whether checkouts and returns are counted (PoolState.counting). Set on each instance
+    # when its pool is set up, as an instance attribute: CPython 3.11 specializes reading one,
+    # not a class attribute read through the instance.
+    _poolscope_counting = False
+
+    # get() and put() are queue.Queue's, reimplemented with the same contract (stdlib's are
+    # Python too, so this costs no extra frame): under the queue's own lock we learn whether a
+    # checkout had to wait and whether a returned connection found the pool full. Until the
+    # pool counts (no sink acts on reuses), each adds one attribute test to stdlib's.
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        with self.not_empty:
+            if not self._qsize():
+                if not block:
+                    raise queue.Empty
+                self._wait_for_item(timeout)
+            item = self._get()
+            self.not_full.notify()
+        if self._poolscope_counting and item is not None:  # None: room for a new connection
+            # Plain attribute reads, not getattr() with a default: CPython specializes them,
+            # so a checkout costs no method-cache lookup (see benchmarks/instructions.py).
+            try:
+                cs = item._poolscope
+            except AttributeError:  # a connection of a class poolscope did not make
+                return item
+            # A pool that is closing or collected empties its queue to close what is in it:
+            # close() accounts for those connections.
+            if cs is not None and cs.in_pool and not cs.pool.draining:
+                cs.in_pool = False
+                # Open and handed out: a reuse, unless urllib3's drop check closes it now
+                # ("Resetting dropped connection"); counted once that is settled.
+                cs.checkout = True
+                stats = cs.stats
+                idle = stats.idle - 1
+                stats.idle = idle
+                in_use = stats.open - idle
+                if in_use > stats.peak_in_use:
+                    stats.peak_in_use = in_use
+        return item
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        # The bookkeeping comes before the connection enters the queue, so no getter can take
+        # it before it counts as idle, and outside the queue's lock, so that lock (which every
+        # thread sharing the pool takes) is held no longer than by stdlib's put().
+        idled = None  # the connection this put counted as idle
+        if self._poolscope_counting and item is not None:
+            try:
+                cs = item._poolscope
+            except AttributeError:  # a connection of a class poolscope did not make
+                cs = None
+            if cs is None:
+                cs = self._adopt(item)
+            if cs is not None and cs.open and not cs.in_pool:
+                if cs.checkout:
+                    # A reuse the checkout hook did not count (the pool took its hook while
+                    # this checkout was under way): counted now that it came back.
+                    cs.count_reuse()
+                cs.in_pool = True
+                cs.idle_since = _now()
+                cs.stats.idle += 1
+                idled = cs
+        with self.not_full:
+            if self.maxsize > 0 and self._qsize() >= self.maxsize:
+                self._put_when_full(item, block, timeout, idled)
+            self._put(item)
+            self.unfinished_tasks += 1
+            self.not_empty.notify()
+
+    def _put_when_full(
+        self, item: Any, block: bool, timeout: float | None, idled: ConnState | None
+    ) -> None:
+        # Runs with self.not_full held; returns once there is room, as queue.Queue.put does.
+        try:
+            if not block:
+                # urllib3 closes a connection that finds its pool full: that close is a
+                # discard.
+                cs = getattr(item, "_poolscope", None)
+                if cs is not None:
+                    cs.discarding = True
+                raise queue.Full
+            self._wait_for_room(timeout)
+        except BaseException:
+            if idled is not None:  # it never entered the queue
+                idled.in_pool = False
+                idled.stats.idle -= 1
+            raise
+
+    def _wait_for_room(self, timeout: float | None) -> None:
+        # The blocking branch of queue.Queue.put; urllib3 never takes it (it puts with
+        # block=False), but the contract is kept.
+        if timeout is None:
+            while self._qsize() >= self.maxsize:
+                self.not_full.wait()
+        elif timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        else:
+            endtime = _monotonic() + timeout
+            while self._qsize() >= self.maxsize:
+                remaining = endtime - _monotonic()
+                if remaining <= 0.0:
+                    raise queue.Full
+                self.not_full.wait(remaining)
+
+    def _adopt(self, conn: Any) -> ConnState | None:
+        # A connection made before its pool was instrumented, coming back: track it from now.
+        ps = self._poolscope
+        if ps is None:
+            return None
+        try:
+            cs: ConnState = adopt_connection(ps, conn)
+        except Exception:
+            internal_error("adopt connection")
+            return None
+        return cs
+
+    def _wait_for_item(self, timeout: float | None) -> None:
+        # Runs with self.not_empty held, like the loop it replaces in queue.Queue.get.
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        ps = self._poolscope
+        if ps is not None:
+            try:
+                ps.recorder.wait_started(ps, timeout)
+            except Exception:
+                internal_error("wait")
+        start = _now()
+        timed_out = False
+        try:
+            if timeout is None:
+                while not self._qsize():
+                    self.not_empty.wait()
+            else:
+                endtime = _monotonic() + timeout
+                while not self._qsize():
+                    remaining = endtime - _monotonic()
+                    if remaining <= 0.0:
+                        timed_out = True
+                        raise queue.Empty
+                    self.not_empty.wait(remaining)
+        finally:
+            if ps is not None:
+                try:
+                    ps.recorder.wait_ended(ps, _now() - start, timed_out)
+                except Exception:
+                    internal_error("wait")
+
+
+class InstrumentedLifoQueue(InstrumentedQueueMixin, queue.LifoQueue):  # type: ignore[type-arg]
+    """urllib3's default pool queue, instrumented."""
+
+
+_queue_classes: dict[type[Any], type[Any]] = {queue.LifoQueue: InstrumentedLifoQueue}
+
+
+def instrumented_queue_class(base: type[Any]) -> type[Any]:
+    if issubclass(base, InstrumentedQueueMixin):
+        return base
+    cls = _queue_classes.get(base)
+    if cls is None:
+        cls = type(f"Instrumented{base.__name__}", (InstrumentedQueueMixin, base), {})
+        cls = _queue_classes.setdefault(base, cls)
+    return cls

@@ -1,0 +1,146 @@
+"""Instrumented urllib3 PoolManagers: the per-manager cache of pools and its evictions.
+
+A ``PoolManager`` keeps at most ``num_pools`` pools (requests' ``pool_connections``) in a
+``RecentlyUsedContainer``; adding one more pushes the least recently used pool out. urllib3
+1.26.16+ and 2.x do not close an evicted pool at once: its idle connections close when it is
+garbage-collected. poolscope sees evictions through the container's ``dispose_func``, and makes
+every pool a manager builds report through the manager's ``pool_classes_by_scheme``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ..core.errors import internal_error
+from ..core.recorder import Recorder
+from ..core.state import manager_ids
+from .callsites import disposed_by_clear
+from .pools import adopt_pool, detach_pool, instrumented_pool_class
+
+# Why no subclass swap here: on CPython 3.11+ assigning ``__class__`` (or touching
+# ``__dict__``) turns an object's inline attribute values into a real dict, which makes every
+# later attribute read on it slower; a PoolManager's attributes are read on every request. So
+# a manager that already exists is instrumented with instance attributes only: its
+# ``pool_classes_by_scheme``, a ``_new_pool`` hook, and its pool container's ``dispose_func``.
+
+
+class ManagerState:
+    """What poolscope keeps on one PoolManager (``pm._poolscope``), including how to undo it."""
+
+    __slots__ = (
+        "id",
+        "instrumented_classes",
+        "original_dispose",
+        "original_pool_classes",
+        "pools",
+        "recorder",
+    )
+
+    def __init__(self, recorder: Recorder, pm: Any) -> None:
+        self.id = next(manager_ids)
+        self.recorder = recorder
+        self.original_pool_classes: dict[str, type[Any]] = pm.pool_classes_by_scheme
+        self.instrumented_classes = _instrumented_classes(self.original_pool_classes, recorder)
+        self.original_dispose: Callable[[Any], None] | None = pm.pools.dispose_func
+        self.pools: weakref.WeakSet[Any] = weakref.WeakSet()  # every pool it made, evicted too
+
+
+def attach_manager(pm: Any, recorder: Recorder) -> None:
+    """Instrument a PoolManager (or ProxyManager) in place, with the pools it already has."""
+    if getattr(pm, "_poolscope", None) is not None:
+        return
+    state = ManagerState(recorder, pm)
+    pm._poolscope = state
+    # PoolManager.__init__ stores urllib3's module-level dict itself: rebind, never mutate.
+    pm.pool_classes_by_scheme = state.instrumented_classes
+    pm._new_pool = _new_pool_hook(pm, state)
+    pm.pools.dispose_func = _dispose_hook(pm, state)
+    with pm.pools.lock:
+        existing = list(pm.pools._container.values())
+    for pool in existing:
+        adopt_pool(pool, recorder)
+        _adopted_by(pool, pm, state)
+
+
+def _new_pool_hook(pm: Any, state: ManagerState) -> Callable[..., Any]:
+    pm_ref = weakref.ref(pm)  # the hook lives in pm's own dict: no reference cycle
+    new_pool = type(pm)._new_pool
+
+    def _new_pool(*args: Any, **kwargs: Any) -> Any:
+        manager = pm_ref()
+        assert manager is not None  # it is calling us
+        classes = manager.pool_classes_by_scheme
+        if classes is not state.instrumented_classes:
+            # Code that sets its own pool classes after construction (botocore does): the
+            # pools it makes report all the same.
+            state.original_pool_classes = classes
+            state.instrumented_classes = _instrumented_classes(classes, state.recorder)
+            manager.pool_classes_by_scheme = state.instrumented_classes
+        pool = new_pool(manager, *args, **kwargs)
+        try:
+            _adopted_by(pool, manager, state)
+        except Exception:
+            internal_error("new pool")
+        return pool
+
+    return _new_pool
+
+
+def _adopted_by(pool: Any, pm: Any, state: ManagerState) -> None:
+    state.pools.add(pool)
+    ps = getattr(pool, "_poolscope", None)
+    if ps is not None:
+        ps.manager_id = state.id
+        ps.num_pools = pm.pools._maxsize
+
+
+def _instrumented_classes(
+    classes: dict[str, type[Any]], recorder: Recorder
+) -> dict[str, type[Any]]:
+    return {scheme: instrumented_pool_class(cls, recorder) for scheme, cls in classes.items()}
+
+
+def _dispose_hook(pm: Any, state: ManagerState) -> Callable[[Any], None]:
+    pm_ref = weakref.ref(pm)
+    original = state.original_dispose
+
+    def pool_disposed(pool: Any) -> None:
+        # Called by RecentlyUsedContainer for a pool pushed out by a newer one (from its
+        # __setitem__), and for every pool on clear(); only the first is an eviction.
+        try:
+            ps = getattr(pool, "_poolscope", None)
+            if ps is not None:
+                if disposed_by_clear():
+                    ps.closing()  # the manager let go of it: its connections are closing
+                else:
+                    manager = pm_ref()
+                    num_pools = manager.pools._maxsize if manager is not None else 0
+                    ps.recorder.pool_evicted(ps, num_pools)
+        except Exception:
+            internal_error("pool eviction")
+        if original is not None:
+            original(pool)
+
+    return pool_disposed
+
+
+def detach_manager(pm: Any) -> None:
+    """Give a PoolManager back its own pool classes and dispose function; a no-op if not ours."""
+    state: ManagerState | None = getattr(pm, "_poolscope", None)
+    if state is None:
+        return
+    del pm._poolscope
+    with pm.pools.lock:
+        current = list(pm.pools._container.values())
+    for pool in {id(p): p for p in [*state.pools, *current]}.values():
+        detach_pool(pool)
+    del pm._new_pool
+    pm.pool_classes_by_scheme = state.original_pool_classes
+    pm.pools.dispose_func = state.original_dispose
+
+
+def manager_recorder(pm: Any) -> Recorder | None:
+    state = getattr(pm, "_poolscope", None)
+    return state.recorder if state is not None else None

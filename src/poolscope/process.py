@@ -1,0 +1,96 @@
+"""Process-wide instrumentation: every new urllib3 PoolManager, so every new requests.Session.
+
+``requests.get()`` builds a throwaway Session per call, and many SDKs drive urllib3 directly:
+their pools are never in the user's hands. ``instrument()`` wraps ``PoolManager.__init__`` (which
+``ProxyManager`` and requests' ``HTTPAdapter`` go through) so each new manager is instrumented
+as it is made; ``uninstrument()`` puts the very same function back and lets go of every manager
+it instrumented.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import weakref
+from typing import Any
+
+from urllib3.poolmanager import PoolManager
+
+from .config import get_recorder
+from .core.errors import internal_error
+from .core.recorder import Recorder
+from .instrumentation.managers import attach_manager, detach_manager
+from .poolmanager import InstrumentedPoolManager
+
+_lock = threading.Lock()
+
+
+class _GlobalState:
+    __slots__ = ("managers", "original_init", "recorder")
+
+    def __init__(self, recorder: Recorder, original_init: Any) -> None:
+        self.recorder = recorder
+        self.original_init = original_init
+        self.managers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+_state: _GlobalState | None = None
+
+
+def instrument(
+    *,
+    mode: str = "otel",
+    meter_provider: Any = None,
+    tracer_provider: Any = None,
+    report: bool = False,
+) -> None:
+    """Instrument every urllib3 ``PoolManager`` made from now on, in the whole process.
+
+    That covers every new ``requests.Session`` (so ``requests.get()`` too), proxies, and SDKs
+    that use urllib3 directly. ``report=True`` also gathers :func:`poolscope.report`'s data.
+    Managers that exist already are not touched: use
+    :func:`instrument_session` or :func:`instrument_pool_manager` for them. Calling it again
+    with the same options is harmless::
+
+        poolscope.instrument()
+        requests.get("https://example.org/")  # reported
+    """
+    global _state
+    recorder = get_recorder(mode, meter_provider, tracer_provider, report)
+    with _lock:
+        if _state is not None:
+            if _state.recorder is recorder:
+                return
+            raise ValueError(
+                "poolscope is already instrumenting the process with other options; call "
+                "poolscope.uninstrument() first to change how it reports."
+            )
+        original_init = PoolManager.__dict__["__init__"]
+        state = _GlobalState(recorder, original_init)
+
+        @functools.wraps(original_init)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            original_init(self, *args, **kwargs)
+            # InstrumentedPoolManager attaches itself, with the options it was given.
+            if not isinstance(self, InstrumentedPoolManager):
+                try:
+                    attach_manager(self, state.recorder)
+                    state.managers.add(self)
+                except Exception:
+                    internal_error("global instrumentation")
+
+        PoolManager.__init__ = __init__  # type: ignore[method-assign]
+        _state = state
+
+
+def uninstrument() -> None:
+    """Undo :func:`instrument`: urllib3's own ``PoolManager.__init__`` is put back, and every
+    manager it instrumented is given back as it was. A no-op when not instrumenting."""
+    global _state
+    with _lock:
+        state, _state = _state, None
+        if state is None:
+            return
+        PoolManager.__init__ = state.original_init  # type: ignore[method-assign]
+        for pm in list(state.managers):
+            detach_manager(pm)

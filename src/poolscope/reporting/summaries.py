@@ -1,0 +1,70 @@
+"""The report's model: plain frozen dataclasses a user reads, serialises and renders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One connection's lane on the timeline (wall-clock seconds since the epoch)."""
+
+    id: int
+    opened: float
+    closed: float | None
+    close_reason: str | None
+    requests: int
+    uses: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class PoolSummary:
+    """What one pool did: one per (scheme, host, port) per PoolManager."""
+
+    origin: str
+    scheme: str
+    host: str
+    port: int
+    proxy: str | None
+    manager: int
+    pool_maxsize: int
+    pool_connections: int
+    requests: int
+    created: int
+    reused: int
+    reuse_ratio: float
+    dropped: int
+    discarded: int
+    failed: dict[str, int]
+    evictions: int
+    waits: int
+    wait_timeouts: int
+    max_wait_s: float
+    peak_in_use: int
+    unreturned: int
+    connect_time_s: dict[str, float]
+    idle_time_s: dict[str, float]
+    connections: tuple[Connection, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ManagerSummary:
+    """One PoolManager (one requests adapter): its cache of pools against ``num_pools``."""
+
+    id: int
+    pool_connections: int
+    pools_made: int
+    pools_evicted: int
+    pools_kept: int  # made and not evicted: in its cache, unless the manager was cleared
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Advice:
+    """A problem seen in this run, the evidence for it and the exact change to make."""
+
+    rule: str
+    origin: str
+    evidence: str
+    change: str
+    waste: int  # how many connections or waits it cost in this run; 0 once fixed

@@ -1,0 +1,264 @@
+"""The OpenTelemetry metrics sink: observable counters over the recorder's counts, histograms.
+
+Counts are read at collection time from the recorder's plain integers, so a request costs no
+instrument call. Idle times, the one histogram fed on the reused-connection path, are buffered
+per pool (a bounded deque append) and recorded when a reader collects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from .._version import __version__
+from ..core.events import EventKind, PoolEvent, PoolKey
+from ..core.recorder import Recorder
+from ..core.sink import Sink
+from ..core.stats import PoolStats
+from .sdk import records_anything
+
+_SHORT_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+_IDLE_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+# The buckets OpenTelemetry's semantic conventions advise for http.client.connection.duration.
+_DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class MetricsSink(Sink):
+    """Turns pool events and counts into OpenTelemetry instruments on one meter."""
+
+    kinds = frozenset(
+        {EventKind.CREATED, EventKind.CLOSED, EventKind.WAIT_ENDED, EventKind.WAIT_TIMED_OUT}
+    )
+    keeps_idle_times = True  # reuses are read from PoolStats.idle_times
+
+    def __init__(self, recorder: Recorder, meter_provider: Any = None) -> None:
+        self._recorder = recorder
+        self._provider = meter_provider
+        self._sdk = False  # a meter provider that records was seen (it stays so)
+        self._attributes: dict[PoolKey, dict[str, Any]] = {}
+        meter = metrics.get_meter(
+            "poolscope",
+            __version__,
+            meter_provider=meter_provider,
+            schema_url="https://opentelemetry.io/schemas/1.26.0",
+        )
+        self._create_time = _histogram(
+            meter,
+            "urllib3.pool.connection.create_time",
+            "Time to establish a connection: TCP connect plus TLS handshake.",
+            _SHORT_BUCKETS,
+        )
+        self._tls_time = _histogram(
+            meter,
+            "urllib3.pool.connection.tls_time",
+            "Time spent in the TLS handshake of a new https connection.",
+            _SHORT_BUCKETS,
+        )
+        self._idle_time = _histogram(
+            meter,
+            "urllib3.pool.connection.idle_time",
+            "How long a pooled connection sat idle before it was reused.",
+            _IDLE_BUCKETS,
+        )
+        self._wait_time = _histogram(
+            meter,
+            "urllib3.pool.connection.wait_time",
+            "How long a request waited for a free connection (pool_block=True).",
+            _SHORT_BUCKETS,
+        )
+        self._duration = _histogram(
+            meter,
+            "http.client.connection.duration",
+            "The duration of the successfully established outbound HTTP connections.",
+            _DURATION_BUCKETS,
+        )
+        counters: Sequence[tuple[str, str, str, str]] = (
+            (
+                "urllib3.pool.connections.created",
+                "created",
+                "{connection}",
+                "Connections established (TCP, plus TLS for https), reconnects included.",
+            ),
+            (
+                "urllib3.pool.connections.reused",
+                "reused",
+                "{connection}",
+                "Requests sent on an already open pooled connection.",
+            ),
+            (
+                "urllib3.pool.connections.dropped",
+                "dropped",
+                "{connection}",
+                "Pooled connections found closed by the server when taken from the pool.",
+            ),
+            (
+                "urllib3.pool.connections.discarded",
+                "discarded",
+                "{connection}",
+                "Connections closed because they were returned to a full pool.",
+            ),
+            (
+                "urllib3.pool.evictions",
+                "evictions",
+                "{pool}",
+                "Pools pushed out of a PoolManager's cache of pool_connections pools.",
+            ),
+            (
+                "urllib3.pool.wait.timeouts",
+                "wait_timeouts",
+                "{request}",
+                "Requests that gave up waiting for a free connection (EmptyPoolError).",
+            ),
+        )
+        for name, field, unit, description in counters:
+            meter.create_observable_counter(
+                name, callbacks=[self._counter_callback(field)], unit=unit, description=description
+            )
+        meter.create_observable_counter(
+            "urllib3.pool.connections.failed",
+            callbacks=[self._observe_failed],
+            unit="{connection}",
+            description="Connection attempts that failed, by error.type.",
+        )
+        meter.create_observable_counter(
+            "urllib3.pool.retries",
+            callbacks=[self._observe_retries],
+            unit="{request}",
+            description="Requests urllib3 retried after a connection error, by error.type.",
+        )
+        meter.create_observable_up_down_counter(
+            "http.client.open_connections",
+            callbacks=[self._observe_open],
+            unit="{connection}",
+            description="Number of outbound HTTP connections that are currently active or idle.",
+        )
+        meter.create_observable_up_down_counter(
+            "urllib3.pool.wait.pending",
+            callbacks=[self._observe_waiting],
+            unit="{request}",
+            description="Requests waiting for a free connection right now (pool_block=True).",
+        )
+
+    # -- events -----------------------------------------------------------------------------
+
+    def wants_reuse(self) -> bool:
+        """Idle times are worth sampling only for a meter provider beyond the API's no-op."""
+        if not self._sdk:
+            provider = self._provider or metrics.get_meter_provider()
+            self._sdk = records_anything(provider, "opentelemetry.metrics")
+        return self._sdk
+
+    def handle(self, event: PoolEvent) -> None:
+        kind = event.kind
+        if kind is EventKind.CREATED:
+            attrs = self._attrs(event.key)
+            self._create_time.record(event.duration, attrs)
+            if event.tls_duration is not None:
+                self._tls_time.record(event.tls_duration, attrs)
+        elif kind is EventKind.CLOSED:
+            self._duration.record(event.duration, self._attrs(event.key))
+        elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
+            self._wait_time.record(event.duration, self._attrs(event.key))
+
+    def _attrs(self, key: PoolKey) -> dict[str, Any]:
+        attrs = self._attributes.get(key)
+        if attrs is None:
+            attrs = self._attributes.setdefault(key, key.attributes())
+        return attrs
+
+    # -- collection -------------------------------------------------------------------------
+
+    def _counter_callback(self, field: str) -> Any:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            if field == "reused":
+                # A failing histogram must not cost the counter its observations.
+                try:
+                    self._flush_idle_times()
+                except Exception:
+                    self._recorder.sinks.failed(self)
+            return [
+                Observation(getattr(stats, field), self._attrs(stats.key))
+                for stats in self._stats()
+            ]
+
+        return observe
+
+    def _stats(self) -> list[PoolStats]:
+        recorder = self._recorder
+        if not recorder.counting.on:
+            # A reader collects, so an SDK is there: pools made before it appeared count
+            # reuses and idle connections from now on (see poolscope.core.counting).
+            recorder.counting.turn_on()
+        return recorder.all_stats()
+
+    def _flush_idle_times(self) -> None:
+        # Runs inside a reader's collection, before it reads the histograms: the buffered
+        # samples land in this collection.
+        record = self._idle_time.record
+        for stats in self._stats():
+            samples = stats.idle_times
+            if not samples:
+                continue
+            attrs = self._attrs(stats.key)
+            while True:
+                try:
+                    value = samples.popleft()
+                except IndexError:
+                    break
+                record(value, attrs)
+
+    def _observe_failed(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._by_error_type("failed")
+
+    def _observe_retries(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._by_error_type("retries")
+
+    def _by_error_type(self, field: str) -> list[Observation]:
+        observations = []
+        for stats in self._stats():
+            counts: dict[str, int] = getattr(stats, field)
+            for etype, count in list(counts.items()):
+                attrs = {**self._attrs(stats.key), "error.type": etype}
+                observations.append(Observation(count, attrs))
+        return observations
+
+    def _observe_open(self, options: CallbackOptions) -> Iterable[Observation]:
+        observations = []
+        for stats in self._stats():
+            attrs = self._attrs(stats.key)
+            idle = stats.idle
+            observations.append(
+                Observation(stats.open - idle, {**attrs, "http.connection.state": "active"})
+            )
+            observations.append(Observation(idle, {**attrs, "http.connection.state": "idle"}))
+        return observations
+
+    def _observe_waiting(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(stats.waiting, self._attrs(stats.key)) for stats in self._stats()]
+
+
+def _histogram(meter: Any, name: str, description: str, buckets: tuple[float, ...]) -> Any:
+    try:
+        return meter.create_histogram(
+            name, unit="s", description=description, explicit_bucket_boundaries_advisory=buckets
+        )
+    except TypeError:  # opentelemetry-api before 1.23 has no bucket advice
+        return meter.create_histogram(name, unit="s", description=description)

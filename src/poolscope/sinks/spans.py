@@ -1,0 +1,234 @@
+"""The OpenTelemetry tracing sink: connection spans, and links and events on request spans.
+
+It follows the one published model for HTTP connection tracing, .NET 9's: a new connection is
+an ``HTTP connection_setup`` span, its own trace root, with a child per phase (``DNS lookup``,
+``socket connect``, ``TLS client handshake``); a request that waited for a free connection gets
+an ``HTTP wait_for_connection`` child span; and the span current when a connection is taken
+(the request span of opentelemetry-instrumentation-requests or -urllib3, or the user's own) gets
+a link to the ``connection_setup`` span of the connection that served it, plus span events for
+what happened in the pool. poolscope never makes request spans of its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .._version import __version__
+from ..core.events import EventKind, PoolEvent, span_event_attributes
+from ..core.sink import Sink
+from .sdk import records_anything
+
+_ROOT = otel_context.Context()  # an empty context: the setup span starts a trace of its own
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _tls_attributes(version: str | None) -> dict[str, Any]:
+    # ssl reports "TLSv1.3"; semantic conventions want name "tls" and version "1.3".
+    if not version:
+        return {}
+    name, _, number = version.partition("v")
+    return {"tls.protocol.name": name.lower(), "tls.protocol.version": number or version}
+
+
+class SpanSink(Sink):
+    """Turns pool events into spans on one tracer; costs nothing where no span records."""
+
+    kinds = frozenset(
+        {
+            EventKind.CREATED,
+            EventKind.FAILED,
+            EventKind.REUSED,
+            EventKind.DROPPED,
+            EventKind.DISCARDED,
+            EventKind.EVICTED,
+            EventKind.WAIT_ENDED,
+            EventKind.WAIT_TIMED_OUT,
+            EventKind.CLOSED,
+            EventKind.RETRIED,
+        }
+    )
+
+    def __init__(self, tracer_provider: Any = None) -> None:
+        self._provider = tracer_provider
+        self._sdk = False  # a tracer provider that records spans was seen (it stays so)
+        self._tracer = trace.get_tracer(
+            "poolscope",
+            __version__,
+            tracer_provider=tracer_provider,
+            schema_url="https://opentelemetry.io/schemas/1.26.0",
+        )
+        # connection id -> the SpanContext of its connection_setup span, while it is open.
+        self._setups: dict[int, trace.SpanContext] = {}
+
+    def wants_reuse(self) -> bool:
+        """Only a tracer provider beyond the API's no-op can make a span that records."""
+        if not self._sdk:
+            provider = self._provider or trace.get_tracer_provider()
+            self._sdk = records_anything(provider, "opentelemetry.trace")
+        return self._sdk
+
+    def wants_phases(self) -> bool:
+        """Connection phases, for connection_setup's child spans, once an SDK is there."""
+        return self.wants_reuse()
+
+    def gate(self) -> bool:
+        """Reuse events are built for this sink only while a span records."""
+        return trace.get_current_span().is_recording()
+
+    def handle(self, event: PoolEvent) -> None:
+        kind = event.kind
+        if kind is EventKind.CREATED or kind is EventKind.FAILED:
+            self._connection_setup(event)
+        elif kind is EventKind.CLOSED:
+            if event.connection_id is not None:
+                self._setups.pop(event.connection_id, None)
+        elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
+            self._wait_span(event)
+        else:
+            self._on_request_span(event)
+
+    # -- connection_setup -------------------------------------------------------------------
+
+    def _connection_setup(self, event: PoolEvent) -> None:
+        timing = event.timing
+        if timing is None or timing.end_ns is None:
+            return
+        key = event.key
+        failed = event.kind is EventKind.FAILED
+        attrs = key.attributes()
+        attrs["urllib3.pool.connection.id"] = event.connection_id
+        if timing.peer is not None:
+            attrs["network.peer.address"], attrs["network.peer.port"] = timing.peer
+        attrs.update(_tls_attributes(event.tls_version))
+        span = self._tracer.start_span(
+            f"HTTP connection_setup {key.host}:{key.port}",
+            context=_ROOT,
+            kind=SpanKind.INTERNAL,
+            attributes=attrs,
+            start_time=timing.start_ns,
+        )
+        if not span.is_recording():
+            span.end(end_time=timing.end_ns)
+            return
+        parent = trace.set_span_in_context(span)
+        # Which phase a failure happened in: the first one that did not finish.
+        failed_in = None
+        if failed:
+            if timing.connect_start_ns is None:
+                failed_in = "dns" if timing.dns_start_ns is not None else "setup"
+            elif timing.connect_end_ns is None:
+                failed_in = "connect"
+            else:
+                failed_in = "tls"
+        if timing.dns_start_ns is not None and not _is_ip(key.host):
+            self._phase(
+                f"DNS lookup {key.host}",
+                parent,
+                timing.dns_start_ns,
+                timing.dns_end_ns or timing.end_ns,
+                {"dns.question.name": key.host},
+                event.error_type if failed_in == "dns" else None,
+            )
+        if timing.connect_start_ns is not None:
+            peer_attrs: dict[str, Any] = {}
+            name = "socket connect"
+            if timing.peer is not None:
+                peer_attrs = {
+                    "network.peer.address": timing.peer[0],
+                    "network.peer.port": timing.peer[1],
+                }
+                name = f"socket connect {timing.peer[0]}:{timing.peer[1]}"
+            self._phase(
+                name,
+                parent,
+                timing.connect_start_ns,
+                timing.connect_end_ns or timing.end_ns,
+                peer_attrs,
+                event.error_type if failed_in == "connect" else None,
+            )
+        if key.scheme == "https" and timing.connect_end_ns is not None:
+            self._phase(
+                f"TLS client handshake {key.host}",
+                parent,
+                timing.connect_end_ns,
+                timing.end_ns,
+                {"server.address": key.host, **_tls_attributes(event.tls_version)},
+                event.error_type if failed_in == "tls" else None,
+            )
+        if failed:
+            span.set_attribute("error.type", event.error_type or "_OTHER")
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=timing.end_ns)
+        setup = span.get_span_context()
+        if not failed and event.connection_id is not None:
+            self._setups[event.connection_id] = setup
+        current = trace.get_current_span()
+        if current.is_recording():
+            _link(current, setup, event.connection_id)
+            name = "connection_failed" if failed else "connection_created"
+            current.add_event(f"urllib3.pool.{name}", span_event_attributes(event))
+
+    def _phase(
+        self,
+        name: str,
+        parent: otel_context.Context,
+        start_ns: int,
+        end_ns: int,
+        attrs: dict[str, Any],
+        error: str | None,
+    ) -> None:
+        span = self._tracer.start_span(
+            name, context=parent, kind=SpanKind.INTERNAL, attributes=attrs, start_time=start_ns
+        )
+        if error is not None:
+            span.set_attribute("error.type", error)
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=end_ns)
+
+    # -- the request's own span -------------------------------------------------------------
+
+    def _wait_span(self, event: PoolEvent) -> None:
+        if not trace.get_current_span().is_recording():
+            return
+        key = event.key
+        end_ns = time.time_ns()
+        start_ns = end_ns - int((event.duration or 0.0) * 1e9)
+        span = self._tracer.start_span(
+            f"HTTP wait_for_connection {key.host}:{key.port}",
+            kind=SpanKind.INTERNAL,
+            attributes={**key.attributes(), "urllib3.pool.maxsize": event.pool_maxsize or 0},
+            start_time=start_ns,
+        )
+        if event.kind is EventKind.WAIT_TIMED_OUT:
+            span.set_attribute("error.type", "urllib3.exceptions.EmptyPoolError")
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=end_ns)
+
+    def _on_request_span(self, event: PoolEvent) -> None:
+        current = trace.get_current_span()
+        if not current.is_recording():
+            return
+        if event.kind is EventKind.REUSED and event.connection_id is not None:
+            setup = self._setups.get(event.connection_id)
+            if setup is not None:
+                _link(current, setup, event.connection_id)
+        current.add_event(f"urllib3.pool.{event.kind.value}", span_event_attributes(event))
+
+
+def _link(span: Any, setup: trace.SpanContext, connection_id: int | None) -> None:
+    add_link = getattr(span, "add_link", None)  # opentelemetry-api 1.23+
+    if add_link is not None and setup.is_valid:
+        add_link(setup, {"urllib3.pool.connection.id": connection_id or 0})
