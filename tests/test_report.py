@@ -235,6 +235,6 @@ def test_each_sample_reservoir_counts_only_its_own_samples(monkeypatch: pytest.M
             sink.handle(PoolEvent(EventKind.REUSED, key, 1, duration=None, pool_id=1))
             sink.handle(PoolEvent(EventKind.REUSED, key, 1, duration=0.5, pool_id=1))
         sink.handle(PoolEvent(EventKind.CREATED, key, 2, duration=2.0, pool_id=1))
-        (rec,) = sink.pools.values()
-        replaced += rec.connect_times == [2.0]
+        (samples,) = sink.samples.values()
+        replaced += samples.connect_times == [2.0]
     assert 60 < replaced < 140, replaced

@@ -145,6 +145,8 @@ class Recorder:
         if cs.in_pool:
             cs.in_pool = False
             stats.idle -= 1
+        elif reason is CloseReason.CLIENT_CLOSED or reason is CloseReason.GARBAGE_COLLECTED:
+            stats.unreturned += 1
         lifetime = now - cs.opened_at
         wanted = self._wanted
         if reason is CloseReason.DROPPED:
@@ -181,7 +183,10 @@ class Recorder:
             self._emit(pool, PoolEvent(EventKind.RETRIED, pool.key, error_type=error_type))
 
     def wait_started(self, pool: PoolState, timeout: float | None) -> None:
-        pool.stats.waiting += 1
+        stats = pool.stats
+        stats.waiting += 1
+        if stats.waiting > stats.peak_waiting:
+            stats.peak_waiting = stats.waiting
         if self._wanted[EventKind.WAIT_STARTED]:
             self._emit(pool, PoolEvent(EventKind.WAIT_STARTED, pool.key, timeout=timeout))
 
@@ -189,6 +194,8 @@ class Recorder:
         stats = pool.stats
         stats.waiting -= 1
         stats.waits += 1
+        if waited > stats.max_wait:
+            stats.max_wait = waited
         if timed_out:
             stats.wait_timeouts += 1
         kind = EventKind.WAIT_TIMED_OUT if timed_out else EventKind.WAIT_ENDED

@@ -30,11 +30,14 @@ class PoolStats:
         "idle",
         "idle_times",
         "key",
+        "max_wait",
         "maxsize",
         "open",
         "peak_in_use",
+        "peak_waiting",
         "retries",
         "reused",
+        "unreturned",
         "wait_timeouts",
         "waiting",
         "waits",
@@ -49,10 +52,15 @@ class PoolStats:
         self.failed: dict[str, int] = {}  # failed connection attempts by error.type
         self.retries: dict[str, int] = {}  # requests urllib3 retried, by the error.type before
         self.closed = 0  # open connections that were closed, for any reason
+        # Closed by the client or collected while a request still held them: their responses
+        # were not read to the end or not closed, so they never went back to the pool.
+        self.unreturned = 0
         self.evictions = 0  # pools pushed out of a PoolManager's cache
         self.waits = 0  # checkouts that had to wait for a free connection
         self.wait_timeouts = 0  # waits that ended in EmptyPoolError
         self.waiting = 0  # checkouts waiting right now
+        self.peak_waiting = 0  # most checkouts waiting at once
+        self.max_wait = 0.0  # the longest wait, in seconds
         self.open = 0  # connections open right now
         self.idle = 0  # open connections sitting in a pool right now, while counting
         self.peak_in_use = 0  # most open connections checked out at once, while counting

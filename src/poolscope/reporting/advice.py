@@ -1,42 +1,50 @@
 """Advice rules: from what the pools did in this run to the exact change that fixes it.
 
-Each rule reads the report's per-pool records and returns :class:`Advice` with the evidence
-(numbers from this run) and the change (the argument and value to use). A healthy run gets none.
+Each rule reads the :class:`Evidence` of one pool key (the recorder's counts, the report's
+samples and pool objects) and returns :class:`Advice` with the evidence (numbers from this run)
+and the change (the argument and value to use). A healthy run gets none.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from typing import NamedTuple
 
-from ..core.stats import needed
-from .records import PoolRecord, by_manager
+from ..core.stats import PoolStats, needed
+from .records import PoolRecord, Samples, by_manager
 from .summaries import Advice
 
 # How many throwaway sessions to one host before "use one Session" is worth saying.
 THROWAWAY_SESSIONS = 5
 
 
-def advise(records: list[PoolRecord], active_at_end: dict[str, int]) -> list[Advice]:
+class Evidence(NamedTuple):
+    """What the report knows of one pool key (scheme, host, port, proxy)."""
+
+    stats: PoolStats  # its counts, across every pool object that served it
+    samples: Samples
+    records: list[PoolRecord]  # the pool objects that served it
+    active_at_end: int  # connections still checked out when the program ended
+
+
+def advise(evidence: list[Evidence]) -> list[Advice]:
     advice: list[Advice] = []
-    by_origin: dict[str, list[PoolRecord]] = defaultdict(list)
-    for rec in records:
-        by_origin[rec.key.origin].append(rec)
-    for origin, recs in sorted(by_origin.items()):
-        advice += _pool_full(origin, recs)
-        advice += _throwaway_sessions(origin, recs)
-        advice += _dropped(origin, recs)
-        advice += _waits(origin, recs)
-        advice += _unread(origin, recs, active_at_end.get(origin, 0))
-    advice += _evictions(records)
+    for ev in evidence:
+        origin = ev.stats.key.origin
+        advice += _pool_full(origin, ev.stats)
+        advice += _throwaway_sessions(origin, ev.records)
+        advice += _dropped(origin, ev.samples.drop_idle_times)
+        advice += _waits(origin, ev.stats)
+        advice += _unread(origin, ev.stats.unreturned + ev.active_at_end)
+    advice += _evictions([r for ev in evidence for r in ev.records])
     return advice
 
 
-def _pool_full(origin: str, recs: list[PoolRecord]) -> list[Advice]:
-    discarded = sum(r.discarded for r in recs)
+def _pool_full(origin: str, stats: PoolStats) -> list[Advice]:
+    discarded = stats.discarded
     if not discarded:
         return []
-    maxsize = max(r.maxsize for r in recs)
-    need = needed(max(r.peak_in_use for r in recs), maxsize)
+    maxsize = stats.maxsize
+    need = needed(stats.peak_in_use, maxsize)
     return [
         Advice(
             rule="pool_maxsize",
@@ -55,15 +63,11 @@ def _pool_full(origin: str, recs: list[PoolRecord]) -> list[Advice]:
 
 
 def _throwaway_sessions(origin: str, recs: list[PoolRecord]) -> list[Advice]:
-    throwaway = [
-        r
-        for r in recs
-        if r.manager_id and r.requests <= 2 and r.reused == 0 and r.closed_by_pool >= r.created > 0
-    ]
+    throwaway = [r for r in recs if r.manager_id and r.short_lived()]
     managers = {r.manager_id for r in throwaway}
     if len(managers) < THROWAWAY_SESSIONS:
         return []
-    connections = sum(r.created for r in throwaway)
+    connections = sum(len(r.lanes) for r in throwaway)
     return [
         Advice(
             rule="one_session",
@@ -82,8 +86,7 @@ def _throwaway_sessions(origin: str, recs: list[PoolRecord]) -> list[Advice]:
     ]
 
 
-def _dropped(origin: str, recs: list[PoolRecord]) -> list[Advice]:
-    idles = [idle for r in recs for idle in r.drop_idle_times]
+def _dropped(origin: str, idles: list[float]) -> list[Advice]:
     if not idles:
         return []
     shortest = min(idles)
@@ -106,14 +109,14 @@ def _dropped(origin: str, recs: list[PoolRecord]) -> list[Advice]:
     ]
 
 
-def _waits(origin: str, recs: list[PoolRecord]) -> list[Advice]:
-    waits = sum(r.waits for r in recs)
+def _waits(origin: str, stats: PoolStats) -> list[Advice]:
+    waits = stats.waits
     if not waits:
         return []
-    maxsize = max(r.maxsize for r in recs)
-    need = maxsize + max(r.peak_waiting for r in recs)
-    timeouts = sum(r.wait_timeouts for r in recs)
-    longest = max(r.max_wait for r in recs)
+    maxsize = stats.maxsize
+    need = maxsize + stats.peak_waiting
+    timeouts = stats.wait_timeouts
+    longest = stats.max_wait
     also = f", {timeouts} of them gave up (EmptyPoolError)" if timeouts else ""
     return [
         Advice(
@@ -133,8 +136,7 @@ def _waits(origin: str, recs: list[PoolRecord]) -> list[Advice]:
     ]
 
 
-def _unread(origin: str, recs: list[PoolRecord], active_at_end: int) -> list[Advice]:
-    unreturned = sum(r.unreturned for r in recs) + active_at_end
+def _unread(origin: str, unreturned: int) -> list[Advice]:
     if unreturned < 2:
         return []
     return [
@@ -159,7 +161,7 @@ def _unread(origin: str, recs: list[PoolRecord], active_at_end: int) -> list[Adv
 def _evictions(records: list[PoolRecord]) -> list[Advice]:
     advice = []
     for recs in by_manager(records).values():
-        evictions = sum(r.evictions for r in recs)
+        evictions = sum(1 for r in recs if r.evicted)
         if not evictions:
             continue
         hosts = sorted({r.key.origin for r in recs})

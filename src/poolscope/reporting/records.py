@@ -1,10 +1,12 @@
-"""What the report keeps of each pool object, gathered from the event stream by ReportSink.
+"""What the report keeps beyond the recorder's counts, gathered from the event stream.
 
-Counts live once, in the recorder's :class:`~poolscope.core.stats.PoolStats`; what the report
-needs beyond them is per pool object: which manager made it and its sizes, samples of connect
-and idle times, the idle times of dropped connections, and a lane per connection (opened,
-requests served, closed) for the timeline. Every ReportSink made is kept (the report outlives
-the sessions it describes) and :func:`all_sinks` lists them.
+Counts live once, in the recorder's :class:`~poolscope.core.stats.PoolStats`, which the metrics
+sink reads too. What the report needs beyond them, :class:`ReportSink` keeps: per (scheme, host,
+port), samples of connect times, idle times and the idle times of dropped connections; per pool
+object, which manager made it, its sizes, whether it was evicted, and a lane per connection
+(opened, requests served, closed) for the timeline and for telling throwaway sessions apart.
+Every ReportSink made is kept (the report outlives the sessions it describes): see
+:func:`all_sinks`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ from ..core.events import CloseReason, EventKind, PoolEvent, PoolKey
 from ..core.recorder import Recorder
 from ..core.sink import Sink
 
-SAMPLES = 10_000  # connect/idle time samples kept per pool (a reservoir beyond that)
-POOLS = 10_000  # pools kept per recorder; later ones are counted in Report.pools_not_kept
-LANES = 500  # connections kept per pool for the timeline
+SAMPLES = 10_000  # connect/idle time samples kept per pool key (a reservoir beyond that)
+POOLS = 10_000  # pool objects kept per recorder; later ones only count (in PoolStats)
+LANES = 500  # connections kept per pool object for the timeline
 USES = 1_000  # request marks kept per connection for the timeline
+
+# A pool's connections closed by the pool itself going away: closed or collected.
+_CLOSED_BY_POOL = (CloseReason.POOL_CLOSED.value, CloseReason.GARBAGE_COLLECTED.value)
 
 
 class Lane:
+    """One connection: when it opened and closed, why, and the requests it served."""
+
     __slots__ = ("closed", "id", "opened", "reason", "requests", "uses")
 
     def __init__(self, conn_id: int, opened: float) -> None:
@@ -36,7 +43,9 @@ class Lane:
 
 
 class PoolRecord:
-    """Everything the report keeps about one pool object."""
+    """What the report keeps about one pool object: its place, sizes and connections."""
+
+    __slots__ = ("evicted", "key", "lanes", "manager_id", "maxsize", "num_pools", "pool_id")
 
     def __init__(self, key: PoolKey, pool_id: int, manager_id: int) -> None:
         self.key = key
@@ -44,25 +53,30 @@ class PoolRecord:
         self.manager_id = manager_id
         self.maxsize = 0
         self.num_pools = 0
-        self.created = self.reused = self.dropped = self.discarded = 0
-        self.failed: dict[str, int] = {}
-        self.evictions = self.waits = self.wait_timeouts = 0
-        self.waiting = self.peak_waiting = 0
-        self.max_wait = 0.0
-        self.peak_in_use = 0
-        self.unreturned = 0  # connections closed while a response still held them
-        self.closed_by_pool = 0
+        self.evicted = False
+        self.lanes: dict[int, Lane] = {}
+
+    def short_lived(self) -> bool:
+        """It opened connections, served at most two requests, reused none, and every
+        connection closed with the pool (what ``requests.get()``'s throwaway Session does)."""
+        lanes = self.lanes.values()
+        opened = len(lanes)
+        requests = sum(lane.requests for lane in lanes)
+        closed_by_pool = sum(1 for lane in lanes if lane.reason in _CLOSED_BY_POOL)
+        return 0 < opened == requests <= 2 and closed_by_pool >= opened
+
+
+class Samples:
+    """Time samples for one pool key: a uniform reservoir of each beyond ``SAMPLES``."""
+
+    __slots__ = ("connect_times", "connects_seen", "drop_idle_times", "idle_times", "idles_seen")
+
+    def __init__(self) -> None:
         self.connect_times: list[float] = []
         self.idle_times: list[float] = []
         self.drop_idle_times: list[float] = []
         self.connects_seen = 0  # samples offered to each reservoir
         self.idles_seen = 0
-        self.lanes: dict[int, Lane] = {}
-        self.first_seen = time.time()
-
-    @property
-    def requests(self) -> int:
-        return self.created + self.reused
 
 
 def _sample(values: list[float], value: float, seen: int) -> None:
@@ -75,7 +89,7 @@ def _sample(values: list[float], value: float, seen: int) -> None:
 
 
 class ReportSink(Sink):
-    """Aggregates pool events per pool object for :func:`poolscope.report`; thread-safe."""
+    """Keeps what :func:`poolscope.report` needs beyond the counts; thread-safe."""
 
     kinds = frozenset(EventKind)
 
@@ -83,80 +97,72 @@ class ReportSink(Sink):
         self.recorder = recorder  # whose PoolStats the report reads
         self._lock = threading.Lock()
         self.pools: dict[int, PoolRecord] = {}
-        self.pools_not_kept: set[int] = set()
+        self.samples: dict[PoolKey, Samples] = {}
         self.started = time.time()
 
     def handle(self, event: PoolEvent) -> None:
         now = time.time()
+        kind = event.kind
+        conn = event.connection_id or 0
         with self._lock:
-            rec = self.pools.get(event.pool_id)
-            if rec is None:
-                if len(self.pools) >= POOLS:
-                    self.pools_not_kept.add(event.pool_id)
-                    return
-                rec = self.pools[event.pool_id] = PoolRecord(
-                    event.key, event.pool_id, event.manager_id
-                )
-            if event.pool_maxsize:
-                rec.maxsize = event.pool_maxsize
-            if event.num_pools:
-                rec.num_pools = event.num_pools
-            kind = event.kind
-            conn = event.connection_id
+            samples = self.samples.get(event.key)
+            if samples is None:
+                samples = self.samples[event.key] = Samples()
             if kind is EventKind.CREATED:
-                rec.created += 1
-                rec.connects_seen += 1
-                _sample(rec.connect_times, event.duration or 0.0, rec.connects_seen)
-                if conn is not None and len(rec.lanes) < LANES:
+                samples.connects_seen += 1
+                _sample(samples.connect_times, event.duration or 0.0, samples.connects_seen)
+            elif kind is EventKind.REUSED and event.duration is not None:
+                samples.idles_seen += 1
+                _sample(samples.idle_times, event.duration, samples.idles_seen)
+            elif kind is EventKind.DROPPED and event.duration is not None:
+                samples.drop_idle_times.append(event.duration)
+            rec = self._record(event)
+            if rec is None:
+                return
+            if kind is EventKind.CREATED:
+                if len(rec.lanes) < LANES:
                     rec.lanes[conn] = Lane(conn, now)
             elif kind is EventKind.REUSED:
-                rec.reused += 1
-                if event.duration is not None:
-                    rec.idles_seen += 1
-                    _sample(rec.idle_times, event.duration, rec.idles_seen)
-                lane = rec.lanes.get(conn or 0)
+                lane = rec.lanes.get(conn)
                 if lane is not None:
                     lane.requests += 1
                     if len(lane.uses) < USES:
                         lane.uses.append(now)
-            elif kind is EventKind.DROPPED:
-                rec.dropped += 1
-                if event.duration is not None:
-                    rec.drop_idle_times.append(event.duration)
-            elif kind is EventKind.DISCARDED:
-                rec.discarded += 1
-                rec.peak_in_use = max(rec.peak_in_use, event.in_use or 0)
-            elif kind is EventKind.FAILED:
-                etype = event.error_type or "unknown"
-                rec.failed[etype] = rec.failed.get(etype, 0) + 1
             elif kind is EventKind.CLOSED:
-                reason = event.reason
-                if event.checked_out and reason in (
-                    CloseReason.CLIENT_CLOSED,
-                    CloseReason.GARBAGE_COLLECTED,
-                ):
-                    rec.unreturned += 1
-                if reason in (CloseReason.POOL_CLOSED, CloseReason.GARBAGE_COLLECTED):
-                    rec.closed_by_pool += 1
-                lane = rec.lanes.get(conn or 0)
+                lane = rec.lanes.get(conn)
                 if lane is not None:
                     lane.closed = now
-                    lane.reason = reason.value if reason is not None else None
+                    lane.reason = event.reason.value if event.reason is not None else None
             elif kind is EventKind.EVICTED:
-                rec.evictions += 1
-            elif kind is EventKind.WAIT_STARTED:
-                rec.waiting += 1
-                rec.peak_waiting = max(rec.peak_waiting, rec.waiting)
-            elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
-                rec.waiting = max(0, rec.waiting - 1)
-                rec.waits += 1
-                rec.max_wait = max(rec.max_wait, event.duration or 0.0)
-                if kind is EventKind.WAIT_TIMED_OUT:
-                    rec.wait_timeouts += 1
+                rec.evicted = True
+
+    def _record(self, event: PoolEvent) -> PoolRecord | None:
+        # Runs under self._lock.
+        rec = self.pools.get(event.pool_id)
+        if rec is None:
+            if len(self.pools) >= POOLS:
+                return None
+            rec = self.pools[event.pool_id] = PoolRecord(event.key, event.pool_id, event.manager_id)
+        if event.pool_maxsize:
+            rec.maxsize = event.pool_maxsize
+        if event.num_pools:
+            rec.num_pools = event.num_pools
+        return rec
 
     def records(self) -> list[PoolRecord]:
         with self._lock:
             return list(self.pools.values())
+
+    def samples_snapshot(self) -> dict[PoolKey, Samples]:
+        """A copy of every key's samples, taken under the lock."""
+        with self._lock:
+            copies = {}
+            for key, samples in self.samples.items():
+                copy = copies[key] = Samples()
+                copy.connect_times = list(samples.connect_times)
+                copy.idle_times = list(samples.idle_times)
+                copy.drop_idle_times = list(samples.drop_idle_times)
+            return copies
 
 
 def by_manager(records: list[PoolRecord]) -> dict[int, list[PoolRecord]]:

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..core.events import PoolKey
-from .advice import advise
-from .records import PoolRecord, all_sinks, by_manager
+from ..core.stats import PoolStats
+from .advice import Evidence, advise
+from .records import PoolRecord, Samples, all_sinks, by_manager
 from .render import html, text
 from .summaries import Advice, Connection, ManagerSummary, PoolSummary
 
@@ -52,11 +53,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": cuts[49], "p90": cuts[89], "p99": cuts[98], "max": max(values)}
 
 
-def summarize(rec: PoolRecord, peak_in_use: int) -> PoolSummary:
-    key = rec.key
-    requests = rec.requests
+def _summarize(ev: Evidence) -> PoolSummary:
+    stats, key = ev.stats, ev.stats.key
+    requests = stats.created + stats.reused
+    managers = {r.manager_id for r in ev.records}
     lanes = tuple(
         Connection(lane.id, lane.opened, lane.closed, lane.reason, lane.requests, tuple(lane.uses))
+        for rec in ev.records
         for lane in rec.lanes.values()
     )
     return PoolSummary(
@@ -65,24 +68,24 @@ def summarize(rec: PoolRecord, peak_in_use: int) -> PoolSummary:
         host=key.host,
         port=key.port,
         proxy=key.proxy,
-        manager=rec.manager_id,
-        pool_maxsize=rec.maxsize,
-        pool_connections=rec.num_pools,
+        manager=managers.pop() if len(managers) == 1 else 0,
+        pool_maxsize=stats.maxsize,
+        pool_connections=max((r.num_pools for r in ev.records), default=0),
         requests=requests,
-        created=rec.created,
-        reused=rec.reused,
-        reuse_ratio=rec.reused / requests if requests else 0.0,
-        dropped=rec.dropped,
-        discarded=rec.discarded,
-        failed=dict(rec.failed),
-        evictions=rec.evictions,
-        waits=rec.waits,
-        wait_timeouts=rec.wait_timeouts,
-        max_wait_s=rec.max_wait,
-        peak_in_use=max(rec.peak_in_use, peak_in_use),
-        unreturned=rec.unreturned,
-        connect_time_s=_percentiles(rec.connect_times),
-        idle_time_s=_percentiles(rec.idle_times),
+        created=stats.created,
+        reused=stats.reused,
+        reuse_ratio=stats.reused / requests if requests else 0.0,
+        dropped=stats.dropped,
+        discarded=stats.discarded,
+        failed=dict(stats.failed),
+        evictions=stats.evictions,
+        waits=stats.waits,
+        wait_timeouts=stats.wait_timeouts,
+        max_wait_s=stats.max_wait,
+        peak_in_use=stats.peak_in_use,
+        unreturned=stats.unreturned,
+        connect_time_s=_percentiles(ev.samples.connect_times),
+        idle_time_s=_percentiles(ev.samples.idle_times),
         connections=lanes,
     )
 
@@ -92,31 +95,73 @@ def build_report(*, final: bool = False) -> Report:
     still checked out can only be responses nobody read or closed."""
     records: list[PoolRecord] = []
     started = time.time()
-    peak: dict[PoolKey, int] = {}
-    active: dict[str, int] = {}
+    stats: dict[PoolKey, list[PoolStats]] = {}
+    samples: dict[PoolKey, Samples] = {}
     for sink in all_sinks():
         records += sink.records()
         started = min(started, sink.started)
-        for stats in sink.recorder.all_stats():
-            peak[stats.key] = max(peak.get(stats.key, 0), stats.peak_in_use)
-            if final and stats.in_use > 0:
-                active[stats.key.origin] = active.get(stats.key.origin, 0) + stats.in_use
-    records.sort(key=lambda r: (r.key.origin, r.manager_id, r.pool_id))
-    pools_per_key: dict[PoolKey, int] = {}
-    for r in records:
-        pools_per_key[r.key] = pools_per_key.get(r.key, 0) + 1
-    # The recorder's peak is per (scheme, host, port): it is this pool's only if it is alone.
-    pools = tuple(
-        summarize(r, peak.get(r.key, 0) if pools_per_key[r.key] == 1 else min(1, r.requests))
-        for r in records
-    )
-    return Report(started, time.time(), pools, tuple(advise(records, active)), _managers(records))
+        for key, part in sink.samples_snapshot().items():
+            into = samples.setdefault(key, Samples())
+            into.connect_times += part.connect_times
+            into.idle_times += part.idle_times
+            into.drop_idle_times += part.drop_idle_times
+        for one in sink.recorder.all_stats():
+            stats.setdefault(one.key, []).append(one)
+    records.sort(key=lambda r: r.pool_id)
+    evidence = []
+    for key in sorted(stats, key=lambda k: (k.origin, k.proxy or "")):
+        total = combined(key, stats[key])
+        if not (total.created or total.failed or total.waits or total.evictions):
+            continue  # a pool that was made and never used
+        evidence.append(
+            Evidence(
+                total,
+                samples.get(key) or Samples(),
+                [r for r in records if r.key == key],
+                total.in_use if final else 0,
+            )
+        )
+    pools = tuple(_summarize(ev) for ev in evidence)
+    return Report(started, time.time(), pools, tuple(advise(evidence)), _managers(records))
+
+
+def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
+    """One key's counts across recorders (several report to the report when configured
+    differently), as a snapshot that stays still while the report is built."""
+    total = PoolStats(key)
+    for part in parts:
+        for name in _SUMMED:
+            setattr(total, name, getattr(total, name) + getattr(part, name))
+        for name in _HIGHEST:
+            setattr(total, name, max(getattr(total, name), getattr(part, name)))
+        for name in ("failed", "retries"):
+            into: dict[str, int] = getattr(total, name)
+            for etype, count in list(getattr(part, name).items()):
+                into[etype] = into.get(etype, 0) + count
+    return total
+
+
+_SUMMED = (
+    "created",
+    "reused",
+    "dropped",
+    "discarded",
+    "closed",
+    "unreturned",
+    "evictions",
+    "waits",
+    "wait_timeouts",
+    "waiting",
+    "open",
+    "idle",
+)
+_HIGHEST = ("peak_in_use", "peak_waiting", "max_wait", "maxsize")
 
 
 def _managers(records: list[PoolRecord]) -> tuple[ManagerSummary, ...]:
     summaries = []
     for manager_id, recs in sorted(by_manager(records).items()):
-        evicted = sum(1 for r in recs if r.evictions)
+        evicted = sum(1 for r in recs if r.evicted)
         summaries.append(
             ManagerSummary(
                 id=manager_id,

@@ -19,7 +19,11 @@ class Connection:
 
 @dataclass(frozen=True)
 class PoolSummary:
-    """What one pool did: one per (scheme, host, port) per PoolManager."""
+    """What the pools of one (scheme, host, port) did, however many pool objects served it.
+
+    ``manager`` is the PoolManager that made them when only one did, else 0 (see
+    :attr:`Report.managers`); ``connections`` are their connections, for the timeline.
+    """
 
     origin: str
     scheme: str

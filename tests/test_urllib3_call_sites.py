@@ -1,0 +1,83 @@
+"""The urllib3 and http.client call sites poolscope's close-reason and eviction rules read
+(poolscope/instrumentation/callsites.py) are where those rules expect them, in the urllib3
+installed: a supported urllib3 that moves one fails here, by name, before any count goes wrong."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import textwrap
+import time
+from typing import Any
+
+import pytest
+import requests
+
+import poolscope
+from poolscope.instrumentation.callsites import CALL_SITES
+from poolscope.loopback import LoopbackServer
+
+from .support.metrics import Metrics
+
+
+def _function(module: str, qualname: str) -> Any:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            pytest.fail(f"{module}.{qualname} is gone: poolscope's callsites rules need updating")
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("module", "qualname", "needle", "meaning"),
+    CALL_SITES,
+    ids=[f"{m}.{q}" for m, q, _, _ in CALL_SITES],
+)
+def test_each_call_site_is_where_the_rules_expect_it(
+    module: str, qualname: str, needle: str, meaning: str
+) -> None:
+    function = _function(module, qualname)
+    source = textwrap.dedent(inspect.getsource(function))
+    assert needle in source, f"{module}.{qualname} no longer calls {needle}: {meaning}"
+    # The rules match the caller's frame by its function's name.
+    assert function.__name__ == qualname.rsplit(".", 1)[-1]
+
+
+def test_urlopen_keeps_its_retries_in_a_local_named_retries() -> None:
+    urlopen = _function("urllib3.connectionpool", "HTTPConnectionPool.urlopen")
+    assert "retries" in urlopen.__code__.co_varnames
+
+
+def test_the_container_is_the_one_the_dispose_rule_reads() -> None:
+    # The manager's pool cache: dispose_func, _container, lock and _maxsize are read directly.
+    pm = poolscope.InstrumentedPoolManager(num_pools=3)
+    container = pm.pools
+    assert type(container).__module__ == "urllib3._collections"
+    assert type(container).__name__ == "RecentlyUsedContainer"
+    assert callable(container.dispose_func)
+    assert container._maxsize == 3
+    assert isinstance(container._container, dict) or hasattr(container._container, "values")
+    with container.lock:
+        pass
+
+
+def test_every_rule_still_tells_its_case_apart(metrics: Metrics) -> None:
+    # Behaviour through the real call sites: a drop found at checkout, a server's
+    # Connection: close, an eviction and a clear, each counted as what it is.
+    with (
+        LoopbackServer("127.0.0.1", keepalive=0.2) as a,
+        LoopbackServer("127.0.0.2") as b,
+    ):
+        s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+        s.mount("http://", requests.adapters.HTTPAdapter(pool_connections=1))
+        poolscope.instrument_session(s, meter_provider=metrics.provider)
+        s.get(a.url)
+        time.sleep(0.5)  # the server closes the idle connection: found dropped at checkout
+        s.get(a.url)
+        s.get(b.url + "/close")  # Connection: close, then a pool for b evicts a's
+        s.close()  # PoolManager.clear(): not an eviction
+        points = metrics.collect()
+        assert metrics.value(points, "urllib3.pool.connections.dropped") == 1
+        assert metrics.value(points, "urllib3.pool.evictions") == 1
+        assert metrics.value(points, "urllib3.pool.connections.created") == 3
