@@ -216,6 +216,45 @@ def test_report_in_process(hosts: Any) -> None:
     provider.shutdown()
 
 
+def test_pool_block_advice_is_per_pool_when_several_sessions_wait_at_once(
+    tmp_path: pathlib.Path,
+) -> None:
+    # Three sessions, each pool_maxsize=1 with two threads, all at once: each pool needed 2,
+    # however many requests waited across the three pools together.
+    body = (
+        "sessions = [requests.Session() for _ in range(3)]\n"
+        "for s in sessions:\n"
+        "    s.mount('http://', HTTPAdapter(pool_maxsize=1, pool_block=True))\n"
+        "ts = [threading.Thread(target=together, args=(s, A + '/slow')) for s in sessions]\n"
+        "for t in ts: t.start()\n"
+        "for t in ts: t.join()\n"
+    )
+    with LoopbackServer("127.0.0.1") as a:
+        report = report_of(tmp_path, body, a, a, a)
+    (advice,) = report["advice"]
+    assert advice["rule"] == "pool_block" and advice["waste"] == 3
+    assert "HTTPAdapter(pool_maxsize=2, pool_block=True)" in advice["change"]
+    (pool,) = report["pools"]  # one row for the host, made by three managers
+    assert pool["manager"] is None and pool["waits"] == 3 and pool["created"] == 3
+
+
+def test_a_session_instrumented_after_it_connected_reports_its_reuses(hosts: Any) -> None:
+    import requests
+
+    import poolscope
+
+    a = hosts[0]
+    s = requests.Session()
+    s.get(a.url)
+    poolscope.instrument_session(s, mode="logging", report=True)
+    for _ in range(3):
+        s.get(a.url)
+    mine = [p for p in poolscope.report().pools if p.port == a.port]
+    assert [(p.created, p.reused, p.requests) for p in mine] == [(0, 3, 3)]
+    assert a.connections == 1
+    poolscope.uninstrument_session(s)
+
+
 def test_each_sample_reservoir_counts_only_its_own_samples(monkeypatch: pytest.MonkeyPatch) -> None:
     # With room for one sample, the second connect time must replace the first half the time,
     # however many reuses came between (a shared count made it 1 in 1,002).

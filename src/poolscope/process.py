@@ -25,7 +25,7 @@ from .poolmanager import InstrumentedPoolManager
 _lock = threading.Lock()
 
 
-class _GlobalState:
+class _ProcessState:
     __slots__ = ("managers", "original_init", "recorder")
 
     def __init__(self, recorder: Recorder, original_init: Any) -> None:
@@ -34,7 +34,7 @@ class _GlobalState:
         self.managers: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-_state: _GlobalState | None = None
+_state: _ProcessState | None = None
 
 
 def instrument(
@@ -66,7 +66,7 @@ def instrument(
                 "poolscope.uninstrument() first to change how it reports."
             )
         original_init = PoolManager.__dict__["__init__"]
-        state = _GlobalState(recorder, original_init)
+        state = _ProcessState(recorder, original_init)
 
         @functools.wraps(original_init)
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:

@@ -50,7 +50,7 @@ def run_load(
             if count_midway:
                 started.wait()
                 stop.wait(0.05)
-                recorder.counting.turn_on()
+                recorder.counting_switch.turn_on()
             while not stop.is_set():
                 for st in recorder.all_stats():
                     for field in ("open", "idle", "waiting", "created", "closed"):

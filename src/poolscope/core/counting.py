@@ -29,7 +29,8 @@ class CountingSwitch:
         self._pools: weakref.WeakKeyDictionary[Any, Listener] = weakref.WeakKeyDictionary()
 
     def watch(self, pool: Any, start: Listener) -> None:
-        """Call ``start(pool)`` when counting starts (the caller checks ``on`` itself after)."""
+        """Call ``start(pool)`` when counting starts (the caller checks ``on`` itself after).
+        ``start`` must not refer to ``pool``, which is held weakly: a module-level function."""
         with self._lock:
             self._pools[pool] = start
 

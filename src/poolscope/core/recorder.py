@@ -18,7 +18,7 @@ from .counting import CountingSwitch, Listener
 from .events import CloseReason, EventKind, PoolEvent, PoolKey, error_type
 from .sink import Sink, Sinks
 from .state import ConnState, PoolState, next_connection_id
-from .stats import PoolStats
+from .stats import PoolStats, needed
 
 _now = time.perf_counter
 
@@ -29,7 +29,7 @@ class Recorder:
     def __init__(self) -> None:
         self.sinks = Sinks()
         self._wanted = self.sinks.wanted  # the same dict, one attribute read closer
-        self.counting = CountingSwitch()
+        self.counting_switch = CountingSwitch()
         self._stats: dict[PoolKey, PoolStats] = {}
         self._lock = threading.Lock()  # guards creation of PoolStats
         self.providers: tuple[Any, ...] = ()  # the OpenTelemetry providers it reports to
@@ -40,9 +40,10 @@ class Recorder:
     def should_count(self) -> bool:
         """Whether this recorder's pools count reuses and idle connections, turning the
         counting switch on now if some sink has just come to act on them."""
-        if not self.counting.on and self.sinks.wants_reuse():
-            self.counting.turn_on()
-        return self.counting.on
+        switch = self.counting_switch
+        if not switch.on and self.sinks.wants_reuse():
+            switch.turn_on()
+        return switch.on
 
     def stats_for(self, key: PoolKey) -> PoolStats:
         stats = self._stats.get(key)
@@ -57,14 +58,16 @@ class Recorder:
 
     # -- what the pools report ------------------------------------------------------------
 
-    def new_pool(self, pool: Any, key: PoolKey, maxsize: int, start: Listener) -> PoolState:
-        """Start tracking a pool; ``start(pool)`` makes it count, when the switch turns on."""
-        ps = PoolState(self, self.stats_for(key), pool, maxsize)
-        self.counting.watch(pool, start)
-        return ps
+    def new_pool(self, pool: Any, key: PoolKey, maxsize: int) -> PoolState:
+        """The state of a pool now reporting here (see watch_pool)."""
+        return PoolState(self, self.stats_for(key), pool, maxsize)
+
+    def watch_pool(self, pool: Any, start: Listener) -> None:
+        """Call ``start(pool)``, a module-level function, when the counting switch turns on."""
+        self.counting_switch.watch(pool, start)
 
     def forget_pool(self, pool: Any) -> None:
-        self.counting.forget(pool)
+        self.counting_switch.forget(pool)
 
     def new_connection(self, pool: PoolState, conn: Any, *, connected: bool = False) -> ConnState:
         """Start tracking a connection object; ``connected`` when adopting an open one."""
@@ -158,7 +161,7 @@ class Recorder:
             stats.discarded += 1
             if wanted[EventKind.DISCARDED]:
                 event = PoolEvent(EventKind.DISCARDED, pool.key, cs.id, lifetime)
-                event.requests, event.in_use = cs.requests, stats.needed(pool.maxsize)
+                event.requests, event.in_use = cs.requests, needed(stats.peak_in_use, pool.maxsize)
                 self._emit(pool, event)
         if wanted[EventKind.CLOSED]:
             event = PoolEvent(EventKind.CLOSED, pool.key, cs.id, lifetime, reason=reason)
@@ -185,14 +188,16 @@ class Recorder:
     def wait_started(self, pool: PoolState, timeout: float | None) -> None:
         stats = pool.stats
         stats.waiting += 1
-        if stats.waiting > stats.peak_waiting:
-            stats.peak_waiting = stats.waiting
+        pool.waiting += 1
+        if pool.waiting > stats.peak_waiting:  # the most waiting at once on one pool object
+            stats.peak_waiting = pool.waiting
         if self._wanted[EventKind.WAIT_STARTED]:
             self._emit(pool, PoolEvent(EventKind.WAIT_STARTED, pool.key, timeout=timeout))
 
     def wait_ended(self, pool: PoolState, waited: float, timed_out: bool) -> None:
         stats = pool.stats
         stats.waiting -= 1
+        pool.waiting -= 1
         stats.waits += 1
         if waited > stats.max_wait:
             stats.max_wait = waited

@@ -13,7 +13,6 @@ from .stats import PoolStats
 
 _connection_ids = itertools.count(1)
 _pool_ids = itertools.count(1)
-manager_ids = itertools.count(1)
 
 
 def next_connection_id() -> int:
@@ -40,6 +39,7 @@ class PoolState:
         "pool_ref",
         "recorder",
         "stats",
+        "waiting",
     )
 
     def __init__(self, recorder: Any, stats: PoolStats, pool: Any, maxsize: int) -> None:
@@ -61,6 +61,7 @@ class PoolState:
         # of it (``_poolscope_counting``); both change together, in start_counting().
         self.counting = False
         self.maxsize = maxsize
+        self.waiting = 0  # checkouts waiting for a free connection of this pool right now
         self.conns: weakref.WeakSet[Any] = weakref.WeakSet()  # for uninstrumenting
         if maxsize > stats.maxsize:
             stats.maxsize = maxsize

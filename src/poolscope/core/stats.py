@@ -12,9 +12,9 @@ from collections import deque
 
 from .events import PoolKey
 
-# At most this many idle-time samples wait per pool for the next metrics collection; beyond it
+# At most this many idle-time samples wait per pool key for the next metrics collection; beyond it
 # the oldest are dropped (the reused counter still counts every reuse).
-IDLE_SAMPLES_PER_POOL = 4096
+IDLE_SAMPLES_PER_KEY = 4096
 
 
 class PoolStats:
@@ -52,14 +52,14 @@ class PoolStats:
         self.failed: dict[str, int] = {}  # failed connection attempts by error.type
         self.retries: dict[str, int] = {}  # requests urllib3 retried, by the error.type before
         self.closed = 0  # open connections that were closed, for any reason
-        # Closed by the client or collected while a request still held them: their responses
-        # were not read to the end or not closed, so they never went back to the pool.
+        # Closed by the client or collected while a request still held them (while counting):
+        # their responses were not read to the end or not closed, so never went back to a pool.
         self.unreturned = 0
         self.evictions = 0  # pools pushed out of a PoolManager's cache
         self.waits = 0  # checkouts that had to wait for a free connection
         self.wait_timeouts = 0  # waits that ended in EmptyPoolError
         self.waiting = 0  # checkouts waiting right now
-        self.peak_waiting = 0  # most checkouts waiting at once
+        self.peak_waiting = 0  # most checkouts waiting at once for one pool object
         self.max_wait = 0.0  # the longest wait, in seconds
         self.open = 0  # connections open right now
         self.idle = 0  # open connections sitting in a pool right now, while counting
@@ -67,16 +67,12 @@ class PoolStats:
         self.maxsize = 0  # the largest pool_maxsize seen for this key
         # Idle times of reuses not yet collected, when a metrics sink wants them.
         self.idle_times: deque[float] | None = (
-            deque(maxlen=IDLE_SAMPLES_PER_POOL) if keep_idle_times else None
+            deque(maxlen=IDLE_SAMPLES_PER_KEY) if keep_idle_times else None
         )
 
     @property
     def in_use(self) -> int:
         return self.open - self.idle
-
-    def needed(self, maxsize: int) -> int:
-        """How many connections a pool of ``maxsize`` that discarded one needed at once."""
-        return needed(self.peak_in_use, maxsize)
 
 
 def needed(peak_in_use: int, maxsize: int) -> int:

@@ -9,13 +9,13 @@ every pool a manager builds report through the manager's ``pool_classes_by_schem
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import internal_error
 from ..core.recorder import Recorder
-from ..core.state import manager_ids
 from .callsites import disposed_by_clear
 from .pools import adopt_pool, detach_pool, instrumented_pool_class
 
@@ -24,6 +24,9 @@ from .pools import adopt_pool, detach_pool, instrumented_pool_class
 # later attribute read on it slower; a PoolManager's attributes are read on every request. So
 # a manager that already exists is instrumented with instance attributes only: its
 # ``pool_classes_by_scheme``, a ``_new_pool`` hook, and its pool container's ``dispose_func``.
+
+
+manager_ids = itertools.count(1)
 
 
 class ManagerState:

@@ -188,9 +188,16 @@ def with_checkout_hook(cls: type[Any]) -> type[Any]:
 def _recorder_for(
     cls: type[Any], mode: str | None, meter_provider: Any, tracer_provider: Any
 ) -> Recorder:
+    # A class made for a recorder is reachable only from managers that keep that recorder
+    # alive (ManagerState), so its weak reference is alive whenever a manager builds a pool.
     ref = cls._poolscope_recorder
     recorder = ref() if ref is not None else None
     if recorder is None or mode or meter_provider is not None or tracer_provider is not None:
+        if not _lookup:
+            raise RuntimeError(
+                "poolscope's pools find their recorder through poolscope.config, which was not "
+                "imported; import poolscope (its __init__ imports it) before constructing one."
+            )
         recorder = _lookup[0](mode or "otel", meter_provider, tracer_provider)
     return recorder
 
@@ -281,11 +288,12 @@ def attach_pool(pool: Any, recorder: Recorder) -> PoolState:
     """Give a pool its state; its queue (already instrumented) reports to it from now on.
     It does not count yet: the caller asks sync_counting() next, outside the queue's lock."""
     q = pool.pool
-    ps = recorder.new_pool(pool, pool_key(pool), q.maxsize if q is not None else 0, start_counting)
+    ps = recorder.new_pool(pool, pool_key(pool), q.maxsize if q is not None else 0)
     pool._poolscope = ps
     if q is not None:
         q._poolscope = ps
         q._poolscope_counting = False
+    recorder.watch_pool(pool, start_counting)  # once start_counting can find ps
     return ps
 
 

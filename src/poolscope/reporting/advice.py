@@ -32,7 +32,7 @@ def advise(evidence: list[Evidence]) -> list[Advice]:
         origin = ev.stats.key.origin
         advice += _pool_full(origin, ev.stats)
         advice += _throwaway_sessions(origin, ev.records)
-        advice += _dropped(origin, ev.samples.drop_idle_times)
+        advice += _dropped(origin, ev.samples)
         advice += _waits(origin, ev.stats)
         advice += _unread(origin, ev.stats.unreturned + ev.active_at_end)
     advice += _evictions([r for ev in evidence for r in ev.records])
@@ -86,16 +86,17 @@ def _throwaway_sessions(origin: str, recs: list[PoolRecord]) -> list[Advice]:
     ]
 
 
-def _dropped(origin: str, idles: list[float]) -> list[Advice]:
-    if not idles:
+def _dropped(origin: str, samples: Samples) -> list[Advice]:
+    if not samples.drops_seen:
         return []
-    shortest = min(idles)
+    dropped = samples.drops_seen  # those whose idle time is known
+    shortest = min(samples.drop_idle_times)
     return [
         Advice(
             rule="keepalive",
             origin=origin,
             evidence=(
-                f"{len(idles)} pooled connection(s) to {origin} were found closed by the server "
+                f"{dropped} pooled connection(s) to {origin} were found closed by the server "
                 f"after sitting idle {shortest:.1f} s or more: its keep-alive timeout is shorter "
                 "than your idle gaps, and a request racing such a close fails with a reset."
             ),
@@ -104,7 +105,7 @@ def _dropped(origin: str, idles: list[float]) -> list[Advice]:
                 "HTTPAdapter(max_retries=Retry(total=3, connect=3, read=2)), or keep connections "
                 f"busier than every {shortest:.1f} s (fewer sessions or a smaller pool)."
             ),
-            waste=len(idles),
+            waste=dropped,
         )
     ]
 

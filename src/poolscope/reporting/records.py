@@ -69,7 +69,14 @@ class PoolRecord:
 class Samples:
     """Time samples for one pool key: a uniform reservoir of each beyond ``SAMPLES``."""
 
-    __slots__ = ("connect_times", "connects_seen", "drop_idle_times", "idle_times", "idles_seen")
+    __slots__ = (
+        "connect_times",
+        "connects_seen",
+        "drop_idle_times",
+        "drops_seen",
+        "idle_times",
+        "idles_seen",
+    )
 
     def __init__(self) -> None:
         self.connect_times: list[float] = []
@@ -77,6 +84,7 @@ class Samples:
         self.drop_idle_times: list[float] = []
         self.connects_seen = 0  # samples offered to each reservoir
         self.idles_seen = 0
+        self.drops_seen = 0
 
 
 def _sample(values: list[float], value: float, seen: int) -> None:
@@ -115,7 +123,8 @@ class ReportSink(Sink):
                 samples.idles_seen += 1
                 _sample(samples.idle_times, event.duration, samples.idles_seen)
             elif kind is EventKind.DROPPED and event.duration is not None:
-                samples.drop_idle_times.append(event.duration)
+                samples.drops_seen += 1
+                _sample(samples.drop_idle_times, event.duration, samples.drops_seen)
             rec = self._record(event)
             if rec is None:
                 return
@@ -162,6 +171,7 @@ class ReportSink(Sink):
                 copy.connect_times = list(samples.connect_times)
                 copy.idle_times = list(samples.idle_times)
                 copy.drop_idle_times = list(samples.drop_idle_times)
+                copy.drops_seen = samples.drops_seen
             return copies
 
 

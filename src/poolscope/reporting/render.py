@@ -17,6 +17,10 @@ def _ms(values: dict[str, float], key: str) -> str:
     return f"{values[key] * 1000:.1f}" if key in values else "-"
 
 
+def _manager(manager: int | None) -> str:
+    return "*" if manager is None else str(manager)  # *: several managers
+
+
 def text(
     pools: Sequence[PoolSummary], managers: Sequence[ManagerSummary], advice: Sequence[Advice]
 ) -> str:
@@ -31,8 +35,8 @@ def text(
     for p in pools:
         connect = f"{_ms(p.connect_time_s, 'p50')}/{_ms(p.connect_time_s, 'p99')}"
         lines.append(
-            f"{p.origin:<34.34} {p.manager:>3} {p.requests:>6} {p.created:>5} {p.reused:>6} "
-            f"{p.reuse_ratio:>6.0%} {p.dropped:>4} {p.discarded:>4} {p.evictions:>5} "
+            f"{p.origin:<34.34} {_manager(p.manager):>3} {p.requests:>6} {p.created:>5} "
+            f"{p.reused:>6} {p.reuse_ratio:>6.0%} {p.dropped:>4} {p.discarded:>4} {p.evictions:>5} "
             f"{p.waits:>4} {connect:>15} {_ms(p.idle_time_s, 'p50'):>11} "
             f"{p.peak_in_use:>3}/{p.pool_maxsize:<4}"
         )
@@ -108,7 +112,8 @@ def html(
             f"peak {p.peak_in_use} in use, pool_maxsize {p.pool_maxsize}"
         )
         sections.append(
-            f'<section class="pool"><h2>{esc(p.origin)} <small>manager {p.manager}</small></h2>'
+            f'<section class="pool"><h2>{esc(p.origin)} '
+            f"<small>manager {_manager(p.manager)}</small></h2>"
             f"<p>{esc(stats)}</p>{''.join(lanes)}</section>"
         )
     if not advice:

@@ -68,7 +68,7 @@ def _summarize(ev: Evidence) -> PoolSummary:
         host=key.host,
         port=key.port,
         proxy=key.proxy,
-        manager=managers.pop() if len(managers) == 1 else 0,
+        manager=managers.pop() if len(managers) == 1 else None,
         pool_maxsize=stats.maxsize,
         pool_connections=max((r.num_pools for r in ev.records), default=0),
         requests=requests,
@@ -105,13 +105,14 @@ def build_report(*, final: bool = False) -> Report:
             into.connect_times += part.connect_times
             into.idle_times += part.idle_times
             into.drop_idle_times += part.drop_idle_times
+            into.drops_seen += part.drops_seen
         for one in sink.recorder.all_stats():
             stats.setdefault(one.key, []).append(one)
     records.sort(key=lambda r: r.pool_id)
     evidence = []
     for key in sorted(stats, key=lambda k: (k.origin, k.proxy or "")):
         total = combined(key, stats[key])
-        if not (total.created or total.failed or total.waits or total.evictions):
+        if not (total.created or total.reused or total.failed or total.waits or total.evictions):
             continue  # a pool that was made and never used
         evidence.append(
             Evidence(

@@ -21,8 +21,9 @@ class Connection:
 class PoolSummary:
     """What the pools of one (scheme, host, port) did, however many pool objects served it.
 
-    ``manager`` is the PoolManager that made them when only one did, else 0 (see
-    :attr:`Report.managers`); ``connections`` are their connections, for the timeline.
+    ``manager`` is the PoolManager that made them (0: a pool constructed on its own), or None
+    when several did (see :attr:`Report.managers`). The counts, ``peak_in_use`` among them, are
+    over all of them; ``connections`` are their connections, for the timeline.
     """
 
     origin: str
@@ -30,7 +31,7 @@ class PoolSummary:
     host: str
     port: int
     proxy: str | None
-    manager: int
+    manager: int | None
     pool_maxsize: int
     pool_connections: int
     requests: int

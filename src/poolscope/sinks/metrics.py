@@ -2,7 +2,7 @@
 
 Counts are read at collection time from the recorder's plain integers, so a request costs no
 instrument call. Idle times, the one histogram fed on the reused-connection path, are buffered
-per pool (a bounded deque append) and recorded when a reader collects.
+per pool key (a bounded deque append) and recorded when a reader collects.
 """
 
 from __future__ import annotations
@@ -203,10 +203,10 @@ class MetricsSink(Sink):
 
     def _stats(self) -> list[PoolStats]:
         recorder = self._recorder
-        if not recorder.counting.on:
+        if not recorder.counting_switch.on:
             # A reader collects, so an SDK is there: pools made before it appeared count
             # reuses and idle connections from now on (see poolscope.core.counting).
-            recorder.counting.turn_on()
+            recorder.counting_switch.turn_on()
         return recorder.all_stats()
 
     def _flush_idle_times(self) -> None:
