@@ -1,10 +1,11 @@
-"""Process-wide instrumentation: every new urllib3 PoolManager, so every new requests.Session.
+"""Process-wide instrumentation: every new urllib3 PoolManager and pool, whoever builds it.
 
 ``requests.get()`` builds a throwaway Session per call, and many SDKs drive urllib3 directly:
 their pools are never in the user's hands. ``instrument()`` wraps ``PoolManager.__init__`` (which
 ``ProxyManager`` and requests' ``HTTPAdapter`` go through) so each new manager is instrumented
-as it is made; ``uninstrument()`` puts the very same function back and lets go of every manager
-it instrumented.
+as it is made, and makes every pool constructed without a manager (elastic-transport's,
+docker-py's over a unix socket) an instrumented one (see ``instrument_new_pools``);
+``uninstrument()`` puts urllib3's own functions back and lets go of everything it instrumented.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib3.poolmanager import PoolManager
 from .config import get_recorder
 from .core.errors import internal_error
 from .core.recorder import Recorder
+from .instrumentation.adopt import instrument_new_pools
 from .instrumentation.managers import attach_manager, detach_manager
 from .poolmanager import InstrumentedPoolManager
 
@@ -26,12 +28,13 @@ _lock = threading.Lock()
 
 
 class _ProcessState:
-    __slots__ = ("managers", "original_init", "recorder")
+    __slots__ = ("managers", "original_init", "recorder", "stop_pools")
 
     def __init__(self, recorder: Recorder, original_init: Any) -> None:
         self.recorder = recorder
         self.original_init = original_init
         self.managers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.stop_pools: Any = None  # undoes instrument_new_pools
 
 
 _state: _ProcessState | None = None
@@ -44,11 +47,12 @@ def instrument(
     tracer_provider: Any = None,
     report: bool = False,
 ) -> None:
-    """Instrument every urllib3 ``PoolManager`` made from now on, in the whole process.
+    """Instrument every urllib3 ``PoolManager`` and pool made from now on, in the whole process.
 
     That covers every new ``requests.Session`` (so ``requests.get()`` too), proxies, and SDKs
-    that use urllib3 directly. ``report=True`` also gathers :func:`poolscope.report`'s data.
-    Managers that exist already are not touched: use
+    that use urllib3 directly, with or without a ``PoolManager`` (boto3, the kubernetes
+    client, elasticsearch, opensearch-py, docker-py). ``report=True`` also gathers
+    :func:`poolscope.report`'s data. Managers and pools that exist already are not touched: use
     :func:`instrument_session` or :func:`instrument_pool_manager` for them. Calling it again
     with the same options is harmless::
 
@@ -80,6 +84,7 @@ def instrument(
                     internal_error("global instrumentation")
 
         PoolManager.__init__ = __init__  # type: ignore[method-assign]
+        state.stop_pools = instrument_new_pools(recorder)
         _state = state
 
 
@@ -92,5 +97,6 @@ def uninstrument() -> None:
         if state is None:
             return
         PoolManager.__init__ = state.original_init  # type: ignore[method-assign]
+        state.stop_pools()
         for pm in list(state.managers):
             detach_manager(pm)

@@ -43,7 +43,7 @@ class _InstrumentedProxyManagers(dict[str, Any]):
     def __setitem__(self, proxy: str, manager: Any) -> None:
         super().__setitem__(proxy, manager)
         try:
-            attach_manager(manager, self.recorder)
+            attach_manager(manager, self.recorder, "requests")
         except Exception:
             internal_error("proxy manager")
 
@@ -113,7 +113,7 @@ def instrument_session(
                     )
                 continue
             for pm in _managers(adapter):
-                attach_manager(pm, recorder)
+                attach_manager(pm, recorder, "requests")
             if all(a is not adapter for a, _ in state.adapters):
                 original = adapter.proxy_manager
                 adapter.proxy_manager = _InstrumentedProxyManagers(original, recorder)
@@ -177,10 +177,10 @@ class InstrumentedHTTPAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         # After unpickling (__setstate__) the recorder is gone: report to the global providers.
         recorder = getattr(self, "_poolscope_recorder", None) or get_recorder("otel")
-        attach_manager(self.poolmanager, recorder)
+        attach_manager(self.poolmanager, recorder, "requests")
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         recorder = getattr(self, "_poolscope_recorder", None) or get_recorder("otel")
-        attach_manager(manager, recorder)
+        attach_manager(manager, recorder, "requests")
         return manager

@@ -20,24 +20,34 @@ class PoolKey(NamedTuple):
     ``proxy`` is ``scheme://host:port`` of the proxy the pool goes through (never its
     credentials), or None. Through an HTTPS tunnel (``CONNECT``) the pool is the target's; for
     plain HTTP forwarding the connections are the proxy's, so the pool is the proxy's too.
+    ``transport`` is ``"unix"`` for a pool over a unix socket (docker's): ``host`` is then the
+    socket's path and ``port`` 0, reported as OpenTelemetry's semantic conventions say
+    (``server.address`` the path, ``network.transport`` ``unix``, no ``server.port``).
     """
 
     scheme: str
     host: str
     port: int
     proxy: str | None = None
+    transport: str | None = None  # None: TCP
 
     def attributes(self) -> dict[str, Any]:
         """The OpenTelemetry attributes naming this pool, for metrics and spans alike."""
-        return {
+        attrs = {
             otel: value
             for name, otel, _ in KEY_FIELDS
             if (value := getattr(self, name)) is not None and otel is not None
         }
+        if self.transport == "unix":
+            del attrs["server.port"]
+        return attrs
 
     @property
     def origin(self) -> str:
-        """``scheme://host:port``, with IPv6 literals in brackets; never a path or credentials."""
+        """``scheme://host:port``, with IPv6 literals in brackets; never a path or credentials.
+        A unix socket's is ``unix:`` and its path."""
+        if self.transport == "unix":
+            return f"unix:{self.host}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
 
@@ -119,6 +129,7 @@ class PoolEvent:
     checked_out: bool | None = None  # closed: it was not in its pool (a request still had it)
     pool_id: int = 0  # which pool object (several can share a key, one per manager)
     manager_id: int = 0  # which PoolManager made the pool; 0 for a pool on its own
+    library: str = "urllib3"  # which library built the pool (see poolscope.core.libraries)
 
 
 def error_type(exc: BaseException) -> str:
@@ -138,6 +149,7 @@ KEY_FIELDS: tuple[tuple[str, str | None, str | None], ...] = (
     ("host", "server.address", "server_address"),
     ("port", "server.port", "server_port"),
     ("proxy", "urllib3.pool.proxy", "proxy"),
+    ("transport", "network.transport", "network_transport"),
 )
 
 EVENT_FIELDS: tuple[tuple[str, str | None, str | None], ...] = (
@@ -148,6 +160,9 @@ EVENT_FIELDS: tuple[tuple[str, str | None, str | None], ...] = (
     ("error_type", "error.type", "error_type"),
     ("pool_maxsize", "urllib3.pool.maxsize", "pool_maxsize"),
     ("num_pools", "urllib3.pool.num_pools", "pool_connections"),
+    # Not an OpenTelemetry attribute: it would split every series of an existing dashboard by
+    # a label that is, in practice, the same for all of one host's pools.
+    ("library", None, "client_library"),
 )
 
 # ``duration`` means something else per kind (see PoolEvent), so it is named per kind.

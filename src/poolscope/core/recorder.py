@@ -58,9 +58,9 @@ class Recorder:
 
     # -- what the pools report ------------------------------------------------------------
 
-    def new_pool(self, pool: Any, key: PoolKey, maxsize: int) -> PoolState:
+    def new_pool(self, pool: Any, key: PoolKey, maxsize: int, library: str) -> PoolState:
         """The state of a pool now reporting here (see watch_pool)."""
-        return PoolState(self, self.stats_for(key), pool, maxsize)
+        return PoolState(self, self.stats_for(key), pool, maxsize, library)
 
     def watch_pool(self, pool: Any, start: Listener) -> None:
         """Call ``start(pool)``, a module-level function, when the counting switch turns on."""
@@ -157,6 +157,8 @@ class Recorder:
             if wanted[EventKind.DROPPED]:
                 event = PoolEvent(EventKind.DROPPED, pool.key, cs.id, idle, requests=cs.requests)
                 self._emit(pool, event)
+        elif reason is CloseReason.SERVER_CLOSED:
+            stats.server_closed += 1
         elif reason is CloseReason.POOL_FULL:
             stats.discarded += 1
             if wanted[EventKind.DISCARDED]:
@@ -218,6 +220,7 @@ class Recorder:
         """What every event says of its pool: which one, its manager, its sizes."""
         event.pool_id = pool.id
         event.manager_id = pool.manager_id
+        event.library = pool.library
         if event.num_pools is None and pool.num_pools:
             event.num_pools = pool.num_pools
         if event.pool_maxsize is None:

@@ -33,6 +33,7 @@ class PoolState:
         "draining",
         "id",
         "key",
+        "library",
         "manager_id",
         "maxsize",
         "num_pools",
@@ -42,8 +43,11 @@ class PoolState:
         "waiting",
     )
 
-    def __init__(self, recorder: Any, stats: PoolStats, pool: Any, maxsize: int) -> None:
+    def __init__(
+        self, recorder: Any, stats: PoolStats, pool: Any, maxsize: int, library: str
+    ) -> None:
         self.id = next(_pool_ids)
+        self.library = library  # which library built it (see poolscope.core.libraries)
         self.manager_id = 0  # the PoolManager that made or adopted it; 0 for a pool on its own
         self.num_pools = 0  # that manager's num_pools (requests' pool_connections)
         self.recorder = recorder

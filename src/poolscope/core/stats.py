@@ -37,6 +37,7 @@ class PoolStats:
         "peak_waiting",
         "retries",
         "reused",
+        "server_closed",
         "unreturned",
         "wait_timeouts",
         "waiting",
@@ -52,6 +53,7 @@ class PoolStats:
         self.failed: dict[str, int] = {}  # failed connection attempts by error.type
         self.retries: dict[str, int] = {}  # requests urllib3 retried, by the error.type before
         self.closed = 0  # open connections that were closed, for any reason
+        self.server_closed = 0  # closed after a response said Connection: close (or HTTP/1.0)
         # Closed by the client or collected while a request still held them (while counting):
         # their responses were not read to the end or not closed, so never went back to a pool.
         self.unreturned = 0

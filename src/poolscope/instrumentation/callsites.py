@@ -11,10 +11,12 @@ listed in :data:`CALL_SITES`.
 from __future__ import annotations
 
 import sys
+from types import FrameType
 
 from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError
 
 from ..core.events import CloseReason, error_type
+from ..core.libraries import URLLIB3, library_of_module
 from ..core.state import ConnState
 
 # (module, function, what its source must contain, what poolscope reads from the call)
@@ -139,6 +141,30 @@ def _protocol_cause(error: BaseException) -> BaseException | None:
         if isinstance(cause, BaseException):
             return cause
     return None
+
+
+def building_library() -> str:
+    """Which library is building a pool or a manager right now, asked once as it is made.
+
+    The first frame, from the caller outward past urllib3's and poolscope's own, that belongs
+    to a library of :mod:`poolscope.core.libraries`: requests' ``HTTPAdapter``, botocore,
+    elastic-transport... A program that builds its pools with urllib3 itself gets ``urllib3``.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(_DEPTH):
+        if frame is None:
+            break
+        module = frame.f_globals.get("__name__") or ""
+        if not module.startswith(_OWN):
+            lib = library_of_module(module)
+            if lib is not None:
+                return lib.name
+        frame = frame.f_back
+    return URLLIB3.name
+
+
+_OWN = ("urllib3.", "poolscope.")
+_DEPTH = 40  # frames looked at: the library is near the constructor, the program far out
 
 
 def disposed_by_clear() -> bool:

@@ -16,8 +16,9 @@ from typing import Any
 
 from ..core.errors import internal_error
 from ..core.recorder import Recorder
-from .callsites import disposed_by_clear
-from .pools import adopt_pool, detach_pool, instrumented_pool_class
+from .adopt import adopt_pool, detach_pool
+from .callsites import building_library, disposed_by_clear
+from .pools import instrumented_pool_class
 
 # Why no subclass swap here: on CPython 3.11+ assigning ``__class__`` (or touching
 # ``__dict__``) turns an object's inline attribute values into a real dict, which makes every
@@ -35,26 +36,29 @@ class ManagerState:
     __slots__ = (
         "id",
         "instrumented_classes",
+        "library",
         "original_dispose",
         "original_pool_classes",
         "pools",
         "recorder",
     )
 
-    def __init__(self, recorder: Recorder, pm: Any) -> None:
+    def __init__(self, recorder: Recorder, pm: Any, library: str) -> None:
         self.id = next(manager_ids)
         self.recorder = recorder
+        self.library = library  # which library built it: its pools say the same
         self.original_pool_classes: dict[str, type[Any]] = pm.pool_classes_by_scheme
         self.instrumented_classes = _instrumented_classes(self.original_pool_classes, recorder)
         self.original_dispose: Callable[[Any], None] | None = pm.pools.dispose_func
         self.pools: weakref.WeakSet[Any] = weakref.WeakSet()  # every pool it made, evicted too
 
 
-def attach_manager(pm: Any, recorder: Recorder) -> None:
-    """Instrument a PoolManager (or ProxyManager) in place, with the pools it already has."""
+def attach_manager(pm: Any, recorder: Recorder, library: str | None = None) -> None:
+    """Instrument a PoolManager (or ProxyManager) in place, with the pools it already has.
+    ``library``: which library built it, when the caller knows (else found from the stack)."""
     if getattr(pm, "_poolscope", None) is not None:
         return
-    state = ManagerState(recorder, pm)
+    state = ManagerState(recorder, pm, library or building_library())
     pm._poolscope = state
     # PoolManager.__init__ stores urllib3's module-level dict itself: rebind, never mutate.
     pm.pool_classes_by_scheme = state.instrumented_classes
@@ -97,6 +101,7 @@ def _adopted_by(pool: Any, pm: Any, state: ManagerState) -> None:
     if ps is not None:
         ps.manager_id = state.id
         ps.num_pools = pm.pools._maxsize
+        ps.library = state.library
 
 
 def _instrumented_classes(

@@ -21,16 +21,16 @@ from ..core.errors import internal_error
 from ..core.events import PoolKey
 from ..core.recorder import Recorder
 from ..core.state import PoolState
+from .callsites import building_library
 from .connections import (
     InstrumentedConnectionMixin,
     InstrumentedHTTPConnection,
     InstrumentedHTTPSConnection,
     adopt_connection,
     as_base_name,
-    detach_connection,
     instrumented_connection_class,
 )
-from .idle_queue import InstrumentedLifoQueue, InstrumentedQueueMixin, instrumented_queue_class
+from .idle_queue import InstrumentedLifoQueue, instrumented_queue_class
 
 if TYPE_CHECKING:
     _PoolBase = HTTPConnectionPool
@@ -272,8 +272,13 @@ def instrumented_pool_class(base: type[Any], recorder: Recorder) -> type[Any]:
 
 
 def pool_key(pool: Any) -> PoolKey:
-    """The (scheme, host, port, proxy) a pool serves; a proxy without its credentials."""
+    """The (scheme, host, port, proxy) a pool serves; a proxy without its credentials. A pool
+    over a unix socket (docker-py's and requests-unixsocket's keep its path in ``socket_path``)
+    is named by that path."""
     scheme = pool.scheme
+    socket_path = getattr(pool, "socket_path", None)
+    if isinstance(socket_path, str):
+        return PoolKey(scheme, socket_path, 0, None, "unix")
     host = (pool.host or "").strip("[]")
     proxy = getattr(pool, "proxy", None)
     via = None
@@ -286,53 +291,15 @@ def pool_key(pool: Any) -> PoolKey:
 
 def attach_pool(pool: Any, recorder: Recorder) -> PoolState:
     """Give a pool its state; its queue (already instrumented) reports to it from now on.
-    It does not count yet: the caller asks sync_counting() next, outside the queue's lock."""
+    It does not count yet: the caller asks sync_counting() next, outside the queue's lock.
+    A manager that made it says which library built it (see managers.py); until then, and for
+    a pool made on its own, that is found from who is making it."""
     q = pool.pool
-    ps = recorder.new_pool(pool, pool_key(pool), q.maxsize if q is not None else 0)
+    maxsize = q.maxsize if q is not None else 0
+    ps = recorder.new_pool(pool, pool_key(pool), maxsize, building_library())
     pool._poolscope = ps
     if q is not None:
         q._poolscope = ps
         q._poolscope_counting = False
     recorder.watch_pool(pool, start_counting)  # once start_counting can find ps
     return ps
-
-
-def adopt_pool(pool: Any, recorder: Recorder) -> None:
-    """Instrument a pool that already exists, with its idle connections, in place."""
-    if isinstance(pool, InstrumentedPoolMixin):
-        return
-    pool.__class__ = instrumented_pool_class(type(pool), recorder)
-    q = pool.pool
-    if q is None:  # closed: nothing left to observe, but keep the class consistent
-        attach_pool(pool, recorder)
-        return
-    with q.mutex:
-        q.__class__ = instrumented_queue_class(type(q))
-        ps = attach_pool(pool, recorder)
-        for conn in q.queue:
-            if conn is not None:
-                adopt_connection(ps, conn)
-    sync_counting(pool, ps)  # which counts the open ones idle
-
-
-def detach_pool(pool: Any) -> None:
-    """Undo :func:`adopt_pool` or an instrumented construction: the pool's own classes return."""
-    ps: PoolState | None = getattr(pool, "_poolscope", None)
-    if ps is None:
-        return
-    del pool._poolscope
-    ps.recorder.forget_pool(pool)
-    q = pool.pool
-    if q is not None:
-        with q.mutex:
-            for name in ("_poolscope", "_poolscope_counting"):
-                if name in vars(q):
-                    delattr(q, name)
-            base_queue = next(
-                c for c in type(q).__mro__ if not issubclass(c, InstrumentedQueueMixin)
-            )
-            q.__class__ = base_queue
-    for conn in list(ps.conns):
-        detach_connection(conn)
-    if isinstance(pool, InstrumentedPoolMixin):
-        pool.__class__ = type(pool)._poolscope_base

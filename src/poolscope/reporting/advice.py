@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..core.libraries import Knob, Library, library
 from ..core.stats import PoolStats, needed
 from .records import PoolRecord, Samples, by_manager
 from .summaries import Advice
@@ -25,21 +26,34 @@ class Evidence(NamedTuple):
     records: list[PoolRecord]  # the pool objects that served it
     active_at_end: int  # connections still checked out when the program ended
 
+    @property
+    def library(self) -> Library:
+        """The library that built its pools, whose words the advice speaks."""
+        return library(self.records[0].library if self.records else "urllib3")
+
 
 def advise(evidence: list[Evidence]) -> list[Advice]:
     advice: list[Advice] = []
     for ev in evidence:
         origin = ev.stats.key.origin
-        advice += _pool_full(origin, ev.stats)
+        advice += _pool_full(origin, ev.stats, ev.library)
         advice += _throwaway_sessions(origin, ev.records)
         advice += _dropped(origin, ev.samples)
-        advice += _waits(origin, ev.stats)
+        advice += _waits(origin, ev.stats, ev.library)
+        advice += _server_closes(origin, ev.stats)
         advice += _unread(origin, ev.stats.unreturned + ev.active_at_end)
     advice += _evictions([r for ev in evidence for r in ev.records])
     return advice
 
 
-def _pool_full(origin: str, stats: PoolStats) -> list[Advice]:
+def _raise(knob: Knob | None, lib: Library, n: int) -> str:
+    """The change, in the words of the library that built the pool."""
+    if knob is None:
+        return f"{lib.missing[:1].upper()}{lib.missing[1:]}."
+    return f"Raise {knob.name} to {n}: {knob.words(n)}."
+
+
+def _pool_full(origin: str, stats: PoolStats, lib: Library) -> list[Advice]:
     discarded = stats.discarded
     if not discarded:
         return []
@@ -51,12 +65,10 @@ def _pool_full(origin: str, stats: PoolStats) -> list[Advice]:
             origin=origin,
             evidence=(
                 f"{discarded} connection(s) to {origin} were opened and then discarded because "
-                f"the pool was full (pool_maxsize={maxsize}); up to {need} were in use at once."
+                f"the pool was full ({lib.maxsize.name}={maxsize}); up to {need} were in use "
+                "at once."
             ),
-            change=(
-                f"Raise pool_maxsize to {need}: HTTPAdapter(pool_maxsize={need}) "
-                f"(urllib3: PoolManager(maxsize={need}))."
-            ),
+            change=_raise(lib.maxsize, lib, need),
             waste=discarded,
         )
     ]
@@ -110,7 +122,7 @@ def _dropped(origin: str, samples: Samples) -> list[Advice]:
     ]
 
 
-def _waits(origin: str, stats: PoolStats) -> list[Advice]:
+def _waits(origin: str, stats: PoolStats, lib: Library) -> list[Advice]:
     waits = stats.waits
     if not waits:
         return []
@@ -124,14 +136,12 @@ def _waits(origin: str, stats: PoolStats) -> list[Advice]:
             rule="pool_block",
             origin=origin,
             evidence=(
-                f"{waits} request(s) to {origin} waited for a free connection (pool_block=True, "
-                f"pool_maxsize={maxsize}), the longest {longest * 1000:.0f} ms{also}; up to "
-                f"{need} requests wanted a connection at once."
+                f"{waits} request(s) to {origin} waited for a free connection (the pool "
+                f"blocks, {lib.maxsize.name}={maxsize}), the longest {longest * 1000:.0f} ms"
+                f"{also}; up to {need} requests wanted a connection at once."
             ),
-            change=(
-                f"Raise pool_maxsize to {need}: HTTPAdapter(pool_maxsize={need}, "
-                "pool_block=True), or use fewer concurrent workers."
-            ),
+            change=_raise(lib.block or lib.maxsize, lib, need)[:-1]
+            + ", or use fewer concurrent workers.",
             waste=waits,
         )
     ]
@@ -167,6 +177,7 @@ def _evictions(records: list[PoolRecord]) -> list[Advice]:
             continue
         hosts = sorted({r.key.origin for r in recs})
         pools = max(r.num_pools for r in recs)
+        lib = library(recs[0].library)
         if len(hosts) <= pools:
             continue
         advice.append(
@@ -175,15 +186,42 @@ def _evictions(records: list[PoolRecord]) -> list[Advice]:
                 origin=", ".join(hosts),
                 evidence=(
                     f"{len(hosts)} hosts took turns in a PoolManager that keeps {pools} pool(s) "
-                    f"(pool_connections={pools}): {evictions} pool(s) were evicted, and their "
+                    f"({lib.num_pools.name if lib.num_pools else 'num_pools'}={pools}): "
+                    f"{evictions} pool(s) were evicted, and their "
                     "connections with them."
                 ),
-                change=(
-                    f"Raise pool_connections to {len(hosts)}: "
-                    f"HTTPAdapter(pool_connections={len(hosts)}) "
-                    f"(urllib3: PoolManager(num_pools={len(hosts)}))."
-                ),
+                change=_raise(lib.num_pools, lib, len(hosts)),
                 waste=evictions,
             )
         )
     return advice
+
+
+# A host whose server closes (nearly) every connection after one response: at least this many
+# connections, this share of them closed by the server, and next to no reuse.
+SERVER_CLOSES = (3, 0.9)
+
+
+def _server_closes(origin: str, stats: PoolStats) -> list[Advice]:
+    least, share = SERVER_CLOSES
+    requests = stats.created + stats.reused
+    closed = stats.server_closed
+    if stats.created < least or closed < share * stats.created or stats.reused * 10 > requests:
+        return []
+    return [
+        Advice(
+            rule="server_keepalive",
+            origin=origin,
+            evidence=(
+                f"The server at {origin} closed {closed} of the {stats.created} connection(s) "
+                f"opened for {requests} request(s) after one response (Connection: close, or "
+                f"HTTP/1.0): {stats.reused / requests:.0%} of requests reused a connection."
+            ),
+            change=(
+                "No client setting can reuse connections the server closes: turn keep-alive on "
+                "in the server, or in the proxy or load balancer in front of it (for nginx, "
+                "keepalive_timeout, and keepalive for its upstreams)."
+            ),
+            waste=closed,
+        )
+    ]

@@ -45,12 +45,22 @@ class Lane:
 class PoolRecord:
     """What the report keeps about one pool object: its place, sizes and connections."""
 
-    __slots__ = ("evicted", "key", "lanes", "manager_id", "maxsize", "num_pools", "pool_id")
+    __slots__ = (
+        "evicted",
+        "key",
+        "lanes",
+        "library",
+        "manager_id",
+        "maxsize",
+        "num_pools",
+        "pool_id",
+    )
 
-    def __init__(self, key: PoolKey, pool_id: int, manager_id: int) -> None:
+    def __init__(self, key: PoolKey, pool_id: int, manager_id: int, library: str) -> None:
         self.key = key
         self.pool_id = pool_id
         self.manager_id = manager_id
+        self.library = library  # which library built it
         self.maxsize = 0
         self.num_pools = 0
         self.evicted = False
@@ -151,7 +161,9 @@ class ReportSink(Sink):
         if rec is None:
             if len(self.pools) >= POOLS:
                 return None
-            rec = self.pools[event.pool_id] = PoolRecord(event.key, event.pool_id, event.manager_id)
+            rec = self.pools[event.pool_id] = PoolRecord(
+                event.key, event.pool_id, event.manager_id, event.library
+            )
         if event.pool_maxsize:
             rec.maxsize = event.pool_maxsize
         if event.num_pools:

@@ -87,6 +87,7 @@ def _summarize(ev: Evidence) -> PoolSummary:
         connect_time_s=_percentiles(ev.samples.connect_times),
         idle_time_s=_percentiles(ev.samples.idle_times),
         connections=lanes,
+        library=ev.library.name,
     )
 
 
@@ -123,7 +124,22 @@ def build_report(*, final: bool = False) -> Report:
             )
         )
     pools = tuple(_summarize(ev) for ev in evidence)
-    return Report(started, time.time(), pools, tuple(advise(evidence)), _managers(records))
+    advice = advise(evidence) if evidence else [NOTHING_SEEN]
+    return Report(started, time.time(), pools, tuple(advice), _managers(records))
+
+
+# Nothing seen is not healthy: a run that made requests poolscope could not see must say so.
+NOTHING_SEEN = Advice(
+    rule="nothing_seen",
+    origin="",
+    evidence="poolscope saw no urllib3 connection pool make a request in this run.",
+    change=(
+        "If the program made HTTP requests, they went where poolscope cannot see: in child "
+        "processes (worker pools, subprocesses), through a vendored copy of urllib3 (pip's, "
+        "for one), or through another client (httpx, aiohttp, urllib.request)."
+    ),
+    waste=0,
+)
 
 
 def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
@@ -148,6 +164,7 @@ _SUMMED = (
     "dropped",
     "discarded",
     "closed",
+    "server_closed",
     "unreturned",
     "evictions",
     "waits",

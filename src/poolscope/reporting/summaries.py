@@ -50,6 +50,7 @@ class PoolSummary:
     connect_time_s: dict[str, float]
     idle_time_s: dict[str, float]
     connections: tuple[Connection, ...] = field(repr=False)
+    library: str = "urllib3"  # which library built its pools (requests, botocore, ...)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from ..core.events import EventKind, PoolEvent, log_fields
+from ..core.libraries import library
 from ..core.sink import Sink
 
 logger = logging.getLogger("poolscope.pool")
@@ -54,13 +55,15 @@ def message(event: PoolEvent) -> str:
             f"Found {conn} to {origin} closed by the server{idle} idle; reconnecting. If this "
             f"repeats, the server's keep-alive timeout is shorter than your idle time."
         )
+    lib = library(event.library)  # warnings say the change in the words of its library
     if kind is EventKind.DISCARDED:
         need = event.in_use or 0
+        knob = lib.maxsize
         return (
-            f"Connection pool for {origin} is full (pool_maxsize={event.pool_maxsize}): closed "
+            f"Connection pool for {origin} is full ({knob.name}={event.pool_maxsize}): closed "
             f"{conn} instead of keeping it. Up to {need} connections were in use at once; "
-            f"raise pool_maxsize (now {event.pool_maxsize}) to {need}, for example "
-            f"HTTPAdapter(pool_maxsize={need})."
+            f"raise {knob.name} (now {event.pool_maxsize}) to {need}, for example "
+            f"{knob.words(need)}."
         )
     if kind is EventKind.FAILED:
         elapsed = _ms(event.duration)
@@ -74,10 +77,15 @@ def message(event: PoolEvent) -> str:
             f"and {event.requests} request(s)."
         )
     if kind is EventKind.EVICTED:
-        return (
+        evicted = (
             f"Connection pool for {origin} was evicted from a PoolManager that keeps "
-            f"{event.num_pools} pool(s); its connections can no longer be reused. Raise "
-            f"pool_connections (now {event.num_pools}) to the number of hosts you call in turn."
+            f"{event.num_pools} pool(s); its connections can no longer be reused. "
+        )
+        if lib.num_pools is None:
+            return evicted + f"{lib.missing[:1].upper()}{lib.missing[1:]}."
+        return evicted + (
+            f"Raise {lib.num_pools.name} (now {event.num_pools}) to the number of hosts you "
+            f"call in turn: {lib.num_pools.words('<hosts>')}."
         )
     if kind is EventKind.WAIT_STARTED:
         if event.timeout is None:
@@ -100,7 +108,7 @@ def message(event: PoolEvent) -> str:
         return f"Waited {_ms(event.duration)} for a free connection to {origin}."
     return (
         f"Gave up waiting for a free connection to {origin} after {event.duration or 0.0:.3f} s "
-        f"(EmptyPoolError); raise pool_maxsize (now {event.pool_maxsize}) or use fewer "
+        f"(EmptyPoolError); raise {lib.maxsize.name} (now {event.pool_maxsize}) or use fewer "
         f"concurrent workers."
     )
 

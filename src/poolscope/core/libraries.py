@@ -1,0 +1,116 @@
+"""The libraries that build urllib3 pools, and each one's words for the settings that size them.
+
+Most urllib3 pools in production are built by an SDK, not by the user's own code: advice that
+says ``HTTPAdapter(pool_maxsize=20)`` to a boto3 user names a class they never touch. Each pool
+and manager learns once, when it is made, which library made it (see
+``poolscope.instrumentation.callsites.building_library``); the report and the log records then
+speak that library's words. Adding a library is one entry here (and a test against it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One setting of a library's: its name, and how a user writes it with the value ``{n}``."""
+
+    name: str
+    template: str
+
+    def words(self, n: int | str) -> str:
+        return self.template.format(n=n)
+
+
+@dataclass(frozen=True)
+class Library:
+    """A library that builds urllib3 pools, and the settings its users size them with: how many
+    connections a pool keeps (urllib3's ``maxsize``), how many pools a manager keeps
+    (``num_pools``), whether a request waits for a free connection (``block``). None where it
+    has no such setting; ``missing`` then says so."""
+
+    name: str  # as reported: log field client_library, PoolSummary.library
+    modules: tuple[str, ...]  # top-level packages whose frames build its pools
+    maxsize: Knob
+    num_pools: Knob | None = None
+    block: Knob | None = None
+    missing: str = ""
+
+
+URLLIB3 = Library(
+    name="urllib3",
+    modules=("urllib3",),
+    maxsize=Knob(
+        "maxsize",
+        "urllib3.PoolManager(maxsize={n}) (a pool on its own: HTTPConnectionPool(maxsize={n}))",
+    ),
+    num_pools=Knob("num_pools", "urllib3.PoolManager(num_pools={n})"),
+    block=Knob("maxsize", "urllib3.PoolManager(maxsize={n}, block=True)"),
+)
+
+LIBRARIES: tuple[Library, ...] = (
+    Library(
+        name="requests",
+        modules=("requests",),
+        maxsize=Knob(
+            "pool_maxsize", "HTTPAdapter(pool_maxsize={n}) (urllib3: PoolManager(maxsize={n}))"
+        ),
+        num_pools=Knob(
+            "pool_connections",
+            "HTTPAdapter(pool_connections={n}) (urllib3: PoolManager(num_pools={n}))",
+        ),
+        block=Knob("pool_maxsize", "HTTPAdapter(pool_maxsize={n}, pool_block=True)"),
+    ),
+    Library(
+        name="botocore",
+        modules=("botocore", "boto3"),
+        maxsize=Knob(
+            "max_pool_connections",
+            "boto3.client(..., config=botocore.config.Config(max_pool_connections={n}))",
+        ),
+        missing="botocore keeps one pool per endpoint and has no setting for how many",
+    ),
+    Library(
+        name="kubernetes",
+        modules=("kubernetes",),
+        maxsize=Knob(
+            "connection_pool_maxsize",
+            "configuration.connection_pool_maxsize = {n} (a kubernetes.client.Configuration)",
+        ),
+        missing="the kubernetes client has no setting for how many pools an ApiClient keeps",
+    ),
+    Library(
+        name="elasticsearch",
+        modules=("elastic_transport", "elasticsearch"),
+        maxsize=Knob("connections_per_node", "Elasticsearch(..., connections_per_node={n})"),
+        block=Knob("connections_per_node", "Elasticsearch(..., connections_per_node={n})"),
+        missing="elastic-transport keeps one pool per node",
+    ),
+    Library(
+        name="opensearch-py",
+        modules=("opensearchpy",),
+        maxsize=Knob("pool_maxsize", "OpenSearch(..., pool_maxsize={n})"),
+        missing="opensearch-py keeps one pool per node",
+    ),
+    Library(
+        name="docker",
+        modules=("docker",),
+        maxsize=Knob("max_pool_size", "docker.DockerClient(..., max_pool_size={n})"),
+        num_pools=Knob("num_pools", "docker.DockerClient(..., num_pools={n})"),
+        missing="docker-py does not wait for a free connection",
+    ),
+)
+
+_BY_NAME = {lib.name: lib for lib in (URLLIB3, *LIBRARIES)}
+_BY_MODULE = {module: lib for lib in LIBRARIES for module in lib.modules}
+
+
+def library(name: str) -> Library:
+    """The library of that name; urllib3's for a name not in the table."""
+    return _BY_NAME.get(name, URLLIB3)
+
+
+def library_of_module(module: str) -> Library | None:
+    """The library whose code a module (``__name__``) is part of, if it is in the table."""
+    return _BY_MODULE.get(module.partition(".")[0])
