@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,11 +15,14 @@ from typing import Any
 import pytest
 import requests
 import urllib3
+import urllib3.connection
+import urllib3.connectionpool
 from urllib3.poolmanager import PoolManager
 
 import poolscope
 from poolscope.loopback import LoopbackServer
 
+from .support.fake_apis import FakeAPI, json_app
 from .support.metrics import Metrics
 from .support.proxy import Proxy
 
@@ -291,3 +295,139 @@ def test_pool_classes_assigned_after_construction_still_report(
     poolscope.uninstrument()
     assert pm.pool_classes_by_scheme is original
     assert type(pool) is SDKPool
+
+
+class UnixHTTPConnection(urllib3.connection.HTTPConnection):
+    """A connection over a unix socket, built as docker-py's is."""
+
+    def __init__(self, socket_path: str) -> None:
+        super().__init__("localhost")
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+class UnixHTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
+    """A pool over a unix socket, built as docker-py's is: no PoolManager, its own _new_conn."""
+
+    def __init__(self, socket_path: str, maxsize: int = 1) -> None:
+        super().__init__("localhost", maxsize=maxsize)
+        self.socket_path = socket_path
+
+    def _new_conn(self) -> Any:
+        return UnixHTTPConnection(self.socket_path)
+
+
+def test_pools_built_without_a_manager_are_seen_process_wide(
+    process_wide: Metrics, server: LoopbackServer
+) -> None:
+    class SDKPool(urllib3.HTTPConnectionPool):  # as elastic-transport's node builds one
+        pass
+
+    for pool, name in (
+        (urllib3.HTTPConnectionPool("127.0.0.1", server.port), "HTTPConnectionPool"),
+        (SDKPool("127.0.0.1", server.port, maxsize=2), "SDKPool"),
+        (urllib3.connection_from_url(server.url), "HTTPConnectionPool"),
+    ):
+        for _ in range(3):
+            assert pool.request("GET", "/").data == b"ok"
+        assert str(pool) == f"{name}(host='127.0.0.1', port={server.port})"  # as urllib3 says
+    assert type(pool).__mro__[1:].count(urllib3.HTTPConnectionPool) == 1
+    points = process_wide.collect()
+    assert process_wide.value(points, CREATED) == server.connections == 3
+    assert process_wide.value(points, REUSED) == 6
+    poolscope.uninstrument()
+    plain = urllib3.HTTPConnectionPool("127.0.0.1", server.port)  # after the undo: urllib3's
+    assert type(plain) is urllib3.HTTPConnectionPool
+    assert plain.request("GET", "/").data == b"ok"
+    assert type(SDKPool("127.0.0.1", server.port)) is SDKPool
+
+
+def test_a_pool_over_a_unix_socket_is_named_by_its_path(
+    process_wide: Metrics, tmp_path: pathlib.Path
+) -> None:
+    path = str(tmp_path / "api.sock")
+    app = json_app({"/_ping": "OK"})
+    with FakeAPI(app, unix_path=path) as api:
+        pool = UnixHTTPConnectionPool(path)
+        for _ in range(3):
+            assert pool.request("GET", "/_ping").data == b"OK"
+        points = process_wide.collect()
+    attrs = {"url.scheme": "http", "server.address": path, "network.transport": "unix"}
+    (created,) = [p for p in points[CREATED] if dict(p.attributes) == attrs]
+    assert created.value == api.connections == 1
+    (reused,) = [p for p in points[REUSED] if dict(p.attributes) == attrs]
+    assert reused.value == 2 and api.requests == 3
+
+
+def test_a_raw_urllib3_program_gets_urllib3_words(tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "raw.py"
+    script.write_text(
+        "import sys, threading, urllib3\n"
+        "pm = urllib3.PoolManager(maxsize=int(sys.argv[2]))\n"
+        "ts = [threading.Thread(target=pm.request, args=('GET', sys.argv[1] + '/together'))\n"
+        "      for _ in range(2)]\n"
+        "for t in ts: t.start()\n"
+        "for t in ts: t.join()\n"
+    )
+    with LoopbackServer("127.0.0.1", together=2) as server:
+        bad = _run_report(script, server.url, "1")
+        fixed = _run_report(script, server.url, "2")
+    (advice,) = bad["advice"]
+    assert (
+        advice["change"] == "Raise maxsize to 2: urllib3.PoolManager(maxsize=2) (a pool on "
+        "its own: HTTPConnectionPool(maxsize=2))."
+    )
+    assert "HTTPAdapter" not in json.dumps(bad)
+    (pool,) = bad["pools"]
+    assert pool["library"] == "urllib3" and pool["created"] == 2
+    assert fixed["advice"] == []
+
+
+def test_a_server_that_closes_every_connection_is_told_apart(tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "close.py"
+    script.write_text(
+        "import sys, requests\n"
+        "s = requests.Session()\n"
+        "for _ in range(5):\n"
+        "    s.get(sys.argv[1] + sys.argv[2])\n"
+    )
+    with LoopbackServer("127.0.0.1") as server:
+        closing = _run_report(script, server.url, "/close")
+        keeping = _run_report(script, server.url, "/")
+    (advice,) = closing["advice"]
+    assert advice["rule"] == "server_keepalive" and advice["waste"] == 5
+    assert "closed 5 of the 5 connection(s) opened for 5 request(s)" in advice["evidence"]
+    assert "No client setting" in advice["change"]
+    assert keeping["advice"] == [] and keeping["pools"][0]["reused"] == 4
+
+
+def test_a_run_that_saw_no_pool_says_so(tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "nothing.py"
+    script.write_text("print('no http here')\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "poolscope", "run", "--", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "poolscope saw no urllib3 connection pool" in out.stdout
+    assert "No problems found" not in out.stdout
+    assert "child processes" in out.stdout
+
+
+def _run_report(script: pathlib.Path, *args: str) -> dict[str, Any]:
+    run = [sys.executable, "-m", "poolscope", "run", "--format", "json", "--"]
+    out = subprocess.run(
+        [*run, sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    report: dict[str, Any] = json.loads(out.stdout[out.stdout.index("{") :])
+    return report

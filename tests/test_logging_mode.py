@@ -12,7 +12,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 import poolscope
+from poolscope.core.events import EventKind, PoolEvent, PoolKey, log_fields
 from poolscope.loopback import LoopbackServer
+from poolscope.sinks.logs import message
 
 from .support.threads import in_two_threads
 
@@ -159,3 +161,27 @@ print("OTEL:", leaked)
     assert out.returncode == 0, out.stderr
     assert "OTEL: []" in out.stdout
     assert "Reused connection" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("library", "words"),
+    [
+        ("requests", "HTTPAdapter(pool_maxsize=3)"),
+        ("urllib3", "urllib3.PoolManager(maxsize=3)"),
+        ("botocore", "botocore.config.Config(max_pool_connections=3)"),
+        ("kubernetes", "configuration.connection_pool_maxsize = 3"),
+        ("elasticsearch", "Elasticsearch(..., connections_per_node=3)"),
+        ("opensearch-py", "OpenSearch(..., pool_maxsize=3)"),
+        ("docker", "docker.DockerClient(..., max_pool_size=3)"),
+    ],
+)
+def test_warnings_say_the_change_in_the_words_of_the_library_that_built_the_pool(
+    library: str, words: str
+) -> None:
+    key = PoolKey("http", "127.0.0.1", 9200)
+    event = PoolEvent(EventKind.DISCARDED, key, 1, 0.5, pool_maxsize=2, in_use=3)
+    event.library = library
+    said = message(event)
+    assert words in said, said
+    assert ("HTTPAdapter" in said) == (library == "requests")
+    assert log_fields(event)["client_library"] == library

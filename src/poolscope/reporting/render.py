@@ -10,11 +10,18 @@ import html as _html
 import time
 from collections.abc import Sequence
 
+from ..core.libraries import library
 from .summaries import Advice, ManagerSummary, PoolSummary
 
 
 def _ms(values: dict[str, float], key: str) -> str:
     return f"{values[key] * 1000:.1f}" if key in values else "-"
+
+
+def _num_pools(name: str) -> str:
+    """The library's name for how many pools a manager keeps."""
+    knob = library(name).num_pools
+    return knob.name if knob is not None else "num_pools"
 
 
 def _manager(manager: int | None) -> str:
@@ -48,7 +55,7 @@ def text(
     for m in managers:
         lines.append(
             f"manager {m.id}: {m.pools_made} pool(s) made for {len(m.hosts)} host(s), "
-            f"{m.pools_evicted} evicted, {m.pools_kept} kept of pool_connections="
+            f"{m.pools_evicted} evicted, {m.pools_kept} kept of {_num_pools(m.library)}="
             f"{m.pool_connections}"
         )
     lines.append("")

@@ -188,6 +188,7 @@ def _managers(records: list[PoolRecord]) -> tuple[ManagerSummary, ...]:
                 pools_evicted=evicted,
                 pools_kept=len(recs) - evicted,
                 hosts=tuple(sorted({r.key.origin for r in recs})),
+                library=recs[0].library,
             )
         )
     return tuple(summaries)

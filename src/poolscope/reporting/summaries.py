@@ -63,6 +63,7 @@ class ManagerSummary:
     pools_evicted: int
     pools_kept: int  # made and not evicted: in its cache, unless the manager was cleared
     hosts: tuple[str, ...]
+    library: str = "urllib3"  # which library built it (requests, botocore, ...)
 
 
 @dataclass(frozen=True)
