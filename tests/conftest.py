@@ -11,10 +11,19 @@ from typing import Any
 import pytest
 import trustme
 
+from poolscope.config import stop_report
 from poolscope.loopback import LoopbackServer
 
 from .support.metrics import Metrics
 from .support.spans import Spans
+
+
+@pytest.fixture(autouse=True)
+def no_report_after_each_test() -> Iterator[None]:
+    # Asking for the report once makes every recorder made since feed it, process-wide; a test
+    # that asked must not make the next test's recorders count for it.
+    yield
+    stop_report()
 
 
 @pytest.fixture

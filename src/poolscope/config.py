@@ -21,10 +21,14 @@ from .sinks.logs import LoggingSink
 
 MODES: tuple[str, ...] = ("otel", "logging")
 
-_recorders: weakref.WeakValueDictionary[tuple[str, int, int, bool], Recorder] = (
+_recorders: weakref.WeakValueDictionary[tuple[str, int, int], Recorder] = (
     weakref.WeakValueDictionary()
 )
 _lock = threading.Lock()
+# Whether the report is kept. Asked for once (report=True anywhere, or `poolscope run`), every
+# recorder, made before or after, also feeds it: the report sees every pool poolscope sees,
+# whatever each pool reports to, so observing for it never conflicts with other options.
+_report_on = False
 
 
 def validate(mode: object, meter_provider: object, tracer_provider: object) -> None:
@@ -64,21 +68,68 @@ def validate(mode: object, meter_provider: object, tracer_provider: object) -> N
 def get_recorder(
     mode: object, meter_provider: Any = None, tracer_provider: Any = None, report: bool = False
 ) -> Recorder:
-    """The recorder for this configuration, made on first use; validates first."""
+    """The recorder for this configuration, made on first use; validates first.
+    ``report=True`` starts keeping the report, for this recorder and every other one."""
     validate(mode, meter_provider, tracer_provider)
-    key = (str(mode), id(meter_provider), id(tracer_provider), bool(report))
+    key = (str(mode), id(meter_provider), id(tracer_provider))
     with _lock:
+        started = _start_report() if report else []
         recorder = _recorders.get(key)
         if recorder is None:
             recorder = _build(str(mode), meter_provider, tracer_provider)
-            if report:  # the report sink is kept: the report outlives the sessions it describes
+            if _report_on:
                 recorder.add_sink(new_report_sink(recorder))
             _recorders[key] = recorder
+    _count_now(started)
     return recorder
+
+
+def report_recorder() -> Recorder:
+    """A recorder that feeds the report only (``poolscope run``'s: the program's own output and
+    telemetry stay as they are)."""
+    key = ("report", 0, 0)
+    with _lock:
+        started = _start_report()
+        recorder = _recorders.get(key)
+        if recorder is None:
+            recorder = Recorder()
+            recorder.config = "the report of poolscope run"
+            recorder.add_sink(new_report_sink(recorder))
+            _recorders[key] = recorder
+    _count_now(started)
+    return recorder
+
+
+def stop_report() -> None:
+    """Recorders made from now on no longer feed the report (those that do keep doing so). For
+    tests, which must not leak one test's report into the next test's counts."""
+    global _report_on
+    with _lock:
+        _report_on = False
+
+
+def _start_report() -> list[Recorder]:
+    # Under _lock. The report sink is kept (the report outlives the sessions it describes).
+    global _report_on
+    if _report_on:
+        return []
+    _report_on = True
+    recorders = list(_recorders.values())
+    for recorder in recorders:
+        recorder.add_sink(new_report_sink(recorder))
+    return recorders
+
+
+def _count_now(recorders: list[Recorder]) -> None:
+    # A recorder that just got the report's sink counts reuses from now on (outside _lock:
+    # starting pools takes their queues' locks).
+    for recorder in recorders:
+        recorder.should_count()
 
 
 def _build(mode: str, meter_provider: Any, tracer_provider: Any) -> Recorder:
     recorder = Recorder()
+    recorder.config = describe(mode, meter_provider, tracer_provider)
     if mode == "logging":
         recorder.add_sink(LoggingSink())
     else:
@@ -90,6 +141,19 @@ def _build(mode: str, meter_provider: Any, tracer_provider: Any) -> Recorder:
         recorder.add_sink(SpanSink(tracer_provider))
         recorder.providers = (meter_provider, tracer_provider)  # kept alive: ids are the key
     return recorder
+
+
+def describe(mode: str, meter_provider: Any, tracer_provider: Any) -> str:
+    """Options in words, for errors that name two configurations."""
+    if mode == "logging":
+        return "mode='logging'"
+
+    def name(provider: Any, kind: str) -> str:
+        if provider is None:
+            return f"the global {kind} provider"
+        return f"{type(provider).__name__} at {id(provider):#x}"
+
+    return f"mode='otel' with {name(meter_provider, 'meter')} and {name(tracer_provider, 'tracer')}"
 
 
 def _lookup(mode: str, meter_provider: Any, tracer_provider: Any) -> Recorder:

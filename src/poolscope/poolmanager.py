@@ -63,8 +63,9 @@ def instrument_pool_manager(
     current = manager_recorder(pm)
     if current is not None and current is not recorder:
         raise ValueError(
-            "This PoolManager is already instrumented with other options; call "
-            "poolscope.uninstrument_pool_manager() on it first to change how it reports."
+            f"This PoolManager is already instrumented with other options ({current.config}, "
+            f"not {recorder.config}); call poolscope.uninstrument_pool_manager() on it first "
+            "to change how it reports."
         )
     attach_manager(pm, recorder)
     return pm

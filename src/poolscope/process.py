@@ -17,7 +17,7 @@ from typing import Any
 
 from urllib3.poolmanager import PoolManager
 
-from .config import get_recorder
+from .config import get_recorder, report_recorder
 from .core.errors import internal_error
 from .core.recorder import Recorder
 from .instrumentation.adopt import instrument_new_pools
@@ -28,11 +28,12 @@ _lock = threading.Lock()
 
 
 class _ProcessState:
-    __slots__ = ("managers", "original_init", "recorder", "stop_pools")
+    __slots__ = ("managers", "original_init", "recorder", "stop_pools", "yields")
 
-    def __init__(self, recorder: Recorder, original_init: Any) -> None:
+    def __init__(self, recorder: Recorder, original_init: Any, yields: bool) -> None:
         self.recorder = recorder
         self.original_init = original_init
+        self.yields = yields  # poolscope run's: the program's own instrument() takes over
         self.managers: weakref.WeakSet[Any] = weakref.WeakSet()
         self.stop_pools: Any = None  # undoes instrument_new_pools
 
@@ -59,18 +60,31 @@ def instrument(
         poolscope.instrument()
         requests.get("https://example.org/")  # reported
     """
-    global _state
     recorder = get_recorder(mode, meter_provider, tracer_provider, report)
+    _instrument(recorder, yields=False)
+
+
+def instrument_for_report() -> None:
+    """``poolscope run``'s instrumentation: every pool feeds the report and nothing else, and
+    the program's own :func:`instrument` call, whatever its options, takes over."""
+    _instrument(report_recorder(), yields=True)
+
+
+def _instrument(recorder: Recorder, *, yields: bool) -> None:
+    global _state
     with _lock:
         if _state is not None:
             if _state.recorder is recorder:
                 return
-            raise ValueError(
-                "poolscope is already instrumenting the process with other options; call "
-                "poolscope.uninstrument() first to change how it reports."
-            )
+            if not _state.yields:
+                raise ValueError(
+                    "poolscope is already instrumenting the process with other options "
+                    f"({_state.recorder.config}, not {recorder.config}); call "
+                    "poolscope.uninstrument() first to change how it reports."
+                )
+            _uninstrument_locked()
         original_init = PoolManager.__dict__["__init__"]
-        state = _ProcessState(recorder, original_init)
+        state = _ProcessState(recorder, original_init, yields)
 
         @functools.wraps(original_init)
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -78,7 +92,7 @@ def instrument(
             # InstrumentedPoolManager attaches itself, with the options it was given.
             if not isinstance(self, InstrumentedPoolManager):
                 try:
-                    attach_manager(self, state.recorder)
+                    attach_manager(self, state.recorder, implicit=True)
                     state.managers.add(self)
                 except Exception:
                     internal_error("global instrumentation")
@@ -91,12 +105,16 @@ def instrument(
 def uninstrument() -> None:
     """Undo :func:`instrument`: urllib3's own ``PoolManager.__init__`` is put back, and every
     manager it instrumented is given back as it was. A no-op when not instrumenting."""
-    global _state
     with _lock:
-        state, _state = _state, None
-        if state is None:
-            return
-        PoolManager.__init__ = state.original_init  # type: ignore[method-assign]
-        state.stop_pools()
-        for pm in list(state.managers):
-            detach_manager(pm)
+        _uninstrument_locked()
+
+
+def _uninstrument_locked() -> None:
+    global _state
+    state, _state = _state, None
+    if state is None:
+        return
+    PoolManager.__init__ = state.original_init  # type: ignore[method-assign]
+    state.stop_pools()
+    for pm in list(state.managers):
+        detach_manager(pm, implicit_only=True)  # a session instrumented since keeps its own

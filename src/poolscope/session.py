@@ -85,7 +85,8 @@ def instrument_session(
         state: _SessionState | None = getattr(session, "_poolscope", None)
         if state is not None and state.recorder is not recorder:
             raise ValueError(
-                "This session is already instrumented with other options; call "
+                "This session is already instrumented with other options "
+                f"({state.recorder.config}, not {recorder.config}); call "
                 "poolscope.uninstrument_session(session) first to change how it reports."
             )
         adapters = list({id(a): a for a in session.adapters.values()}.items())
@@ -96,8 +97,9 @@ def instrument_session(
                     if other is not None and other is not recorder:
                         raise ValueError(
                             f"The adapter mounted at {_prefix(session, adapter)!r} already "
-                            "reports elsewhere (it is shared with a session instrumented with "
-                            "other options); uninstrument that session first."
+                            f"reports with other options ({other.config}, not "
+                            f"{recorder.config}): it is shared with another session or was "
+                            "instrumented on its own; uninstrument that session first."
                         )
         if state is None:
             state = _SessionState(recorder)

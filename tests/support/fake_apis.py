@@ -110,11 +110,13 @@ class _UnixHandler(_Handler):
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 64  # all the threads connect at once: a unix socket refuses beyond it
     fake: FakeAPI
 
 
 class _TCPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64
     fake: FakeAPI
 
 

@@ -33,6 +33,7 @@ class Recorder:
         self._stats: dict[PoolKey, PoolStats] = {}
         self._lock = threading.Lock()  # guards creation of PoolStats
         self.providers: tuple[Any, ...] = ()  # the OpenTelemetry providers it reports to
+        self.config = ""  # its options in words, for errors that name two configurations
 
     def add_sink(self, sink: Sink) -> None:
         self.sinks.add(sink)

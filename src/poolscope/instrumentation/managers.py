@@ -35,6 +35,7 @@ class ManagerState:
 
     __slots__ = (
         "id",
+        "implicit",
         "instrumented_classes",
         "library",
         "original_dispose",
@@ -43,9 +44,12 @@ class ManagerState:
         "recorder",
     )
 
-    def __init__(self, recorder: Recorder, pm: Any, library: str) -> None:
+    def __init__(self, recorder: Recorder, pm: Any, library: str, implicit: bool) -> None:
         self.id = next(manager_ids)
         self.recorder = recorder
+        # Instrumented by process-wide instrumentation, not by a call naming this manager (or
+        # its session): a later call that does name it, with other options, takes it over.
+        self.implicit = implicit
         self.library = library  # which library built it: its pools say the same
         self.original_pool_classes: dict[str, type[Any]] = pm.pool_classes_by_scheme
         self.instrumented_classes = _instrumented_classes(self.original_pool_classes, recorder)
@@ -53,12 +57,21 @@ class ManagerState:
         self.pools: weakref.WeakSet[Any] = weakref.WeakSet()  # every pool it made, evicted too
 
 
-def attach_manager(pm: Any, recorder: Recorder, library: str | None = None) -> None:
+def attach_manager(
+    pm: Any, recorder: Recorder, library: str | None = None, *, implicit: bool = False
+) -> None:
     """Instrument a PoolManager (or ProxyManager) in place, with the pools it already has.
-    ``library``: which library built it, when the caller knows (else found from the stack)."""
-    if getattr(pm, "_poolscope", None) is not None:
-        return
-    state = ManagerState(recorder, pm, library or building_library())
+    ``library``: which library built it, when the caller knows (else found from the stack).
+    ``implicit``: by process-wide instrumentation. An explicit call takes over a manager
+    instrumented implicitly with other options; callers refuse explicit conflicts first."""
+    current: ManagerState | None = getattr(pm, "_poolscope", None)
+    if current is not None:
+        if current.recorder is recorder or implicit or not current.implicit:
+            current.implicit = current.implicit and implicit
+            return
+        library = library or current.library
+        detach_manager(pm)
+    state = ManagerState(recorder, pm, library or building_library(), implicit)
     pm._poolscope = state
     # PoolManager.__init__ stores urllib3's module-level dict itself: rebind, never mutate.
     pm.pool_classes_by_scheme = state.instrumented_classes
@@ -134,10 +147,11 @@ def _dispose_hook(pm: Any, state: ManagerState) -> Callable[[Any], None]:
     return pool_disposed
 
 
-def detach_manager(pm: Any) -> None:
-    """Give a PoolManager back its own pool classes and dispose function; a no-op if not ours."""
+def detach_manager(pm: Any, *, implicit_only: bool = False) -> None:
+    """Give a PoolManager back its own pool classes and dispose function; a no-op if not ours
+    (or, with ``implicit_only``, if an explicit call instrumented it)."""
     state: ManagerState | None = getattr(pm, "_poolscope", None)
-    if state is None:
+    if state is None or (implicit_only and not state.implicit):
         return
     del pm._poolscope
     with pm.pools.lock:
@@ -150,5 +164,6 @@ def detach_manager(pm: Any) -> None:
 
 
 def manager_recorder(pm: Any) -> Recorder | None:
+    """The recorder an explicit call made this manager report to (None: none did)."""
     state = getattr(pm, "_poolscope", None)
-    return state.recorder if state is not None else None
+    return state.recorder if state is not None and not state.implicit else None

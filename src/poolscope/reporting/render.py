@@ -29,9 +29,13 @@ def _manager(manager: int | None) -> str:
 
 
 def text(
-    pools: Sequence[PoolSummary], managers: Sequence[ManagerSummary], advice: Sequence[Advice]
+    pools: Sequence[PoolSummary],
+    managers: Sequence[ManagerSummary],
+    advice: Sequence[Advice],
+    processes: int = 1,
 ) -> str:
-    lines = [f"poolscope report: {len(pools)} pool(s)"]
+    across = f" across {processes} processes" if processes > 1 else ""
+    lines = [f"poolscope report: {len(pools)} pool(s){across}"]
     header = (
         f"{'pool':<34} {'mgr':>3} {'reqs':>6} {'new':>5} {'reused':>6} {'reuse':>6} "
         f"{'drop':>4} {'disc':>4} {'evict':>5} {'wait':>4} {'conn ms p50/p99':>15} "
@@ -47,6 +51,11 @@ def text(
             f"{p.waits:>4} {connect:>15} {_ms(p.idle_time_s, 'p50'):>11} "
             f"{p.peak_in_use:>3}/{p.pool_maxsize:<4}"
         )
+        for share in p.processes:
+            lines.append(
+                f"{'':<4}pid {share.pid:<10} {share.requests:>27} {share.created:>5} "
+                f"{share.reused:>6}"
+            )
         if p.failed:
             failed = ", ".join(f"{n} {t}" for t, n in sorted(p.failed.items()))
             lines.append(f"{'':<34}     failed to connect: {failed}")

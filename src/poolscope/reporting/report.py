@@ -1,7 +1,8 @@
 """The report: every pool poolscope saw in this process, and what to change.
 
-:func:`build_report` reads each report sink's per-pool records and its recorder's counts and
-turns them into a :class:`Report` (plain frozen dataclasses, with the advice of
+:func:`build_report` reads what this process's report sinks and recorders saw
+(:mod:`.seen`), :func:`report_from` what several processes saw, and each turns it into a
+:class:`Report` (plain frozen dataclasses, with the advice of
 :mod:`.advice`) that renders as text, JSON or a self-contained HTML timeline.
 """
 
@@ -13,11 +14,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..core.events import PoolKey
-from ..core.stats import PoolStats
 from .advice import Evidence, advise
-from .records import PoolRecord, Samples, all_sinks, by_manager
+from .records import PoolRecord, Samples, by_manager
 from .render import html, text
-from .summaries import Advice, Connection, ManagerSummary, PoolSummary
+from .seen import Seen, combined, gather
+from .summaries import Advice, Connection, ManagerSummary, PoolSummary, ProcessShare
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Report:
     pools: tuple[PoolSummary, ...]
     advice: tuple[Advice, ...]
     managers: tuple[ManagerSummary, ...] = ()
+    processes: int = 1  # Python processes whose pools it gathers (poolscope run follows children)
 
     @property
     def healthy(self) -> bool:
@@ -38,7 +40,7 @@ class Report:
         return asdict(self)
 
     def render_text(self) -> str:
-        return text(self.pools, self.managers, self.advice)
+        return text(self.pools, self.managers, self.advice, self.processes)
 
     def render_html(self) -> str:
         return html(self.started, self.ended, self.pools, self.advice)
@@ -53,7 +55,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": cuts[49], "p90": cuts[89], "p99": cuts[98], "max": max(values)}
 
 
-def _summarize(ev: Evidence) -> PoolSummary:
+def _summarize(ev: Evidence, shares: tuple[ProcessShare, ...]) -> PoolSummary:
     stats, key = ev.stats, ev.stats.key
     requests = stats.created + stats.reused
     managers = {r.manager_id for r in ev.records}
@@ -88,44 +90,65 @@ def _summarize(ev: Evidence) -> PoolSummary:
         idle_time_s=_percentiles(ev.samples.idle_times),
         connections=lanes,
         library=ev.library.name,
+        processes=shares,
     )
 
 
 def build_report(*, final: bool = False) -> Report:
-    """The report of every recorder that collects one; ``final`` at exit, when connections
-    still checked out can only be responses nobody read or closed."""
-    records: list[PoolRecord] = []
-    started = time.time()
-    stats: dict[PoolKey, list[PoolStats]] = {}
-    samples: dict[PoolKey, Samples] = {}
-    for sink in all_sinks():
-        records += sink.records()
-        started = min(started, sink.started)
-        for key, part in sink.samples_snapshot().items():
-            into = samples.setdefault(key, Samples())
-            into.connect_times += part.connect_times
-            into.idle_times += part.idle_times
-            into.drop_idle_times += part.drop_idle_times
-            into.drops_seen += part.drops_seen
-        for one in sink.recorder.all_stats():
-            stats.setdefault(one.key, []).append(one)
-    records.sort(key=lambda r: r.pool_id)
-    evidence = []
-    for key in sorted(stats, key=lambda k: (k.origin, k.proxy or "")):
-        total = combined(key, stats[key])
+    """The report of what this process saw; ``final`` at exit, when connections still checked
+    out can only be responses nobody read or closed."""
+    return report_from([gather()], final=final)
+
+
+def report_from(parts: list[Seen], *, final: bool = False) -> Report:
+    """One report from what one or several processes saw (``poolscope run`` follows a
+    program's Python children): pools merged per key, each process's share one level down."""
+    if len(parts) > 1:
+        parts = _distinct_ids(parts)
+    keys = sorted({k for p in parts for k in p.stats}, key=lambda k: (k.origin, k.proxy or ""))
+    records = sorted((r for p in parts for r in p.records), key=lambda r: r.pool_id)
+    evidence, shares = [], []
+    for key in keys:
+        total = combined(key, [p.stats[key] for p in parts if key in p.stats])
         if not (total.created or total.reused or total.failed or total.waits or total.evictions):
             continue  # a pool that was made and never used
-        evidence.append(
-            Evidence(
-                total,
-                samples.get(key) or Samples(),
-                [r for r in records if r.key == key],
-                total.in_use if final else 0,
-            )
-        )
-    pools = tuple(_summarize(ev) for ev in evidence)
+        samples = Samples()
+        for p in parts:
+            part = p.samples.get(key)
+            if part is not None:
+                samples.connect_times += part.connect_times
+                samples.idle_times += part.idle_times
+                samples.drop_idle_times += part.drop_idle_times
+                samples.drops_seen += part.drops_seen
+        active = total.in_use if final else 0
+        evidence.append(Evidence(total, samples, [r for r in records if r.key == key], active))
+        shares.append(_shares(key, parts) if len(parts) > 1 else ())
+    pools = tuple(_summarize(ev, share) for ev, share in zip(evidence, shares, strict=True))
     advice = advise(evidence) if evidence else [NOTHING_SEEN]
-    return Report(started, time.time(), pools, tuple(advice), _managers(records))
+    started = min((p.started for p in parts), default=time.time())
+    return Report(started, time.time(), pools, tuple(advice), _managers(records), len(parts))
+
+
+def _shares(key: PoolKey, parts: list[Seen]) -> tuple[ProcessShare, ...]:
+    shares = []
+    for p in parts:
+        stats = p.stats.get(key)
+        if stats is not None and stats.created + stats.reused:
+            requests = stats.created + stats.reused
+            shares.append(ProcessShare(p.pid, requests, stats.created, stats.reused))
+    return tuple(shares)
+
+
+def _distinct_ids(parts: list[Seen]) -> list[Seen]:
+    # Pool and manager ids count from 1 in each process: number them anew across processes.
+    pool_ids: dict[tuple[int, int], int] = {}
+    manager_ids: dict[tuple[int, int], int] = {}
+    for n, part in enumerate(parts):
+        for rec in part.records:
+            rec.pool_id = pool_ids.setdefault((n, rec.pool_id), len(pool_ids) + 1)
+            if rec.manager_id:
+                rec.manager_id = manager_ids.setdefault((n, rec.manager_id), len(manager_ids) + 1)
+    return parts
 
 
 # Nothing seen is not healthy: a run that made requests poolscope could not see must say so.
@@ -140,40 +163,6 @@ NOTHING_SEEN = Advice(
     ),
     waste=0,
 )
-
-
-def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
-    """One key's counts across recorders (several report to the report when configured
-    differently), as a snapshot that stays still while the report is built."""
-    total = PoolStats(key)
-    for part in parts:
-        for name in _SUMMED:
-            setattr(total, name, getattr(total, name) + getattr(part, name))
-        for name in _HIGHEST:
-            setattr(total, name, max(getattr(total, name), getattr(part, name)))
-        for name in ("failed", "retries"):
-            into: dict[str, int] = getattr(total, name)
-            for etype, count in list(getattr(part, name).items()):
-                into[etype] = into.get(etype, 0) + count
-    return total
-
-
-_SUMMED = (
-    "created",
-    "reused",
-    "dropped",
-    "discarded",
-    "closed",
-    "server_closed",
-    "unreturned",
-    "evictions",
-    "waits",
-    "wait_timeouts",
-    "waiting",
-    "open",
-    "idle",
-)
-_HIGHEST = ("peak_in_use", "peak_waiting", "max_wait", "maxsize")
 
 
 def _managers(records: list[PoolRecord]) -> tuple[ManagerSummary, ...]:

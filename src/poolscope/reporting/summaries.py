@@ -18,6 +18,16 @@ class Connection:
 
 
 @dataclass(frozen=True)
+class ProcessShare:
+    """One process's part of a pool key's requests (``poolscope run`` follows children)."""
+
+    pid: int
+    requests: int
+    created: int
+    reused: int
+
+
+@dataclass(frozen=True)
 class PoolSummary:
     """What the pools of one (scheme, host, port) did, however many pool objects served it.
 
@@ -51,6 +61,7 @@ class PoolSummary:
     idle_time_s: dict[str, float]
     connections: tuple[Connection, ...] = field(repr=False)
     library: str = "urllib3"  # which library built its pools (requests, botocore, ...)
+    processes: tuple[ProcessShare, ...] = ()  # each process's part, when several took part
 
 
 @dataclass(frozen=True)

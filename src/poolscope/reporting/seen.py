@@ -1,0 +1,172 @@
+"""What one process saw, for the report: gathered from its recorders and report sinks, written
+as JSON by each process of a ``poolscope run`` and read back by the parent, which merges them.
+
+A forked child starts with its parent's counts; :func:`since` takes out what it had at the fork,
+so each process's part holds only its own work.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.events import PoolKey
+from ..core.stats import PoolStats
+from .records import Lane, PoolRecord, Samples, all_sinks
+
+# PoolStats' fields: counts that add up across processes and since a fork, and maxima.
+SUMMED = (
+    "created",
+    "reused",
+    "dropped",
+    "discarded",
+    "closed",
+    "server_closed",
+    "unreturned",
+    "evictions",
+    "waits",
+    "wait_timeouts",
+    "waiting",
+    "open",
+    "idle",
+)
+HIGHEST = ("peak_in_use", "peak_waiting", "max_wait", "maxsize")
+BY_ERROR = ("failed", "retries")
+
+
+@dataclass
+class Seen:
+    """One process's counts per pool key, its samples, and its pool objects."""
+
+    pid: int
+    started: float
+    stats: dict[PoolKey, PoolStats] = field(default_factory=dict)
+    samples: dict[PoolKey, Samples] = field(default_factory=dict)
+    records: list[PoolRecord] = field(default_factory=list)
+
+
+def gather() -> Seen:
+    """What this process's report sinks and their recorders saw so far."""
+    seen = Seen(os.getpid(), time.time())
+    parts: dict[PoolKey, list[PoolStats]] = {}
+    for sink in all_sinks():
+        seen.records += sink.records()
+        seen.started = min(seen.started, sink.started)
+        for key, part in sink.samples_snapshot().items():
+            into = seen.samples.setdefault(key, Samples())
+            into.connect_times += part.connect_times
+            into.idle_times += part.idle_times
+            into.drop_idle_times += part.drop_idle_times
+            into.drops_seen += part.drops_seen
+        for one in sink.recorder.all_stats():
+            parts.setdefault(one.key, []).append(one)
+    seen.stats = {key: combined(key, stats) for key, stats in parts.items()}
+    seen.records.sort(key=lambda r: r.pool_id)
+    return seen
+
+
+def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
+    """One key's counts across recorders or processes, as a snapshot that stays still."""
+    total = PoolStats(key)
+    for part in parts:
+        for name in SUMMED:
+            setattr(total, name, getattr(total, name) + getattr(part, name))
+        for name in HIGHEST:
+            setattr(total, name, max(getattr(total, name), getattr(part, name)))
+        for name in BY_ERROR:
+            into: dict[str, int] = getattr(total, name)
+            for etype, count in list(getattr(part, name).items()):
+                into[etype] = into.get(etype, 0) + count
+    return total
+
+
+def since(now: Seen, before: Seen) -> Seen:
+    """``now`` without the counts ``before`` had (a forked child's, taken at the fork)."""
+    stats = {}
+    for key, total in now.stats.items():
+        old = before.stats.get(key)
+        if old is None:
+            stats[key] = total
+            continue
+        own = PoolStats(key)
+        for name in SUMMED:
+            setattr(own, name, getattr(total, name) - getattr(old, name))
+        for name in HIGHEST:  # maxima cannot be split: the child's own are at most these
+            setattr(own, name, getattr(total, name))
+        for name in BY_ERROR:
+            old_counts: dict[str, int] = getattr(old, name)
+            diff = {e: n - old_counts.get(e, 0) for e, n in getattr(total, name).items()}
+            setattr(own, name, {e: n for e, n in diff.items() if n})
+        stats[key] = own
+    return Seen(now.pid, max(now.started, before.started), stats, now.samples, now.records)
+
+
+def to_json(seen: Seen) -> dict[str, Any]:
+    return {
+        "pid": seen.pid,
+        "started": seen.started,
+        "stats": [
+            {
+                "key": list(key),
+                **{name: getattr(stats, name) for name in (*SUMMED, *HIGHEST, *BY_ERROR)},
+            }
+            for key, stats in seen.stats.items()
+        ],
+        "samples": [
+            {
+                "key": list(key),
+                "connect": s.connect_times,
+                "idle": s.idle_times,
+                "drop": s.drop_idle_times,
+                "drops_seen": s.drops_seen,
+            }
+            for key, s in seen.samples.items()
+        ],
+        "records": [
+            {
+                "key": list(r.key),
+                "pool_id": r.pool_id,
+                "manager_id": r.manager_id,
+                "library": r.library,
+                "maxsize": r.maxsize,
+                "num_pools": r.num_pools,
+                "evicted": r.evicted,
+                "lanes": [
+                    [lane.id, lane.opened, lane.closed, lane.reason, lane.requests, lane.uses]
+                    for lane in list(r.lanes.values())
+                ],
+            }
+            for r in seen.records
+        ],
+    }
+
+
+def from_json(data: dict[str, Any]) -> Seen:
+    seen = Seen(int(data["pid"]), float(data["started"]))
+    for item in data["stats"]:
+        key = PoolKey(*item["key"])
+        stats = seen.stats[key] = PoolStats(key)
+        for name in (*SUMMED, *HIGHEST, *BY_ERROR):
+            setattr(stats, name, item[name])
+    for item in data["samples"]:
+        samples = seen.samples[PoolKey(*item["key"])] = Samples()
+        samples.connect_times = item["connect"]
+        samples.idle_times = item["idle"]
+        samples.drop_idle_times = item["drop"]
+        samples.drops_seen = item["drops_seen"]
+    for item in data["records"]:
+        rec = PoolRecord(
+            PoolKey(*item["key"]), item["pool_id"], item["manager_id"], item["library"]
+        )
+        rec.maxsize, rec.num_pools, rec.evicted = (
+            item["maxsize"],
+            item["num_pools"],
+            item["evicted"],
+        )
+        for conn_id, opened, closed, reason, requests, uses in item["lanes"]:
+            lane = rec.lanes[conn_id] = Lane(conn_id, opened)
+            lane.closed, lane.reason, lane.requests, lane.uses = closed, reason, requests, uses
+        seen.records.append(rec)
+    return seen
