@@ -57,6 +57,8 @@ together(s, A + "/slow", 3)
 
 
 def run(script: pathlib.Path, *servers: LoopbackServer, fmt: str = "json") -> tuple[int, str]:
+    written = script.with_suffix(".report")
+    written.unlink(missing_ok=True)
     out = subprocess.run(
         [
             sys.executable,
@@ -65,6 +67,8 @@ def run(script: pathlib.Path, *servers: LoopbackServer, fmt: str = "json") -> tu
             "run",
             "--format",
             fmt,
+            "-o",
+            str(written),
             "--",
             sys.executable,
             str(script),
@@ -74,7 +78,7 @@ def run(script: pathlib.Path, *servers: LoopbackServer, fmt: str = "json") -> tu
         text=True,
         timeout=120,
     )
-    return out.returncode, out.stdout
+    return out.returncode, written.read_text() if written.exists() else out.stderr
 
 
 def report_of(tmp_path: pathlib.Path, body: str, *servers: LoopbackServer) -> dict[str, Any]:
@@ -183,10 +187,10 @@ def test_run_prints_the_report_however_the_program_ends(
 ) -> None:
     script = tmp_path / "app.py"
     script.write_text(PRELUDE + "s = requests.Session()\ns.get(A)\ns.get(A)\n" + ending + "\n")
-    status, stdout = run(script, *hosts, fmt="text")
+    status, text = run(script, *hosts, fmt="text")
     assert status == code
-    assert stdout.startswith("poolscope report: 1 pool(s)")
-    assert "No problems found: 2 request(s), 50% on reused connections." in stdout
+    assert text.startswith("poolscope report: 1 pool(s)")
+    assert "No problems found: 2 request(s), 50% on reused connections." in text
 
 
 def test_run_needs_a_command() -> None:

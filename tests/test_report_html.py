@@ -66,6 +66,8 @@ def test_html_timeline_renders_one_lane_per_connection(
                 "json",
                 "--html",
                 str(page),
+                "-o",
+                str(tmp_path / "report.json"),
                 "--",
                 sys.executable,
                 str(script),
@@ -76,7 +78,8 @@ def test_html_timeline_renders_one_lane_per_connection(
             timeout=120,
         )
     assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    assert out.stdout == "" and out.stderr == ""  # the report went to the files asked for
+    report = json.loads((tmp_path / "report.json").read_text())
     (pool,) = report["pools"]
     connections = {c["id"] for c in pool["connections"]}
     assert len(connections) == pool["created"] == 4  # 3 rounds, 2 discards, 1 Connection: close

@@ -161,16 +161,17 @@ def _run(tmp_path: pathlib.Path, sdk: SDK, size: int) -> tuple[dict[str, Any], F
     # pool that blocks: each answer comes late, so the requests beyond its size wait.
     pace: dict[str, Any] = {"delay": 0.3} if sdk.blocks else {"together": THREADS}
     with FakeAPI(sdk.app(), unix_path=unix_path, **pace) as api:
-        run = [sys.executable, "-m", "poolscope", "run", "--format", "json", "--"]
+        written = tmp_path / "report.json"
+        run = [sys.executable, "-m", "poolscope", "run", "--format", "json", "-o", str(written)]
         out = subprocess.run(
-            [*run, sys.executable, str(script), api.url, str(size)],
+            [*run, "--", sys.executable, str(script), api.url, str(size)],
             capture_output=True,
             text=True,
             timeout=120,
             env=_env(),
         )
     assert out.returncode == 0, out.stderr
-    report: dict[str, Any] = json.loads(out.stdout[out.stdout.index("{") :])
+    report: dict[str, Any] = json.loads(written.read_text())
     return report, api
 
 

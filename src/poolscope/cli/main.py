@@ -19,10 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     run = commands.add_parser(
         "run",
-        help="run a Python program with every pool instrumented and print a report at exit",
-        description="Example: poolscope run --html report.html -- python app.py --its-args",
+        help="run a Python program (and its Python children) with every pool instrumented, "
+        "and write a report at exit",
+        description="Example: poolscope run --html report.html -- python app.py --its-args. "
+        "The report goes to stderr unless -o names a file; the program's own output is left "
+        "as it is.",
     )
     run.add_argument("--format", choices=("text", "json"), default="text", help="report format")
+    run.add_argument(
+        "-o", "--output", metavar="FILE", help="write the report to FILE (default: stderr)"
+    )
     run.add_argument("--html", metavar="FILE", help="also write a timeline page to FILE")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
     args = parser.parse_args(argv)
@@ -32,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
-    return run_program(command, fmt=args.format, html=args.html)
+    return run_program(command, fmt=args.format, html=args.html, output=args.output)

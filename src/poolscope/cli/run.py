@@ -1,113 +1,167 @@
 """``poolscope run -- python app.py``: an unmodified program, instrumented, with a report at exit.
 
 The program runs as a child process whose ``PYTHONPATH`` starts with a folder holding a
-``sitecustomize`` module (as ``opentelemetry-instrument`` does it). That module calls
-:func:`bootstrap`, which instruments every urllib3 PoolManager the program makes and, at exit
-(normal, ``sys.exit`` or an uncaught exception), writes the report where the parent asked. The
-parent then prints it and exits with the program's own exit code.
+``sitecustomize`` module (as ``opentelemetry-instrument`` does it), which instruments every
+Python process of the program for the report (:mod:`.child`). Each writes what it saw into a
+folder of the run's; once the program has ended, this merges them into one report, writes it
+(on stderr, or into the files asked for) and exits with the program's own exit code. The
+program's own output, log records and telemetry are what they are without ``poolscope run``.
 """
 
 from __future__ import annotations
 
-import atexit
+import glob
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 
-from ..process import instrument
-from ..reporting.report import build_report, json_ready
-
-_ENV_OUTPUT = "POOLSCOPE_RUN_OUTPUT"
-_ENV_FORMAT = "POOLSCOPE_RUN_FORMAT"
-_ENV_HTML = "POOLSCOPE_RUN_HTML"
-_ENV_SITE = "POOLSCOPE_RUN_SITE"
-
-_SITECUSTOMIZE = '''\
-"""Written by poolscope run: instrument this process, then run the environment's own
-sitecustomize.py, if one is further along sys.path."""
-import importlib.util, os, sys
-
-try:
-    from poolscope.cli.run import bootstrap
-    bootstrap()
-finally:
-    _here = os.environ.pop("POOLSCOPE_RUN_SITE", "")
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-    for _dir in sys.path:
-        _next = os.path.join(_dir or ".", "sitecustomize.py")
-        if os.path.isfile(_next):
-            _spec = importlib.util.spec_from_file_location("_poolscope_next_sitecustomize", _next)
-            if _spec is not None and _spec.loader is not None:
-                _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
-            break
-'''
+from ..reporting.report import Report, json_ready, report_from
+from ..reporting.seen import Seen, from_json
+from .child import ENV_DIR, ENV_SITE, SITECUSTOMIZE
 
 
-def bootstrap() -> None:
-    """In the child: instrument every PoolManager and write the report at exit."""
-    output = os.environ.pop(_ENV_OUTPUT, None)
-    fmt = os.environ.pop(_ENV_FORMAT, "text")
-    html_path = os.environ.pop(_ENV_HTML, None)
-    if output is None:
-        return
-    instrument(mode="logging", report=True)
-    atexit.register(_write_report, output, fmt, html_path)
-
-
-def _write_report(output: str, fmt: str, html_path: str | None) -> None:
-    try:
-        report = build_report(final=True)
-        with open(output, "w", encoding="utf-8") as f:
-            if fmt == "json":
-                json.dump(json_ready(report), f, indent=2)
-                f.write("\n")
-            else:
-                f.write(report.render_text())
-        if html_path:
-            with open(html_path, "w", encoding="utf-8") as f:
-                f.write(report.render_html())
-    except Exception as exc:  # the program already ran; say why there is no report
-        print(f"poolscope: could not write the report: {exc!r}", file=sys.stderr)
-
-
-def run(command: list[str], *, fmt: str, html: str | None) -> int:
-    """In the parent: run ``command`` instrumented, print its report, return its exit code."""
+def run(command: list[str], *, fmt: str, html: str | None, output: str | None = None) -> int:
+    """Run ``command`` instrumented, write its report, return its exit code."""
     if not command:
-        print(
-            "poolscope run needs a command after '--', for example: poolscope run -- python app.py",
-            file=sys.stderr,
+        return _fail(
+            "poolscope run needs a command after '--', for example: poolscope run -- python app.py"
         )
-        return 2
+    for path in (output, html):
+        problem = _unwritable(path)
+        if problem:
+            return _fail(f"poolscope run: cannot write the report to {path!r}: {problem}.")
     with tempfile.TemporaryDirectory(prefix="poolscope-run-") as tmp:
         site = os.path.join(tmp, "site")
+        parts = os.path.join(tmp, "parts")
         os.mkdir(site)
+        os.mkdir(parts)
         with open(os.path.join(site, "sitecustomize.py"), "w", encoding="utf-8") as f:
-            f.write(_SITECUSTOMIZE)
-        output = os.path.join(tmp, "report")
+            f.write(SITECUSTOMIZE)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (site, env.get("PYTHONPATH")) if p)
-        env[_ENV_SITE] = os.path.abspath(site)
-        env[_ENV_OUTPUT] = output
-        env[_ENV_FORMAT] = fmt
-        if html:
-            env[_ENV_HTML] = os.path.abspath(html)
+        env[ENV_SITE] = os.path.abspath(site)
+        env[ENV_DIR] = parts
         try:
             code = subprocess.call(command, env=env)
         except FileNotFoundError:
-            print(f"poolscope run: no such program: {command[0]!r}.", file=sys.stderr)
-            return 127
+            return _fail(f"poolscope run: no such program: {command[0]!r}.", 127)
         except KeyboardInterrupt:
             code = 130
-        if os.path.exists(output):
-            with open(output, encoding="utf-8") as f:
-                sys.stdout.write(f.read())
-        else:
-            print(
-                "poolscope run: the program left no report (it is not a Python program, or it "
-                "ended with os._exit or a signal).",
-                file=sys.stderr,
-            )
-        sys.stdout.flush()
+        _explain_missing_poolscope(parts)
+        seen = _read(parts)
+        _explain_missing_parts(parts)
+    if not seen:
+        print(
+            "poolscope run: no Python process of the program reported (it is not a Python "
+            "program, or each of its processes was killed by a signal).",
+            file=sys.stderr,
+        )
         return code
+    report = report_from(seen, final=True)
+    _write(report, fmt, output, html)
+    return code
+
+
+def _read(folder: str) -> list[Seen]:
+    """What each process saw: the program's first process, and every other that used a pool
+    (multiprocessing's helper processes use none)."""
+    seen = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            part = json.load(f)
+        one = from_json(part["seen"])
+        if part["top"] or one.stats:
+            seen.append(one)
+    seen.sort(key=lambda s: s.started)  # the program's first process first
+    return seen
+
+
+def _explain_missing_parts(folder: str, wait: float = 2.0) -> None:
+    """Say how many of the program's Python processes ended without reporting: killed by a
+    signal (as ``multiprocessing.Pool.terminate()`` does to idle workers). Processes still
+    running (a helper that outlives the program briefly) get ``wait`` seconds to end."""
+    deadline = time.monotonic() + wait
+    while True:
+        started = {p[: -len(".started")] for p in os.listdir(folder) if p.endswith(".started")}
+        pending = {
+            pid for pid in started if not os.path.exists(os.path.join(folder, pid + ".json"))
+        }
+        running = {pid for pid in pending if _alive(int(pid))}
+        if not running or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    killed = len(pending - running)
+    if killed:
+        print(
+            f"poolscope run: {killed} Python process(es) of the program ended without reporting "
+            "(killed by a signal, as multiprocessing.Pool.terminate() and `with Pool(...)` do "
+            "to idle workers): the pools they used, if any, are missing from the report. "
+            "pool.close() and pool.join() let every worker end and report.",
+            file=sys.stderr,
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _explain_missing_poolscope(folder: str) -> None:
+    interpreters = {}
+    for path in glob.glob(os.path.join(folder, "*.error")):
+        with open(path, encoding="utf-8") as f:
+            interpreter, _, reason = f.read().partition("\n")
+        interpreters[interpreter] = reason.strip()
+    for interpreter, reason in sorted(interpreters.items()):
+        print(
+            f"poolscope run: {interpreter} could not import poolscope ({reason}), so its work "
+            "is not in the report. Run the program with the Python that has poolscope, for "
+            f"example: poolscope run -- {sys.executable} app.py; or install poolscope there: "
+            f"{interpreter} -m pip install poolscope.",
+            file=sys.stderr,
+        )
+
+
+def _write(report: Report, fmt: str, output: str | None, html: str | None) -> None:
+    if fmt == "json":
+        text = json.dumps(json_ready(report), indent=2) + "\n"
+    else:
+        text = report.render_text()
+    for path, content in ((output, text), (html, report.render_html() if html else "")):
+        if path is None:
+            continue
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(content)
+        except OSError as exc:
+            print(f"poolscope run: could not write {path!r}: {exc.strerror}.", file=sys.stderr)
+    if output is None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
+def _unwritable(path: str | None) -> str:
+    """Why the report cannot be written to ``path`` ("" if it can), asked before the run."""
+    if path is None:
+        return ""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"the folder {folder!r} does not exist"
+    if os.path.isdir(path):
+        return "it is a folder"
+    if not os.access(folder, os.W_OK):
+        return f"the folder {folder!r} is not writable"
+    return ""
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(message, file=sys.stderr)
+    return code

@@ -113,7 +113,9 @@ class ReportSink(Sink):
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder  # whose PoolStats the report reads
-        self._lock = threading.Lock()
+        # Reentrant: `poolscope run` writes the report from a SIGTERM handler, which may run
+        # while this thread is inside handle().
+        self._lock = threading.RLock()
         self.pools: dict[int, PoolRecord] = {}
         self.samples: dict[PoolKey, Samples] = {}
         self.started = time.time()
@@ -170,6 +172,13 @@ class ReportSink(Sink):
             rec.num_pools = event.num_pools
         return rec
 
+    def forget(self) -> None:
+        """Start afresh (a forked child: what it holds is its parent's)."""
+        with self._lock:
+            self.pools.clear()
+            self.samples.clear()
+            self.started = time.time()
+
     def records(self) -> list[PoolRecord]:
         with self._lock:
             return list(self.pools.values())
@@ -197,7 +206,7 @@ def by_manager(records: list[PoolRecord]) -> dict[int, list[PoolRecord]]:
 
 
 _sinks: list[ReportSink] = []
-_sinks_lock = threading.Lock()
+_sinks_lock = threading.RLock()  # reentrant, as ReportSink._lock
 
 
 def new_report_sink(recorder: Recorder) -> ReportSink:

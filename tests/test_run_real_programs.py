@@ -1,0 +1,269 @@
+"""`poolscope run` on programs shaped like real services: programs that instrument themselves,
+work spread over child processes, programs that log, and the ways a run can fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+import venv
+from typing import Any
+
+import pytest
+
+from poolscope.loopback import LoopbackServer
+
+RUN = [sys.executable, "-m", "poolscope", "run"]
+
+TELEMETRY = """
+import sys, requests, poolscope
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+reader = InMemoryMetricReader()
+provider = MeterProvider(metric_readers=[reader])
+URL = sys.argv[1]
+
+def created():
+    data = reader.get_metrics_data()
+    return sum(
+        point.value
+        for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+        if m.name == "urllib3.pool.connections.created" for point in m.data.data_points
+    )
+"""
+
+# Each program reports its own metrics to its own provider, makes two requests at once through a
+# pool of one (one connection discarded), prints what its own metrics counted, and exits 0.
+SELF_INSTRUMENTED = {
+    "instrument": """
+poolscope.instrument(meter_provider=provider)
+s = requests.Session(); s.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=1))
+""",
+    "instrument_session": """
+s = requests.Session(); s.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=1))
+poolscope.instrument_session(s, meter_provider=provider)
+""",
+    "instrument_pool_manager": """
+import urllib3
+pm = poolscope.instrument_pool_manager(urllib3.PoolManager(maxsize=1), meter_provider=provider)
+class S:  # the same calls, through urllib3
+    def get(self, url):
+        return pm.request("GET", url)
+s = S()
+""",
+    "InstrumentedHTTPAdapter": """
+s = requests.Session()
+s.mount("http://", poolscope.InstrumentedHTTPAdapter(pool_maxsize=1, meter_provider=provider))
+""",
+    "report_then_session": """
+poolscope.instrument(report=True)
+s = requests.Session(); s.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=1))
+poolscope.instrument_session(s, meter_provider=provider)
+""",
+}
+
+TWO_AT_ONCE = """
+import threading
+ts = [threading.Thread(target=s.get, args=(URL + "/together",)) for _ in range(2)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("own metrics: created", created())
+"""
+
+
+def _run(
+    tmp_path: pathlib.Path, script: str, *args: str, python: str = sys.executable
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
+    path = tmp_path / "app.py"
+    path.write_text(textwrap.dedent(script))
+    written = tmp_path / "report.json"
+    written.unlink(missing_ok=True)
+    out = subprocess.run(
+        [*RUN, "--format", "json", "-o", str(written), "--", python, str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+    )
+    report = json.loads(written.read_text()) if written.exists() else None
+    return out, report
+
+
+@pytest.mark.parametrize("way", list(SELF_INSTRUMENTED))
+def test_a_program_that_instruments_itself_runs_as_without_poolscope_run(
+    tmp_path: pathlib.Path, way: str
+) -> None:
+    with LoopbackServer("127.0.0.1", together=2) as server:
+        out, report = _run(tmp_path, TELEMETRY + SELF_INSTRUMENTED[way] + TWO_AT_ONCE, server.url)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "own metrics: created 2\n"  # its own telemetry, as exported without
+    assert report is not None
+    (pool,) = report["pools"]
+    assert (pool["created"], pool["discarded"]) == (2, 1) == (server.connections, 1)
+    (advice,) = report["advice"]
+    assert advice["rule"] == "pool_maxsize" and "maxsize=2" in advice["change"]
+
+
+def test_a_conflict_between_two_explicit_calls_names_both(tmp_path: pathlib.Path) -> None:
+    script = (
+        TELEMETRY
+        + """
+s = poolscope.instrument_session(requests.Session(), meter_provider=provider)
+try:
+    poolscope.instrument_session(s, mode="logging")
+except ValueError as exc:
+    print(exc)
+"""
+    )
+    out, _ = _run(tmp_path, script, "http://127.0.0.1:9")
+    assert out.returncode == 0, out.stderr
+    assert "(mode='otel' with MeterProvider at 0x" in out.stdout
+    assert "not mode='logging'); call poolscope.uninstrument_session(session) first" in out.stdout
+
+
+# A Pool is closed and joined (`with Pool()` terminates idle workers, which then cannot report;
+# test_killed_workers_are_counted_as_missing shows what the report says then).
+CHILDREN = {
+    "fork": "multiprocessing.get_context('fork').Pool(4)",
+    "spawn": "multiprocessing.get_context('spawn').Pool(4)",
+    "forkserver": "multiprocessing.get_context('forkserver').Pool(4)",
+    "executor": "concurrent.futures.ProcessPoolExecutor(4)",
+}
+
+
+@pytest.mark.parametrize("how", [*CHILDREN, "subprocess"])
+def test_work_in_child_processes_is_in_one_report(tmp_path: pathlib.Path, how: str) -> None:
+    (tmp_path / "work.py").write_text(
+        "import sys, requests\n"
+        "def get(url):\n"
+        "    return requests.get(url).status_code\n"
+        "if __name__ == '__main__':\n"
+        "    for _ in range(5):\n"
+        "        get(sys.argv[1])\n"
+    )
+    if how == "subprocess":
+        script = f"""
+import subprocess, sys
+for _ in range(4):
+    subprocess.run([sys.executable, {str(tmp_path / "work.py")!r}, sys.argv[1]], check=True)
+"""
+    else:
+        script = f"""
+import concurrent.futures, multiprocessing, sys
+sys.path.insert(0, {str(tmp_path)!r})
+from work import get
+if __name__ == "__main__":
+    workers = {CHILDREN[how]}
+    print(sorted(set(workers.map(get, [sys.argv[1]] * 20))))
+    if hasattr(workers, "join"):
+        workers.close()
+        workers.join()
+    else:
+        workers.shutdown()
+"""
+    with LoopbackServer("127.0.0.1") as server:
+        out, report = _run(tmp_path, script, server.url)
+    assert out.returncode == 0, out.stderr
+    assert report is not None, out.stderr
+    assert server.requests == server.connections == 20
+    (pool,) = report["pools"]
+    assert (pool["requests"], pool["created"]) == (20, 20)
+    assert report["processes"] >= 2
+    assert sum(share["requests"] for share in pool["processes"]) == 20
+    assert [a["rule"] for a in report["advice"]] == ["one_session"]
+
+
+def test_killed_workers_are_counted_as_missing(tmp_path: pathlib.Path) -> None:
+    script = """
+import os, signal, sys, requests
+pid = os.fork()
+if pid == 0:
+    requests.get(sys.argv[1])
+    os.kill(os.getpid(), signal.SIGKILL)
+os.waitpid(pid, 0)
+requests.get(sys.argv[1])
+"""
+    with LoopbackServer("127.0.0.1") as server:
+        out, report = _run(tmp_path, script, server.url)
+    assert out.returncode == 0, out.stderr
+    assert "1 Python process(es) of the program ended without reporting" in out.stderr
+    assert report is not None and report["pools"][0]["requests"] == 1  # the parent's only
+    assert server.requests == 2
+
+
+def test_a_program_that_logs_keeps_its_output(tmp_path: pathlib.Path) -> None:
+    script = """
+import logging, sys, threading, requests
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+log = logging.getLogger("app")
+s = requests.Session(); s.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=1))
+for _ in range(3):
+    ts = [threading.Thread(target=s.get, args=(sys.argv[1] + "/together",)) for _ in range(2)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    log.info("round done")
+print("done")
+"""
+    (tmp_path / "app.py").write_text(textwrap.dedent(script))
+    with LoopbackServer("127.0.0.1", together=2) as server:
+        bare = subprocess.run(
+            [sys.executable, str(tmp_path / "app.py"), server.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        out, report = _run(tmp_path, script, server.url)
+    assert (out.stdout, out.stderr) == (bare.stdout, bare.stderr)
+    assert "Connection pool is full" in bare.stderr  # urllib3's own warnings, in both
+    assert report is not None and report["pools"][0]["discarded"] == 3
+
+
+def test_a_child_interpreter_without_poolscope_is_named(tmp_path: pathlib.Path) -> None:
+    bare = tmp_path / "bare"
+    venv.create(bare, with_pip=False)
+    python = str(bare / "bin" / "python")
+    out, report = _run(tmp_path, "print('ran')\n", python=python)
+    assert out.returncode == 0
+    assert out.stdout == "ran\n"
+    assert f"poolscope run: {python} could not import poolscope" in out.stderr
+    assert f"poolscope run -- {sys.executable} app.py" in out.stderr
+    assert "Error in sitecustomize" not in out.stderr
+    assert report is None
+
+
+def test_an_output_path_that_cannot_be_written_fails_before_the_program_runs(
+    tmp_path: pathlib.Path,
+) -> None:
+    ran = tmp_path / "ran"
+    script = tmp_path / "app.py"
+    script.write_text(f"open({str(ran)!r}, 'w').close()\n")
+    missing = tmp_path / "no-such-folder" / "report.html"
+    out = subprocess.run(
+        [*RUN, "--html", str(missing), "--", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert str(missing) in out.stderr and "does not exist" in out.stderr
+    assert not ran.exists()
+
+
+def test_the_programs_exit_code_passes_through_with_children(tmp_path: pathlib.Path) -> None:
+    script = """
+import os, sys, requests
+pid = os.fork()
+if pid == 0:
+    requests.get(sys.argv[1])
+    os._exit(0)  # as multiprocessing's workers end: no atexit
+os.waitpid(pid, 0)
+sys.exit(7)
+"""
+    with LoopbackServer("127.0.0.1") as server:
+        out, report = _run(tmp_path, script, server.url)
+    assert out.returncode == 7
+    assert report is not None and report["processes"] == 2  # the program, and its child
+    assert report["pools"][0]["requests"] == server.requests == 1
