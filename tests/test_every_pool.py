@@ -26,6 +26,7 @@ from .support.fake_apis import FakeAPI, json_app
 from .support.metrics import Metrics
 from .support.proxy import Proxy
 
+POOLSCOPE_RUN = [sys.executable, "-m", "poolscope", "run"]
 CREATED = "urllib3.pool.connections.created"
 REUSED = "urllib3.pool.connections.reused"
 
@@ -433,3 +434,50 @@ def _run_report(script: pathlib.Path, *args: str) -> dict[str, Any]:
     assert out.returncode == 0, out.stderr
     report: dict[str, Any] = json.loads(written.read_text())
     return report
+
+
+def test_opentelemetry_instrument_under_poolscope_run_exports_and_reports(
+    server: LoopbackServer, tmp_path: pathlib.Path
+) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import sys, requests\ns = requests.Session()\nfor _ in range(3):\n    s.get(sys.argv[1])\n"
+    )
+    command = shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable))
+    assert command is not None
+    env = {
+        **os.environ,
+        "OTEL_METRICS_EXPORTER": "console",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+    }
+    written = tmp_path / "report.json"
+    program = [command, sys.executable, str(script), server.url]
+    out = subprocess.run(
+        [*POOLSCOPE_RUN, "--format", "json", "-o", str(written), "--", *program],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    values = _console_metric_values(out.stdout)  # exported as without poolscope run
+    assert (values[CREATED], values[REUSED]) == (1, 2)
+    (pool,) = json.loads(written.read_text())["pools"]
+    assert (pool["created"], pool["reused"]) == (1, 2) == (server.connections, 2)
+
+
+def test_report_true_then_a_session_with_its_own_provider_combine(
+    server: LoopbackServer, metrics: Metrics
+) -> None:
+    poolscope.instrument(report=True)
+    try:
+        s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+        for _ in range(3):
+            s.get(server.url)
+        assert metrics.value(metrics.collect(), REUSED) == 2  # its own provider
+        mine = [p for p in poolscope.report().pools if p.port == server.port]
+        assert [(p.created, p.reused) for p in mine] == [(1, 2)]  # and the report
+    finally:
+        poolscope.uninstrument()

@@ -16,7 +16,7 @@ from typing import Any
 
 from .core.recorder import Recorder
 from .instrumentation.pools import use_recorder_lookup
-from .reporting.records import new_report_sink
+from .reporting.records import ReportSink, new_report_sink
 from .sinks.logs import LoggingSink
 
 MODES: tuple[str, ...] = ("otel", "logging")
@@ -78,7 +78,7 @@ def get_recorder(
         if recorder is None:
             recorder = _build(str(mode), meter_provider, tracer_provider)
             if _report_on:
-                recorder.add_sink(new_report_sink(recorder))
+                _feed_report(recorder)
             _recorders[key] = recorder
     _count_now(started)
     return recorder
@@ -94,7 +94,7 @@ def report_recorder() -> Recorder:
         if recorder is None:
             recorder = Recorder()
             recorder.config = "the report of poolscope run"
-            recorder.add_sink(new_report_sink(recorder))
+            _feed_report(recorder)
             _recorders[key] = recorder
     _count_now(started)
     return recorder
@@ -116,8 +116,14 @@ def _start_report() -> list[Recorder]:
     _report_on = True
     recorders = list(_recorders.values())
     for recorder in recorders:
-        recorder.add_sink(new_report_sink(recorder))
+        _feed_report(recorder)
     return recorders
+
+
+def _feed_report(recorder: Recorder) -> None:
+    # One report sink a recorder, however often the report is started and stopped (tests).
+    if not any(isinstance(sink, ReportSink) for sink in recorder.sinks.all):
+        recorder.add_sink(new_report_sink(recorder))
 
 
 def _count_now(recorders: list[Recorder]) -> None:

@@ -23,7 +23,7 @@ import json
 import os
 import signal
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ..process import instrument_for_report
 from ..reporting.records import all_sinks
@@ -81,6 +81,7 @@ def bootstrap() -> None:
     atexit.register(write)
     os.register_at_fork(after_in_child=_forked)
     _wrap_os_exit()
+    _wrap_exec()
 
 
 def write() -> None:
@@ -144,3 +145,32 @@ def _wrap_os_exit() -> None:
 
     _exit._poolscope = True  # type: ignore[attr-defined]
     os._exit = _exit
+
+
+def _wrap_exec() -> None:
+    """A process that replaces itself (``opentelemetry-instrument python app.py`` does) keeps
+    poolscope's ``sitecustomize`` first on the new image's ``PYTHONPATH``, which then runs the
+    one put before it (opentelemetry's), and stays the program's first process if it was."""
+    for name in ("execv", "execve"):
+        original = getattr(os, name)
+        if getattr(original, "_poolscope", False):
+            continue
+
+        def exec_(*args: Any, _original: Any = original, _env: bool = name == "execve") -> Any:
+            try:
+                _before_exec(args[2] if _env else os.environ)
+            except Exception:
+                pass
+            return _original(*args)
+
+        exec_._poolscope = True  # type: ignore[attr-defined]
+        setattr(os, name, exec_)
+
+
+def _before_exec(env: Any) -> None:
+    site = os.environ.get(ENV_SITE, "")
+    paths = env.get("PYTHONPATH", "").split(os.pathsep)
+    rest = [p for p in paths if p and os.path.abspath(p) != site]
+    env["PYTHONPATH"] = os.pathsep.join([site, *rest])
+    if _Run.top:
+        env.pop(ENV_TOP, None)  # the new image is the program's first process, as this was

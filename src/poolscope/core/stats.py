@@ -82,3 +82,55 @@ def needed(peak_in_use: int, maxsize: int) -> int:
     and, at least, one more than ``maxsize`` (the discarded one was open beside ``maxsize``;
     the peak is not known when counting started late)."""
     return max(peak_in_use, maxsize + 1)
+
+
+# PoolStats' fields, by how they combine: counts add up across recorders and processes, and
+# since a moment (a fork, the report being asked for) are what came after; gauges (right now)
+# add up across recorders and processes; maxima are the largest.
+SUMMED = (
+    "created",
+    "reused",
+    "dropped",
+    "discarded",
+    "closed",
+    "server_closed",
+    "unreturned",
+    "evictions",
+    "waits",
+    "wait_timeouts",
+)
+GAUGES = ("waiting", "open", "idle")
+HIGHEST = ("peak_in_use", "peak_waiting", "max_wait", "maxsize")
+BY_ERROR = ("failed", "retries")
+
+
+def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
+    """One key's counts across recorders or processes, as a snapshot that stays still."""
+    total = PoolStats(key)
+    for part in parts:
+        for name in (*SUMMED, *GAUGES):
+            setattr(total, name, getattr(total, name) + getattr(part, name))
+        for name in HIGHEST:
+            setattr(total, name, max(getattr(total, name), getattr(part, name)))
+        for name in BY_ERROR:
+            into: dict[str, int] = getattr(total, name)
+            for etype, count in list(getattr(part, name).items()):
+                into[etype] = into.get(etype, 0) + count
+    return total
+
+
+def minus(now: PoolStats, before: PoolStats | None) -> PoolStats:
+    """The counts ``now`` has beyond ``before`` (what a recorder counted since a moment: a
+    fork, the report being asked for). Gauges and maxima are ``now``'s."""
+    if before is None:
+        return now
+    own = PoolStats(now.key)
+    for name in SUMMED:
+        setattr(own, name, getattr(now, name) - getattr(before, name))
+    for name in (*GAUGES, *HIGHEST):
+        setattr(own, name, getattr(now, name))
+    for name in BY_ERROR:
+        old: dict[str, int] = getattr(before, name)
+        diff = {e: n - old.get(e, 0) for e, n in list(getattr(now, name).items())}
+        setattr(own, name, {e: n for e, n in diff.items() if n})
+    return own

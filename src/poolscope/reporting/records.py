@@ -18,6 +18,7 @@ import time
 from ..core.events import CloseReason, EventKind, PoolEvent, PoolKey
 from ..core.recorder import Recorder
 from ..core.sink import Sink
+from ..core.stats import combined
 
 SAMPLES = 10_000  # connect/idle time samples kept per pool key (a reservoir beyond that)
 POOLS = 10_000  # pool objects kept per recorder; later ones only count (in PoolStats)
@@ -113,6 +114,8 @@ class ReportSink(Sink):
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder  # whose PoolStats the report reads
+        # Its counts when this sink was added: the report covers what came after.
+        self.baseline = {s.key: combined(s.key, [s]) for s in recorder.all_stats()}
         # Reentrant: `poolscope run` writes the report from a SIGTERM handler, which may run
         # while this thread is inside handle().
         self._lock = threading.RLock()

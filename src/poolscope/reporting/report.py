@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..core.events import PoolKey
+from ..core.stats import combined
 from .advice import Evidence, advise
 from .records import PoolRecord, Samples, by_manager
 from .render import html, text
-from .seen import Seen, combined, gather
+from .seen import Seen, gather
 from .summaries import Advice, Connection, ManagerSummary, PoolSummary, ProcessShare
 
 

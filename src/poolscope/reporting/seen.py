@@ -13,27 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.events import PoolKey
-from ..core.stats import PoolStats
+from ..core.stats import BY_ERROR, GAUGES, HIGHEST, SUMMED, PoolStats, combined, minus
 from .records import Lane, PoolRecord, Samples, all_sinks
-
-# PoolStats' fields: counts that add up across processes and since a fork, and maxima.
-SUMMED = (
-    "created",
-    "reused",
-    "dropped",
-    "discarded",
-    "closed",
-    "server_closed",
-    "unreturned",
-    "evictions",
-    "waits",
-    "wait_timeouts",
-    "waiting",
-    "open",
-    "idle",
-)
-HIGHEST = ("peak_in_use", "peak_waiting", "max_wait", "maxsize")
-BY_ERROR = ("failed", "retries")
 
 
 @dataclass
@@ -60,46 +41,16 @@ def gather() -> Seen:
             into.idle_times += part.idle_times
             into.drop_idle_times += part.drop_idle_times
             into.drops_seen += part.drops_seen
-        for one in sink.recorder.all_stats():
-            parts.setdefault(one.key, []).append(one)
+        for one in sink.recorder.all_stats():  # what it counted since the report began
+            parts.setdefault(one.key, []).append(minus(one, sink.baseline.get(one.key)))
     seen.stats = {key: combined(key, stats) for key, stats in parts.items()}
     seen.records.sort(key=lambda r: r.pool_id)
     return seen
 
 
-def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
-    """One key's counts across recorders or processes, as a snapshot that stays still."""
-    total = PoolStats(key)
-    for part in parts:
-        for name in SUMMED:
-            setattr(total, name, getattr(total, name) + getattr(part, name))
-        for name in HIGHEST:
-            setattr(total, name, max(getattr(total, name), getattr(part, name)))
-        for name in BY_ERROR:
-            into: dict[str, int] = getattr(total, name)
-            for etype, count in list(getattr(part, name).items()):
-                into[etype] = into.get(etype, 0) + count
-    return total
-
-
 def since(now: Seen, before: Seen) -> Seen:
     """``now`` without the counts ``before`` had (a forked child's, taken at the fork)."""
-    stats = {}
-    for key, total in now.stats.items():
-        old = before.stats.get(key)
-        if old is None:
-            stats[key] = total
-            continue
-        own = PoolStats(key)
-        for name in SUMMED:
-            setattr(own, name, getattr(total, name) - getattr(old, name))
-        for name in HIGHEST:  # maxima cannot be split: the child's own are at most these
-            setattr(own, name, getattr(total, name))
-        for name in BY_ERROR:
-            old_counts: dict[str, int] = getattr(old, name)
-            diff = {e: n - old_counts.get(e, 0) for e, n in getattr(total, name).items()}
-            setattr(own, name, {e: n for e, n in diff.items() if n})
-        stats[key] = own
+    stats = {key: minus(total, before.stats.get(key)) for key, total in now.stats.items()}
     return Seen(now.pid, max(now.started, before.started), stats, now.samples, now.records)
 
 
@@ -110,7 +61,7 @@ def to_json(seen: Seen) -> dict[str, Any]:
         "stats": [
             {
                 "key": list(key),
-                **{name: getattr(stats, name) for name in (*SUMMED, *HIGHEST, *BY_ERROR)},
+                **{name: getattr(stats, name) for name in (*SUMMED, *GAUGES, *HIGHEST, *BY_ERROR)},
             }
             for key, stats in seen.stats.items()
         ],
@@ -148,7 +99,7 @@ def from_json(data: dict[str, Any]) -> Seen:
     for item in data["stats"]:
         key = PoolKey(*item["key"])
         stats = seen.stats[key] = PoolStats(key)
-        for name in (*SUMMED, *HIGHEST, *BY_ERROR):
+        for name in (*SUMMED, *GAUGES, *HIGHEST, *BY_ERROR):
             setattr(stats, name, item[name])
     for item in data["samples"]:
         samples = seen.samples[PoolKey(*item["key"])] = Samples()
