@@ -232,15 +232,7 @@ def test_opentelemetry_instrument_turns_it_on_without_code(
         "    s.get(sys.argv[1])\n"
         "requests.get(sys.argv[1])\n"
     )
-    command = shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable))
-    assert command is not None
-    env = {
-        **os.environ,
-        "OTEL_METRICS_EXPORTER": "console",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_METRIC_EXPORT_INTERVAL": "600000",
-    }
+    command, env = _opentelemetry_instrument()
     out = subprocess.run(
         [command, sys.executable, str(script), server.url],
         capture_output=True,
@@ -253,6 +245,21 @@ def test_opentelemetry_instrument_turns_it_on_without_code(
     assert values[CREATED] == 2  # the Session's one, and requests.get()'s own
     assert values[REUSED] == 2
     assert server.connections == 2
+
+
+def _opentelemetry_instrument() -> tuple[str, dict[str, str]]:
+    """The opentelemetry-instrument command beside this Python, and an environment that makes
+    it print metrics to stdout at exit and export nothing else."""
+    command = shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable))
+    assert command is not None
+    env = {
+        **os.environ,
+        "OTEL_METRICS_EXPORTER": "console",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+    }
+    return command, env
 
 
 def _console_metric_values(text: str) -> dict[str, int]:
@@ -443,15 +450,7 @@ def test_opentelemetry_instrument_under_poolscope_run_exports_and_reports(
     script.write_text(
         "import sys, requests\ns = requests.Session()\nfor _ in range(3):\n    s.get(sys.argv[1])\n"
     )
-    command = shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable))
-    assert command is not None
-    env = {
-        **os.environ,
-        "OTEL_METRICS_EXPORTER": "console",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_METRIC_EXPORT_INTERVAL": "600000",
-    }
+    command, env = _opentelemetry_instrument()
     written = tmp_path / "report.json"
     program = [command, sys.executable, str(script), server.url]
     out = subprocess.run(

@@ -132,30 +132,38 @@ class MetricsSink(Sink):
             meter.create_observable_counter(
                 name, callbacks=[self._counter_callback(field)], unit=unit, description=description
             )
-        meter.create_observable_counter(
-            "urllib3.pool.connections.failed",
-            callbacks=[self._observe_failed],
-            unit="{connection}",
-            description="Connection attempts that failed, by error.type.",
+        observed: Sequence[tuple[Any, str, Any, str, str]] = (
+            (
+                meter.create_observable_counter,
+                "urllib3.pool.connections.failed",
+                self._observe_failed,
+                "{connection}",
+                "Connection attempts that failed, by error.type.",
+            ),
+            (
+                meter.create_observable_counter,
+                "urllib3.pool.retries",
+                self._observe_retries,
+                "{request}",
+                "Requests urllib3 retried after a connection error, by error.type.",
+            ),
+            (
+                meter.create_observable_up_down_counter,
+                "http.client.open_connections",
+                self._observe_open,
+                "{connection}",
+                "Number of outbound HTTP connections that are currently active or idle.",
+            ),
+            (
+                meter.create_observable_up_down_counter,
+                "urllib3.pool.wait.pending",
+                self._observe_waiting,
+                "{request}",
+                "Requests waiting for a free connection right now (pool_block=True).",
+            ),
         )
-        meter.create_observable_counter(
-            "urllib3.pool.retries",
-            callbacks=[self._observe_retries],
-            unit="{request}",
-            description="Requests urllib3 retried after a connection error, by error.type.",
-        )
-        meter.create_observable_up_down_counter(
-            "http.client.open_connections",
-            callbacks=[self._observe_open],
-            unit="{connection}",
-            description="Number of outbound HTTP connections that are currently active or idle.",
-        )
-        meter.create_observable_up_down_counter(
-            "urllib3.pool.wait.pending",
-            callbacks=[self._observe_waiting],
-            unit="{request}",
-            description="Requests waiting for a free connection right now (pool_block=True).",
-        )
+        for create, name, callback, unit, description in observed:
+            create(name, callbacks=[callback], unit=unit, description=description)
 
     # -- events -----------------------------------------------------------------------------
 
