@@ -267,3 +267,46 @@ sys.exit(7)
     assert out.returncode == 7
     assert report is not None and report["processes"] == 2  # the program, and its child
     assert report["pools"][0]["requests"] == server.requests == 1
+
+
+def test_a_program_killed_by_a_signal_exits_as_the_shell_says(tmp_path: pathlib.Path) -> None:
+    out, report = _run(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    assert out.returncode == 128 + 15
+    assert "1 Python process(es) of the program ended without reporting" in out.stderr
+    assert report is None
+
+
+def test_the_programs_own_instrument_keeps_what_came_before_in_the_report(
+    tmp_path: pathlib.Path,
+) -> None:
+    script = """
+import sys, requests, poolscope
+s = requests.Session()
+s.get(sys.argv[1])
+poolscope.instrument(mode="logging")
+for _ in range(10):
+    s.get(sys.argv[1])
+requests.get(sys.argv[1])
+"""
+    with LoopbackServer("127.0.0.1") as server:
+        out, report = _run(tmp_path, script, server.url)
+    assert out.returncode == 0, out.stderr
+    assert report is not None
+    (pool,) = report["pools"]
+    assert (pool["requests"], pool["created"]) == (12, 2) == (server.requests, server.connections)
+
+
+def test_a_child_that_runs_another_program_is_not_counted_as_killed(
+    tmp_path: pathlib.Path,
+) -> None:
+    script = """
+import os, shutil
+pid = os.fork()
+if pid == 0:
+    os.execv(shutil.which("true"), ["true"])
+os.waitpid(pid, 0)
+"""
+    out, report = _run(tmp_path, script)
+    assert out.returncode == 0
+    assert out.stderr == ""
+    assert report is not None and report["processes"] == 1

@@ -82,7 +82,8 @@ def _instrument(recorder: Recorder, *, yields: bool) -> None:
                     f"({_state.recorder.config}, not {recorder.config}); call "
                     "poolscope.uninstrument() first to change how it reports."
                 )
-            _uninstrument_locked()
+            # poolscope run's: the managers and pools it instrumented keep feeding the report.
+            _uninstrument_locked(give_back=False)
         original_init = PoolManager.__dict__["__init__"]
         state = _ProcessState(recorder, original_init, yields)
 
@@ -109,12 +110,13 @@ def uninstrument() -> None:
         _uninstrument_locked()
 
 
-def _uninstrument_locked() -> None:
+def _uninstrument_locked(*, give_back: bool = True) -> None:
     global _state
     state, _state = _state, None
     if state is None:
         return
     PoolManager.__init__ = state.original_init  # type: ignore[method-assign]
-    state.stop_pools()
-    for pm in list(state.managers):
-        detach_manager(pm, implicit_only=True)  # a session instrumented since keeps its own
+    state.stop_pools(give_back)
+    if give_back:
+        for pm in list(state.managers):
+            detach_manager(pm, implicit_only=True)  # a session instrumented since keeps its own

@@ -23,10 +23,11 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any, NoReturn
 
 from ..process import instrument_for_report
-from ..reporting.records import all_sinks
+from ..reporting.records import all_sinks, renew_locks_after_fork
 from ..reporting.seen import Seen, gather, since, to_json
 
 ENV_DIR = "POOLSCOPE_RUN_DIR"  # where each process writes what it saw
@@ -79,7 +80,8 @@ def bootstrap() -> None:
     _started()
     instrument_for_report()
     atexit.register(write)
-    os.register_at_fork(after_in_child=_forked)
+    if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
+        os.register_at_fork(after_in_child=_forked)
     _wrap_os_exit()
     _wrap_exec()
 
@@ -90,14 +92,16 @@ def write() -> None:
     if _Run.written_by == pid or not _Run.directory:
         return
     _Run.written_by = pid
-    # A SIGTERM now (multiprocessing.Pool.terminate() races its workers' own exit) waits until
-    # the part is written, then ends the process as it would have.
+    # A SIGTERM sent now (multiprocessing.Pool.terminate() races its workers' own exit) waits
+    # until the part is written, then ends the process as it would have; in a process with
+    # other threads the system may hand it to one of those, which it does not delay.
     blocked = _block(signal.SIGTERM)
     try:
         seen = gather()
         if _Run.at_fork is not None:
             seen = since(seen, _Run.at_fork)
-        path = os.path.join(_Run.directory, f"{pid}.json")
+        # pid and time: a pid the system reuses, or an exec'd image, writes a part of its own
+        path = os.path.join(_Run.directory, f"{pid}-{time.time_ns()}.json")
         with open(path + ".part", "w", encoding="utf-8") as f:
             json.dump({"top": _Run.top, "seen": to_json(seen)}, f)
         os.replace(path + ".part", path)
@@ -126,6 +130,9 @@ def _started() -> None:
 
 
 def _forked() -> None:
+    # Another thread of the parent may have held the report's locks at the fork: the child has
+    # new ones before it takes any.
+    renew_locks_after_fork()
     _Run.top = False
     _Run.written_by = 0
     _started()
@@ -158,7 +165,12 @@ def _wrap_exec() -> None:
 
         def exec_(*args: Any, _original: Any = original, _env: bool = name == "execve") -> Any:
             try:
-                _before_exec(args[2] if _env else os.environ)
+                if _env:  # a copy: the caller's own dict stays as it was
+                    env = dict(args[2])
+                    _before_exec(env)
+                    args = (args[0], args[1], env)
+                else:
+                    _before_exec(os.environ)
             except Exception:
                 pass
             return _original(*args)
@@ -168,6 +180,10 @@ def _wrap_exec() -> None:
 
 
 def _before_exec(env: Any) -> None:
+    try:  # the new image, if Python, says it started again; if not, it never reports
+        os.unlink(os.path.join(_Run.directory, f"{os.getpid()}.started"))
+    except OSError:
+        pass
     site = os.environ.get(ENV_SITE, "")
     paths = env.get("PYTHONPATH", "").split(os.pathsep)
     rest = [p for p in paths if p and os.path.abspath(p) != site]

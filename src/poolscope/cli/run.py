@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,14 +46,14 @@ def run(command: list[str], *, fmt: str, html: str | None, output: str | None = 
         env[ENV_SITE] = os.path.abspath(site)
         env[ENV_DIR] = parts
         try:
-            code = subprocess.call(command, env=env)
+            code = _call(command, env)
         except FileNotFoundError:
             return _fail(f"poolscope run: no such program: {command[0]!r}.", 127)
-        except KeyboardInterrupt:
-            code = 130
+        except PermissionError:
+            return _fail(f"poolscope run: {command[0]!r} cannot be run (not executable).", 126)
         _explain_missing_poolscope(parts)
+        _explain_missing_parts(parts)  # after waiting for processes that outlive the program
         seen = _read(parts)
-        _explain_missing_parts(parts)
     if not seen:
         print(
             "poolscope run: no Python process of the program reported (it is not a Python "
@@ -65,6 +66,25 @@ def run(command: list[str], *, fmt: str, html: str | None, output: str | None = 
     return code
 
 
+def _call(command: list[str], env: dict[str, str]) -> int:
+    """Run the program to its end and return its exit code, the shell's way for a signal
+    (128 + its number). Ctrl-C reaches the program from the terminal, as SIGTERM sent here is
+    passed on: it ends, or not, as it would alone, and this waits for it either way."""
+    child = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, frame: object) -> None:
+        if signum != signal.SIGINT:  # the terminal sends SIGINT to the program itself
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code
+
+
 def _read(folder: str) -> list[Seen]:
     """What each process saw: the program's first process, and every other that used a pool
     (multiprocessing's helper processes use none)."""
@@ -73,7 +93,8 @@ def _read(folder: str) -> list[Seen]:
         with open(path, encoding="utf-8") as f:
             part = json.load(f)
         one = from_json(part["seen"])
-        if part["top"] or one.stats:
+        used = any(s.created or s.reused or s.failed or s.waits for s in one.stats.values())
+        if part["top"] or used:
             seen.append(one)
     seen.sort(key=lambda s: s.started)  # the program's first process first
     return seen
@@ -85,10 +106,10 @@ def _explain_missing_parts(folder: str, wait: float = 2.0) -> None:
     running (a helper that outlives the program briefly) get ``wait`` seconds to end."""
     deadline = time.monotonic() + wait
     while True:
-        started = {p[: -len(".started")] for p in os.listdir(folder) if p.endswith(".started")}
-        pending = {
-            pid for pid in started if not os.path.exists(os.path.join(folder, pid + ".json"))
-        }
+        names = os.listdir(folder)
+        started = {n[: -len(".started")] for n in names if n.endswith(".started")}
+        reported = {n.partition("-")[0] for n in names if n.endswith(".json")}
+        pending = started - reported
         running = {pid for pid in pending if _alive(int(pid))}
         if not running or time.monotonic() > deadline:
             break

@@ -35,6 +35,10 @@ class Recorder:
         self.providers: tuple[Any, ...] = ()  # the OpenTelemetry providers it reports to
         self.config = ""  # its options in words, for errors that name two configurations
 
+    def renew_lock(self) -> None:
+        """A new lock, in a forked child (the parent's may have been held at the fork)."""
+        self._lock = threading.Lock()
+
     def add_sink(self, sink: Sink) -> None:
         self.sinks.add(sink)
 

@@ -15,7 +15,13 @@ from ..core.recorder import Recorder
 from ..core.state import PoolState
 from .connections import adopt_connection, detach_connection
 from .idle_queue import InstrumentedQueueMixin, instrumented_queue_class
-from .pools import InstrumentedPoolMixin, attach_pool, instrumented_pool_class, sync_counting
+from .pools import (
+    InstrumentedPoolMixin,
+    attach_pool,
+    instrumented_pool_class,
+    sync_counting,
+    with_checkout_hook,
+)
 
 
 def adopt_pool(pool: Any, recorder: Recorder) -> None:
@@ -59,10 +65,11 @@ def detach_pool(pool: Any) -> None:
         pool.__class__ = type(pool)._poolscope_base
 
 
-def instrument_new_pools(recorder: Recorder) -> Callable[[], None]:
+def instrument_new_pools(recorder: Recorder) -> Callable[[bool], None]:
     """From now on, every urllib3 pool constructed in the process, of any class (SDKs such as
     elastic-transport and docker-py build their own, with no PoolManager), reports to
-    ``recorder``; returns the undo, which also gives back every pool converted meanwhile.
+    ``recorder``; returns the undo, which also gives back every pool converted meanwhile
+    (``undo(False)``: they keep reporting).
 
     urllib3's ``HTTPConnectionPool`` gets a ``__new__`` that builds the instrumented subclass
     of the class asked for (made once per class), so the pool is instrumented from its first
@@ -77,12 +84,13 @@ def instrument_new_pools(recorder: Recorder) -> Callable[[], None]:
         HTTPConnectionPool.__new__ = _NEW  # type: ignore[method-assign]
     target = _target = (recorder, converted)
 
-    def undo() -> None:
+    def undo(give_back: bool = True) -> None:
         global _target
         if _target is target:
             _target = None
-        for pool in list(converted):
-            detach_pool(pool)
+        if give_back:
+            for pool in list(converted):
+                detach_pool(pool)
 
     return undo
 
@@ -96,6 +104,8 @@ def _new_pool(cls: type[Any], *args: Any, **kwargs: Any) -> Any:
     if target is not None and not issubclass(cls, InstrumentedPoolMixin):
         try:
             instrumented = instrumented_pool_class(cls, target[0])
+            if target[0].should_count():  # with its checkout hook from the start
+                instrumented = with_checkout_hook(instrumented)
         except Exception:
             internal_error("new pool")
         else:

@@ -72,6 +72,8 @@ def attach_manager(
         library = library or current.library
         detach_manager(pm)
     state = ManagerState(recorder, pm, library or building_library(), implicit)
+    if current is not None:
+        state.id = current.id  # the same manager, taken over: one line in the report
     pm._poolscope = state
     # PoolManager.__init__ stores urllib3's module-level dict itself: rebind, never mutate.
     pm.pool_classes_by_scheme = state.instrumented_classes
@@ -80,6 +82,9 @@ def attach_manager(
     with pm.pools.lock:
         existing = list(pm.pools._container.values())
     for pool in existing:
+        ps = getattr(pool, "_poolscope", None)
+        if ps is not None and ps.recorder is not recorder:  # made while process-wide
+            detach_pool(pool)  # instrumentation converted every new pool: it reports here now
         adopt_pool(pool, recorder)
         _adopted_by(pool, pm, state)
 

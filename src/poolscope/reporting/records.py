@@ -116,8 +116,6 @@ class ReportSink(Sink):
         self.recorder = recorder  # whose PoolStats the report reads
         # Its counts when this sink was added: the report covers what came after.
         self.baseline = {s.key: combined(s.key, [s]) for s in recorder.all_stats()}
-        # Reentrant: `poolscope run` writes the report from a SIGTERM handler, which may run
-        # while this thread is inside handle().
         self._lock = threading.RLock()
         self.pools: dict[int, PoolRecord] = {}
         self.samples: dict[PoolKey, Samples] = {}
@@ -209,7 +207,7 @@ def by_manager(records: list[PoolRecord]) -> dict[int, list[PoolRecord]]:
 
 
 _sinks: list[ReportSink] = []
-_sinks_lock = threading.RLock()  # reentrant, as ReportSink._lock
+_sinks_lock = threading.RLock()
 
 
 def new_report_sink(recorder: Recorder) -> ReportSink:
@@ -218,6 +216,16 @@ def new_report_sink(recorder: Recorder) -> ReportSink:
     with _sinks_lock:
         _sinks.append(sink)
     return sink
+
+
+def renew_locks_after_fork() -> None:
+    """In a forked child: new locks for the registry, every sink and its recorder, as a thread
+    of the parent may have held one at the fork (and would never release it here)."""
+    global _sinks_lock
+    _sinks_lock = threading.RLock()
+    for sink in _sinks:
+        sink._lock = threading.RLock()
+        sink.recorder.renew_lock()
 
 
 def all_sinks() -> list[ReportSink]:

@@ -159,8 +159,9 @@ NOTHING_SEEN = Advice(
     evidence="poolscope saw no urllib3 connection pool make a request in this run.",
     change=(
         "If the program made HTTP requests, they went where poolscope cannot see: in child "
-        "processes (worker pools, subprocesses), through a vendored copy of urllib3 (pip's, "
-        "for one), or through another client (httpx, aiohttp, urllib.request)."
+        "processes it does not follow (in process: any; under poolscope run: those that are not "
+        "Python or were killed), through a vendored copy of urllib3 (pip's, for one), or "
+        "through another client (httpx, aiohttp, urllib.request)."
     ),
     waste=0,
 )

@@ -50,7 +50,15 @@ def gather() -> Seen:
 
 def since(now: Seen, before: Seen) -> Seen:
     """``now`` without the counts ``before`` had (a forked child's, taken at the fork)."""
-    stats = {key: minus(total, before.stats.get(key)) for key, total in now.stats.items()}
+    stats = {}
+    for key, total in now.stats.items():
+        old = before.stats.get(key)
+        own = stats[key] = minus(total, old)
+        if old is not None and own is not total:
+            # Connections other threads of the parent had checked out, and requests they had
+            # waiting, at the fork are not the child's: they will never come back here.
+            own.open -= old.in_use
+            own.waiting -= old.waiting
     return Seen(now.pid, max(now.started, before.started), stats, now.samples, now.records)
 
 
