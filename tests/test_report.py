@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -158,9 +159,53 @@ def test_idle_gaps_longer_than_keepalive_advise_retries(tmp_path: pathlib.Path) 
         report = report_of(tmp_path, body.format(gap=0.5), a, a, a)
         (advice,) = report["advice"]
         assert advice["rule"] == "keepalive" and advice["waste"] == 2
-        assert "after sitting idle 0.5 s or more" in advice["evidence"]
+        assert "after at most 0.5" in advice["evidence"]  # no reuse survived an idle gap
         fixed = report_of(tmp_path, body.format(gap=0.02), a, a, a)
         assert fixed["advice"] == [] and waste(fixed) == 0
+
+
+def test_keepalive_advice_bounds_the_servers_idle_limit_from_both_sides(
+    tmp_path: pathlib.Path,
+) -> None:
+    # The server closes connections idle for 0.3 s; the program idles 0.2 s (its connection is
+    # reused) and 0.5 s (found closed). The advice must name a bound holding 0.3 s, and the
+    # idle gap it advises must keep connections alive.
+    body = (
+        "s = requests.Session()\ns.get(A); time.sleep(0.2); s.get(A); time.sleep({gap}); s.get(A)\n"
+    )
+    with LoopbackServer("127.0.0.1", keepalive=0.3) as a:
+        report = report_of(tmp_path, body.format(gap=0.5), a, a, a)
+        (advice,) = report["advice"]
+        assert advice["rule"] == "keepalive" and advice["waste"] == 1
+        found = re.search(r"after between ([\d.]+) s and ([\d.]+) s", advice["evidence"])
+        assert found, advice["evidence"]
+        low, high = float(found.group(1)), float(found.group(2))
+        assert 0.2 <= low <= 0.3 <= high <= 0.6
+        gap = float(re.search(r"busier than every ([\d.]+) s", advice["change"]).group(1))
+        fixed = report_of(tmp_path, body.format(gap=gap * 0.9), a, a, a)
+        assert fixed["advice"] == [] and waste(fixed) == 0
+
+
+def test_hosts_visited_once_each_are_not_told_to_raise_pool_connections(
+    tmp_path: pathlib.Path,
+) -> None:
+    # Twelve hosts one after the other, never revisited: each eviction cost nothing.
+    servers = [LoopbackServer(f"127.0.0.{n % 4 + 1}") for n in range(12)]
+    for server in servers:
+        server.start()
+    try:
+        urls = ", ".join(repr(s.url) for s in servers)
+        body = (
+            f"s = requests.Session()\nfor url in [{urls}]:\n"
+            "    for _ in range(5):\n        s.get(url)\n"
+        )
+        report = report_of(tmp_path, body, servers[0], servers[0], servers[0])
+    finally:
+        for server in servers:
+            server.stop()
+    assert report["advice"] == [], report["advice"]
+    assert sum(p["evictions"] for p in report["pools"]) == 2  # 12 hosts, 10 pools kept
+    assert sum(s.connections for s in servers) == 12
 
 
 def test_unread_streamed_responses_advise_reading_them(tmp_path: pathlib.Path, hosts: Any) -> None:

@@ -103,19 +103,29 @@ def _dropped(origin: str, samples: Samples) -> list[Advice]:
         return []
     dropped = samples.drops_seen  # those whose idle time is known
     shortest = min(samples.drop_idle_times)
+    # The server's idle limit lies between the longest idle a reused connection survived and
+    # the shortest idle after which one was found closed.
+    survived = [idle for idle in samples.idle_times if idle < shortest]
+    if survived:
+        longest = max(survived)
+        bound = f"after between {longest:.2f} s and {shortest:.2f} s of idling"
+        busier = f"busier than every {longest:.2f} s"
+    else:
+        bound = f"after at most {shortest:.2f} s of idling"
+        busier = f"busier than every {shortest / 2:.2f} s"
     return [
         Advice(
             rule="keepalive",
             origin=origin,
             evidence=(
-                f"{dropped} pooled connection(s) to {origin} were found closed by the server "
-                f"after sitting idle {shortest:.1f} s or more: its keep-alive timeout is shorter "
-                "than your idle gaps, and a request racing such a close fails with a reset."
+                f"{dropped} pooled connection(s) to {origin} were found closed by the server: it "
+                f"closes idle connections {bound}, and a request racing such a close fails with "
+                "a reset."
             ),
             change=(
                 "Retry idempotent requests on connection errors, e.g. "
                 "HTTPAdapter(max_retries=Retry(total=3, connect=3, read=2)), or keep connections "
-                f"busier than every {shortest:.1f} s (fewer sessions or a smaller pool)."
+                f"{busier} (fewer sessions or a smaller pool)."
             ),
             waste=dropped,
         )
@@ -170,28 +180,35 @@ def _unread(origin: str, unreturned: int) -> list[Advice]:
 
 
 def _evictions(records: list[PoolRecord]) -> list[Advice]:
+    """An eviction costs nothing until its host is needed again: then the manager builds a new
+    pool, and opens new connections, for a host it had connections to."""
     advice = []
     for recs in by_manager(records).values():
-        evictions = sum(1 for r in recs if r.evicted)
-        if not evictions:
+        evicted: set[object] = set()
+        rebuilt = []
+        for rec in sorted(recs, key=lambda r: r.pool_id):  # in the order they were made
+            if rec.key in evicted:
+                rebuilt.append(rec)
+            if rec.evicted:
+                evicted.add(rec.key)
+        reopened = sum(len(rec.lanes) for rec in rebuilt)
+        if not reopened:
             continue
         hosts = sorted({r.key.origin for r in recs})
         pools = max(r.num_pools for r in recs)
         lib = library(recs[0].library)
-        if len(hosts) <= pools:
-            continue
+        knob = lib.num_pools.name if lib.num_pools else "num_pools"
         advice.append(
             Advice(
                 rule="pool_connections",
                 origin=", ".join(hosts),
                 evidence=(
                     f"{len(hosts)} hosts took turns in a PoolManager that keeps {pools} pool(s) "
-                    f"({lib.num_pools.name if lib.num_pools else 'num_pools'}={pools}): "
-                    f"{evictions} pool(s) were evicted, and their "
-                    "connections with them."
+                    f"({knob}={pools}): {len(rebuilt)} pool(s) were made again for hosts "
+                    f"evicted before, which opened {reopened} connection(s) again."
                 ),
                 change=_raise(lib.num_pools, lib, len(hosts)),
-                waste=evictions,
+                waste=reopened,
             )
         )
     return advice
