@@ -326,3 +326,17 @@ def test_each_sample_reservoir_counts_only_its_own_samples(monkeypatch: pytest.M
         (samples,) = sink.samples.values()
         replaced += samples.connect_times == [2.0]
     assert 60 < replaced < 140, replaced
+
+
+def test_eleven_thousand_throwaway_sessions_give_one_row_and_say_what_was_left_out(
+    tmp_path: pathlib.Path,
+) -> None:
+    with LoopbackServer("127.0.0.1") as a:
+        report = report_of(tmp_path, "for _ in range(11_000):\n    requests.get(A)\n", a, a, a)
+    (pool,) = report["pools"]  # one row for the host, however many sessions
+    assert (pool["requests"], pool["created"]) == (11_000, 11_000) == (a.requests, a.connections)
+    assert report["left_out"] == [
+        "pool objects: 10000 of 11000 kept for the manager lines and the timeline (1000 left out)",
+        "connect times: percentiles from a uniform sample of 10000 of 11000",
+    ]
+    assert [advice["rule"] for advice in report["advice"]] == ["one_session"]

@@ -65,7 +65,9 @@ class Recorder:
 
     def new_pool(self, pool: Any, key: PoolKey, maxsize: int, library: str) -> PoolState:
         """The state of a pool now reporting here (see watch_pool)."""
-        return PoolState(self, self.stats_for(key), pool, maxsize, library)
+        stats = self.stats_for(key)
+        stats.pools += 1
+        return PoolState(self, stats, pool, maxsize, library)
 
     def watch_pool(self, pool: Any, start: Listener) -> None:
         """Call ``start(pool)``, a module-level function, when the counting switch turns on."""

@@ -35,6 +35,7 @@ class PoolStats:
         "open",
         "peak_in_use",
         "peak_waiting",
+        "pools",
         "retries",
         "reused",
         "server_closed",
@@ -67,6 +68,7 @@ class PoolStats:
         self.idle = 0  # open connections sitting in a pool right now, while counting
         self.peak_in_use = 0  # most open connections checked out at once, while counting
         self.maxsize = 0  # the largest pool_maxsize seen for this key
+        self.pools = 0  # pool objects made for this key (one per session or manager)
         # Idle times of reuses not yet collected, when a metrics sink wants them.
         self.idle_times: deque[float] | None = (
             deque(maxlen=IDLE_SAMPLES_PER_KEY) if keep_idle_times else None
@@ -98,6 +100,7 @@ SUMMED = (
     "evictions",
     "waits",
     "wait_timeouts",
+    "pools",
 )
 GAUGES = ("waiting", "open", "idle")
 HIGHEST = ("peak_in_use", "peak_waiting", "max_wait", "maxsize")

@@ -50,8 +50,10 @@ class PoolRecord:
         "evicted",
         "key",
         "lanes",
+        "lanes_left_out",
         "library",
         "manager_id",
+        "marks_left_out",
         "maxsize",
         "num_pools",
         "pool_id",
@@ -66,6 +68,8 @@ class PoolRecord:
         self.num_pools = 0
         self.evicted = False
         self.lanes: dict[int, Lane] = {}
+        self.lanes_left_out = 0  # connections beyond LANES, not drawn
+        self.marks_left_out = 0  # request marks beyond USES on its lanes, not drawn
 
     def short_lived(self) -> bool:
         """It opened connections, served at most two requests, reused none, and every
@@ -144,12 +148,16 @@ class ReportSink(Sink):
             if kind is EventKind.CREATED:
                 if len(rec.lanes) < LANES:
                     rec.lanes[conn] = Lane(conn, now)
+                else:
+                    rec.lanes_left_out += 1
             elif kind is EventKind.REUSED:
                 lane = rec.lanes.get(conn)
                 if lane is not None:
                     lane.requests += 1
                     if len(lane.uses) < USES:
                         lane.uses.append(now)
+                    else:
+                        rec.marks_left_out += 1
             elif kind is EventKind.CLOSED:
                 lane = rec.lanes.get(conn)
                 if lane is not None:
@@ -194,6 +202,8 @@ class ReportSink(Sink):
                 copy.idle_times = list(samples.idle_times)
                 copy.drop_idle_times = list(samples.drop_idle_times)
                 copy.drops_seen = samples.drops_seen
+                copy.connects_seen = samples.connects_seen
+                copy.idles_seen = samples.idles_seen
             return copies
 
 

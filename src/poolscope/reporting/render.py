@@ -33,6 +33,7 @@ def text(
     managers: Sequence[ManagerSummary],
     advice: Sequence[Advice],
     processes: int = 1,
+    left_out: Sequence[str] = (),
 ) -> str:
     across = f" across {processes} processes" if processes > 1 else ""
     lines = [f"poolscope report: {len(pools)} pool(s){across}"]
@@ -59,6 +60,10 @@ def text(
         if p.failed:
             failed = ", ".join(f"{n} {t}" for t, n in sorted(p.failed.items()))
             lines.append(f"{'':<34}     failed to connect: {failed}")
+    if left_out:
+        lines.append("")
+        lines.append("Limits reached (the counts above are exact):")
+        lines += [f"  {item}" for item in left_out]
     if managers:
         lines.append("")
     for m in managers:

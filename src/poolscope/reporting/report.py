@@ -16,7 +16,7 @@ from typing import Any
 from ..core.events import PoolKey
 from ..core.stats import combined
 from .advice import Evidence, advise
-from .records import PoolRecord, Samples, by_manager
+from .records import LANES, USES, PoolRecord, Samples, by_manager
 from .render import html, text
 from .seen import Seen, gather
 from .summaries import Advice, Connection, ManagerSummary, PoolSummary, ProcessShare
@@ -32,6 +32,7 @@ class Report:
     advice: tuple[Advice, ...]
     managers: tuple[ManagerSummary, ...] = ()
     processes: int = 1  # Python processes whose pools it gathers (poolscope run follows children)
+    left_out: tuple[str, ...] = ()  # what the report's limits left out; its counts are exact
 
     @property
     def healthy(self) -> bool:
@@ -41,7 +42,7 @@ class Report:
         return asdict(self)
 
     def render_text(self) -> str:
-        return text(self.pools, self.managers, self.advice, self.processes)
+        return text(self.pools, self.managers, self.advice, self.processes, self.left_out)
 
     def render_html(self) -> str:
         return html(self.started, self.ended, self.pools, self.advice)
@@ -121,13 +122,42 @@ def report_from(parts: list[Seen], *, final: bool = False) -> Report:
                 samples.idle_times += part.idle_times
                 samples.drop_idle_times += part.drop_idle_times
                 samples.drops_seen += part.drops_seen
+                samples.connects_seen += part.connects_seen
+                samples.idles_seen += part.idles_seen
         active = total.in_use if final else 0
         evidence.append(Evidence(total, samples, [r for r in records if r.key == key], active))
         shares.append(_shares(key, parts) if len(parts) > 1 else ())
     pools = tuple(_summarize(ev, share) for ev, share in zip(evidence, shares, strict=True))
     advice = advise(evidence) if evidence else [NOTHING_SEEN]
     started = min((p.started for p in parts), default=time.time())
-    return Report(started, time.time(), pools, tuple(advice), _managers(records), len(parts))
+    managers = _managers(records)
+    left_out = _left_out(evidence, records)
+    return Report(started, time.time(), pools, tuple(advice), managers, len(parts), left_out)
+
+
+def _left_out(evidence: list[Evidence], records: list[PoolRecord]) -> tuple[str, ...]:
+    """What the report's limits left out, in words; its counts are exact whatever they say."""
+    said = []
+    made = sum(ev.stats.pools for ev in evidence)
+    if made > len(records):
+        said.append(
+            f"pool objects: {len(records)} of {made} kept for the manager lines and the "
+            f"timeline ({made - len(records)} left out)"
+        )
+    for name, seen, kept in (
+        ("connect times", sum(ev.samples.connects_seen for ev in evidence), "connect_times"),
+        ("idle times", sum(ev.samples.idles_seen for ev in evidence), "idle_times"),
+    ):
+        sampled = sum(len(getattr(ev.samples, kept)) for ev in evidence)
+        if seen > sampled:
+            said.append(f"{name}: percentiles from a uniform sample of {sampled} of {seen}")
+    lanes = sum(r.lanes_left_out for r in records)
+    if lanes:
+        said.append(f"timeline: {lanes} connection(s) beyond {LANES} per pool object not drawn")
+    marks = sum(r.marks_left_out for r in records)
+    if marks:
+        said.append(f"timeline: {marks} request mark(s) beyond {USES} per connection not drawn")
+    return tuple(said)
 
 
 def _shares(key: PoolKey, parts: list[Seen]) -> tuple[ProcessShare, ...]:

@@ -41,6 +41,8 @@ def gather() -> Seen:
             into.idle_times += part.idle_times
             into.drop_idle_times += part.drop_idle_times
             into.drops_seen += part.drops_seen
+            into.connects_seen += part.connects_seen
+            into.idles_seen += part.idles_seen
         for one in sink.recorder.all_stats():  # what it counted since the report began
             parts.setdefault(one.key, []).append(minus(one, sink.baseline.get(one.key)))
     seen.stats = {key: combined(key, stats) for key, stats in parts.items()}
@@ -80,6 +82,8 @@ def to_json(seen: Seen) -> dict[str, Any]:
                 "idle": s.idle_times,
                 "drop": s.drop_idle_times,
                 "drops_seen": s.drops_seen,
+                "connects_seen": s.connects_seen,
+                "idles_seen": s.idles_seen,
             }
             for key, s in seen.samples.items()
         ],
@@ -92,6 +96,7 @@ def to_json(seen: Seen) -> dict[str, Any]:
                 "maxsize": r.maxsize,
                 "num_pools": r.num_pools,
                 "evicted": r.evicted,
+                "left_out": [r.lanes_left_out, r.marks_left_out],
                 "lanes": [
                     [lane.id, lane.opened, lane.closed, lane.reason, lane.requests, lane.uses]
                     for lane in list(r.lanes.values())
@@ -115,6 +120,8 @@ def from_json(data: dict[str, Any]) -> Seen:
         samples.idle_times = item["idle"]
         samples.drop_idle_times = item["drop"]
         samples.drops_seen = item["drops_seen"]
+        samples.connects_seen = item["connects_seen"]
+        samples.idles_seen = item["idles_seen"]
     for item in data["records"]:
         rec = PoolRecord(
             PoolKey(*item["key"]), item["pool_id"], item["manager_id"], item["library"]
@@ -124,6 +131,7 @@ def from_json(data: dict[str, Any]) -> Seen:
             item["num_pools"],
             item["evicted"],
         )
+        rec.lanes_left_out, rec.marks_left_out = item["left_out"]
         for conn_id, opened, closed, reason, requests, uses in item["lanes"]:
             lane = rec.lanes[conn_id] = Lane(conn_id, opened)
             lane.closed, lane.reason, lane.requests, lane.uses = closed, reason, requests, uses
