@@ -335,3 +335,45 @@ def test_a_failing_log_handler_never_breaks_a_request(server: LoopbackServer) ->
         pool_log.removeHandler(broken)
         pool_log.setLevel(logging.NOTSET)
         ours.removeHandler(collect)
+
+
+def test_every_entry_point_takes_report(server: LoopbackServer) -> None:
+    s = requests.Session()
+    s.mount("http://", poolscope.InstrumentedHTTPAdapter(mode="logging", report=True))
+    assert s.get(server.url).text == "ok"
+    pm = poolscope.InstrumentedPoolManager(mode="logging", report=True)
+    assert pm.request("GET", server.url).status == 200
+    mine = [p for p in poolscope.report().pools if p.port == server.port]
+    assert [(p.requests, p.created) for p in mine] == [(2, 2)]
+
+
+def test_a_pickled_or_copied_adapter_keeps_its_mode(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import copy
+    import pickle
+
+    caplog.set_level(logging.DEBUG, logger="poolscope.pool")
+    adapter = poolscope.InstrumentedHTTPAdapter(mode="logging", pool_maxsize=3)
+    for again in (pickle.loads(pickle.dumps(adapter)), copy.deepcopy(adapter)):
+        s = requests.Session()
+        s.mount("http://", again)
+        caplog.clear()
+        assert s.get(server.url).text == "ok"
+        created = [r for r in caplog.records if r.poolscope_event == "connection_created"]
+        assert len(created) == 1 and created[0].server_port == server.port
+        assert again.poolmanager.connection_pool_kw["maxsize"] == 3
+
+
+def test_an_adapter_mounted_after_instrument_session_is_covered(
+    metrics: Metrics, server: LoopbackServer
+) -> None:
+    s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+    s.mount("http://", HTTPAdapter(pool_maxsize=3))
+    for _ in range(3):
+        s.get(server.url)
+    points = metrics.collect()
+    assert metrics.value(points, "urllib3.pool.connections.created") == 1
+    assert metrics.value(points, "urllib3.pool.connections.reused") == 2
+    poolscope.uninstrument_session(s)
+    assert "mount" not in vars(s)

@@ -15,7 +15,8 @@ class InstrumentedPoolManager(PoolManager):
     """A drop-in ``urllib3.PoolManager`` whose pools report what their connections do.
 
     Constructed with exactly the parent's arguments it reports to the global OpenTelemetry
-    providers; ``mode="logging"``, ``meter_provider=`` or ``tracer_provider=`` choose others::
+    providers; ``mode``, ``meter_provider``, ``tracer_provider`` and ``report`` are those of
+    :func:`poolscope.instrument_session`::
 
         http = poolscope.InstrumentedPoolManager(num_pools=4, maxsize=8)
         http.request("GET", "http://127.0.0.1:8080/")
@@ -29,9 +30,10 @@ class InstrumentedPoolManager(PoolManager):
         mode: str | None = None,
         meter_provider: Any = None,
         tracer_provider: Any = None,
+        report: bool = False,
         **connection_pool_kw: Any,
     ) -> None:
-        recorder = get_recorder(mode or "otel", meter_provider, tracer_provider)
+        recorder = get_recorder(mode or "otel", meter_provider, tracer_provider, report)
         super().__init__(num_pools, headers, **connection_pool_kw)
         attach_manager(self, recorder)
 

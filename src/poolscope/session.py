@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from typing import Any, TypeVar
 
 import requests
@@ -70,7 +71,7 @@ def instrument_session(
     ``report=True`` also gathers what :func:`poolscope.report` shows and advises.
 
     Every ``HTTPAdapter`` mounted on the session is covered, with the pools and connections it
-    already has. Calling it again is harmless and also covers adapters mounted since::
+    already has, and so is every one mounted later. Calling it again is harmless::
 
         session = poolscope.instrument_session(requests.Session())
         session.get("https://example.org/")
@@ -103,25 +104,53 @@ def instrument_session(
                         )
         if state is None:
             state = _SessionState(recorder)
-        for adapter_id, adapter in adapters:
-            if not isinstance(adapter, HTTPAdapter):
-                if adapter_id not in state.skipped:
-                    state.skipped.add(adapter_id)
-                    log.warning(
-                        "poolscope left the adapter mounted at %r (%s) alone: it is not a "
-                        "requests HTTPAdapter, so its connections are not reported.",
-                        _prefix(session, adapter),
-                        type(adapter).__qualname__,
-                    )
-                continue
-            for pm in _managers(adapter):
-                attach_manager(pm, recorder, "requests")
-            if all(a is not adapter for a, _ in state.adapters):
-                original = adapter.proxy_manager
-                adapter.proxy_manager = _InstrumentedProxyManagers(original, recorder)
-                state.adapters.append((adapter, original))
+            # Adapters mounted from now on are covered as they are mounted (an instance
+            # attribute: the Session class is left as it is).
+            session.mount = _covering_mount(session)  # type: ignore[method-assign]
+        _cover(session, state)
         session._poolscope = state  # type: ignore[attr-defined]
     return session
+
+
+def _covering_mount(session: requests.Session) -> Any:
+    session_ref = weakref.ref(session)  # the method lives in the session's own dict
+
+    def mount(prefix: str, adapter: Any) -> None:
+        owner = session_ref()
+        assert owner is not None  # it is calling us
+        type(owner).mount(owner, prefix, adapter)
+        try:
+            with _lock:
+                state: _SessionState | None = getattr(owner, "_poolscope", None)
+                if state is not None:
+                    _cover(owner, state)
+        except Exception:
+            internal_error("mount")
+
+    return mount
+
+
+def _cover(session: requests.Session, state: _SessionState) -> None:
+    """Make every adapter mounted on ``session`` report to the session's recorder (under
+    _lock); say once for each adapter that is not an HTTPAdapter that it is left alone."""
+    recorder = state.recorder
+    for adapter_id, adapter in list({id(a): a for a in session.adapters.values()}.items()):
+        if not isinstance(adapter, HTTPAdapter):
+            if adapter_id not in state.skipped:
+                state.skipped.add(adapter_id)
+                log.warning(
+                    "poolscope left the adapter mounted at %r (%s) alone: it is not a "
+                    "requests HTTPAdapter, so its connections are not reported.",
+                    _prefix(session, adapter),
+                    type(adapter).__qualname__,
+                )
+            continue
+        for pm in _managers(adapter):
+            attach_manager(pm, recorder, "requests")
+        if all(a is not adapter for a, _ in state.adapters):
+            original = adapter.proxy_manager
+            adapter.proxy_manager = _InstrumentedProxyManagers(original, recorder)
+            state.adapters.append((adapter, original))
 
 
 def uninstrument_session(session: requests.Session) -> None:
@@ -139,6 +168,7 @@ def uninstrument_session(session: requests.Session) -> None:
         if state is None:
             return
         del session._poolscope  # type: ignore[attr-defined]
+        vars(session).pop("mount", None)  # the Session class's own mount again
         for adapter, original in state.adapters:
             for pm in _managers(adapter):
                 detach_manager(pm)
@@ -155,10 +185,13 @@ def _prefix(session: requests.Session, adapter: Any) -> str:
 class InstrumentedHTTPAdapter(HTTPAdapter):
     """A drop-in ``requests.adapters.HTTPAdapter`` whose pools report what they do.
 
-    Takes the parent's arguments, plus keyword-only ``mode``, ``meter_provider`` and
-    ``tracer_provider`` as in :func:`instrument_session`::
+    Takes the parent's arguments, plus keyword-only ``mode``, ``meter_provider``,
+    ``tracer_provider`` and ``report`` as in :func:`instrument_session`::
 
         session.mount("https://", poolscope.InstrumentedHTTPAdapter(pool_maxsize=16))
+
+    Pickled or copied, it keeps ``mode`` and ``report``; OpenTelemetry providers are not
+    pickled, so a copy reports to the global ones.
     """
 
     def __init__(
@@ -171,18 +204,32 @@ class InstrumentedHTTPAdapter(HTTPAdapter):
         mode: str = "otel",
         meter_provider: Any = None,
         tracer_provider: Any = None,
+        report: bool = False,
     ) -> None:
-        self._poolscope_recorder = get_recorder(mode, meter_provider, tracer_provider)
+        self._poolscope_recorder = get_recorder(mode, meter_provider, tracer_provider, report)
+        self._poolscope_options = (mode, report)  # what survives pickling and copying
         super().__init__(pool_connections, pool_maxsize, max_retries, pool_block)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().__getstate__()  # type: ignore[assignment]
+        state["_poolscope_options"] = getattr(self, "_poolscope_options", ("otel", False))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        mode, report = state.pop("_poolscope_options", ("otel", False))
+        self._poolscope_options = (mode, report)
+        self._poolscope_recorder = get_recorder(mode, None, None, report)
+        super().__setstate__(state)  # type: ignore[misc]  # requests: calls init_poolmanager
+
+    def _recorder(self) -> Any:
+        recorder = getattr(self, "_poolscope_recorder", None)
+        return recorder if recorder is not None else get_recorder("otel")
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        # After unpickling (__setstate__) the recorder is gone: report to the global providers.
-        recorder = getattr(self, "_poolscope_recorder", None) or get_recorder("otel")
-        attach_manager(self.poolmanager, recorder, "requests")
+        attach_manager(self.poolmanager, self._recorder(), "requests")
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        recorder = getattr(self, "_poolscope_recorder", None) or get_recorder("otel")
-        attach_manager(manager, recorder, "requests")
+        attach_manager(manager, self._recorder(), "requests")
         return manager
