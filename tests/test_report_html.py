@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,17 @@ def test_html_timeline_renders_one_lane_per_connection(
     lanes = {int(part.split('"', 1)[0]) for part in rendered.split('data-connection="')[1:]}
     assert lanes == connections
     assert "Raise pool_maxsize to 2" in rendered
+    # The occupancy chart, as drawn, agrees with the counts; the axis has its ticks.
+    chart = rendered[rendered.index("<svg") :]
+    assert f'data-peak-drawn="{pool["peak_in_use"]}"' in chart
+    assert pool["peak_in_use"] == 2 and pool["pool_maxsize"] == 1
+    assert f'data-discards="{pool["discarded"]}"' in chart and pool["discarded"] >= 2
+    assert chart.count('class="discard"') == pool["discarded"]
+    assert 'class="in-use"' in chart and 'class="maxsize"' in chart
+    axis = rendered[rendered.index('<div class="axis"') :]
+    assert axis.split("</div>", 1)[0].count("<span") == 6
+    colours = re.findall(r'<span><b style="background:(#[0-9a-f]{6})"></b>', rendered)
+    assert len(colours) == len(set(colours)) == 8  # a colour for each way a connection ends
 
     shot = tmp_path / "report.png"
     subprocess.run(

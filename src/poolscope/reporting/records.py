@@ -19,6 +19,7 @@ from ..core.events import CloseReason, EventKind, PoolEvent, PoolKey
 from ..core.recorder import Recorder
 from ..core.sink import Sink
 from ..core.stats import combined
+from .occupancy import Occupancy
 
 SAMPLES = 10_000  # connect/idle time samples kept per pool key (a reservoir beyond that)
 POOLS = 10_000  # pool objects kept per recorder; later ones only count (in PoolStats)
@@ -91,9 +92,11 @@ class Samples:
         "drops_seen",
         "idle_times",
         "idles_seen",
+        "occupancy",
     )
 
     def __init__(self) -> None:
+        self.occupancy = Occupancy()
         self.connect_times: list[float] = []
         self.idle_times: list[float] = []
         self.drop_idle_times: list[float] = []
@@ -142,6 +145,12 @@ class ReportSink(Sink):
             elif kind is EventKind.DROPPED and event.duration is not None:
                 samples.drops_seen += 1
                 _sample(samples.drop_idle_times, event.duration, samples.drops_seen)
+            elif kind is EventKind.DISCARDED:
+                samples.occupancy.mark(samples.occupancy.discards, now)
+            elif kind is EventKind.WAIT_STARTED:
+                samples.occupancy.mark(samples.occupancy.waits, now)
+            stats = self.recorder.stats_for(event.key)
+            samples.occupancy.sample(now, stats.open - stats.idle, stats.idle, stats.waiting)
             rec = self._record(event)
             if rec is None:
                 return
@@ -204,6 +213,7 @@ class ReportSink(Sink):
                 copy.drops_seen = samples.drops_seen
                 copy.connects_seen = samples.connects_seen
                 copy.idles_seen = samples.idles_seen
+                copy.occupancy.extend(samples.occupancy)
             return copies
 
 

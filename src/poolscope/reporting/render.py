@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html as _html
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..core.libraries import library
 from .summaries import Advice, ManagerSummary, PoolSummary
@@ -86,16 +86,76 @@ def text(
     return "\n".join(lines) + "\n"
 
 
-_COLORS = {
+_COLORS = {  # how a connection ended: one colour each
     None: "#4c8bf5",
     "server_closed": "#8e44ad",
     "dropped": "#e67e22",
     "pool_full": "#c0392b",
-    "error": "#c0392b",
-    "pool_closed": "#7f8c8d",
-    "garbage_collected": "#7f8c8d",
-    "client_closed": "#d35400",
+    "error": "#e84393",
+    "pool_closed": "#2d3436",
+    "garbage_collected": "#b2bec3",
+    "client_closed": "#16a085",
 }
+LANES_DRAWN = 300  # connection lanes drawn per pool key; the chart above covers them all
+_HEIGHT = 120  # the occupancy chart's height, in its own units
+
+
+def _chart(p: PoolSummary, x: Callable[[float], float], end: float) -> str:
+    """In use, idle and waiting over time against pool_maxsize, with discards and waits
+    marked; x maps a time to 0..100 (per cent of the axis)."""
+    points = p.occupancy.points
+    peak = max((pt[1] for pt in points), default=0)
+    top = max(peak, p.pool_maxsize, max((pt[3] for pt in points), default=0), 1) + 1
+
+    def y(value: float) -> float:
+        return _HEIGHT - _HEIGHT * value / top
+
+    def steps(column: int) -> str:
+        drawn: list[str] = []
+        last: float = 0
+        for pt in points:
+            at = x(pt[0]) * 10  # per cent of the axis, in the chart's 1000 units
+            drawn.append(f"{at:.1f},{y(last):.1f} {at:.1f},{y(pt[column]):.1f}")
+            last = pt[column]
+        drawn.append(f"{x(end) * 10:.1f},{y(last):.1f}")
+        return " ".join(drawn)
+
+    lines = "".join(
+        f'<polyline class="{name}" points="{steps(column)}"><title>{label}</title></polyline>'
+        for name, column, label in (
+            ("idle", 2, "idle connections"),
+            ("waiting", 3, "requests waiting for a connection"),
+            ("in-use", 1, f"connections in use (peak {peak})"),
+        )
+    )
+    marks = "".join(
+        f'<line class="{name}" x1="{x(t) * 10:.1f}" x2="{x(t) * 10:.1f}" y1="0" y2="8">'
+        f"<title>{label}</title></line>"
+        for name, times, label in (
+            ("discard", p.occupancy.discards, "a connection discarded: the pool was full"),
+            ("wait", p.occupancy.waits, "a request started waiting"),
+        )
+        for t in times
+    )
+    limit = (
+        f'<line class="maxsize" x1="0" x2="1000" y1="{y(p.pool_maxsize):.1f}" '
+        f'y2="{y(p.pool_maxsize):.1f}"><title>pool_maxsize {p.pool_maxsize}</title></line>'
+        if p.pool_maxsize
+        else ""
+    )
+    return (
+        f'<svg class="chart" viewBox="0 0 1000 {_HEIGHT}" preserveAspectRatio="none" '
+        f'data-peak-drawn="{peak}" data-maxsize="{p.pool_maxsize}" '
+        f'data-discards="{len(p.occupancy.discards)}" data-waits="{len(p.occupancy.waits)}">'
+        f"{limit}{lines}{marks}</svg>"
+    )
+
+
+def _axis(span: float) -> str:
+    ticks = "".join(
+        f'<span style="left:{100 * n / 5:.0f}%">+{span * n / 5:.2f} s</span>' for n in range(6)
+    )
+    return f'<div class="axis" data-span="{span:.3f}">{ticks}</div>'
 
 
 def html(
@@ -113,7 +173,7 @@ def html(
     sections = []
     for p in pools:
         lanes = []
-        for c in p.connections:
+        for c in p.connections[:LANES_DRAWN]:
             closed = c.closed if c.closed is not None else end
             left, width = x(c.opened), max(x(closed) - x(c.opened), 0.3)
             ticks = "".join(f'<i style="left:{x(u):.3f}%"></i>' for u in c.uses)
@@ -132,10 +192,15 @@ def html(
             f"{p.discarded} discarded, {p.evictions} evicted, {p.waits} waited; "
             f"peak {p.peak_in_use} in use, pool_maxsize {p.pool_maxsize}"
         )
+        more = len(p.connections) - LANES_DRAWN
+        if more > 0:
+            lanes.append(f'<p class="more">{more} more connection(s) not drawn</p>')
         sections.append(
             f'<section class="pool"><h2>{esc(p.origin)} '
             f"<small>manager {_manager(p.manager)}</small></h2>"
-            f"<p>{esc(stats)}</p>{''.join(lanes)}</section>"
+            f"<p>{esc(stats)}</p>"
+            f'<div class="plot">{_chart(p, x, end)}{_axis(span)}</div>'
+            f"{''.join(lanes)}</section>"
         )
     if not advice:
         advice_html = "<p class='ok'>No problems found.</p>"
@@ -172,10 +237,23 @@ h1 {{ font-size: 20px; }} h2 {{ font-size: 16px; margin: 20px 0 4px; }} small {{
 .legend span {{ margin-right: 14px; font-size: 12px; }}
 .legend b {{ display: inline-block; width: 12px; height: 8px; margin-right: 4px; }}
 .advice li {{ margin-bottom: 8px; }} .ok {{ color: #1e7e34; }}
+.plot {{ margin-left: 56px; }}
+.chart {{ display: block; width: 100%; height: 120px; background: #fafafa; }}
+.chart polyline {{ fill: none; stroke-width: 2; vector-effect: non-scaling-stroke; }}
+.chart .in-use {{ stroke: #4c8bf5; }} .chart .idle {{ stroke: #b2bec3; }}
+.chart .waiting {{ stroke: #e67e22; }}
+.chart .maxsize {{ stroke: #c0392b; stroke-dasharray: 6 4; vector-effect: non-scaling-stroke; }}
+.chart .discard {{ stroke: #c0392b; stroke-width: 2; vector-effect: non-scaling-stroke; }}
+.chart .wait {{ stroke: #e67e22; stroke-width: 2; vector-effect: non-scaling-stroke; }}
+.axis {{ position: relative; height: 16px; font: 11px monospace; color: #555; }}
+.axis span {{ position: absolute; transform: translateX(-50%); }}
+.more {{ color: #777; font-size: 12px; margin-left: 56px; }}
 </style></head><body>
 <h1>poolscope report</h1>
-<p>Run started {when}, {seconds} s on the time axis. One lane per connection: the bar is its
-life (colour: how it ended), each tick a request it served.</p>
+<p>Run started {when}, {seconds} s on the time axis. For each host: connections in use (blue),
+idle (grey) and requests waiting (orange) over time against pool_maxsize (dashed red), with
+discards (red) and waits (orange) marked at the top; below, one lane per connection: the bar is
+its life (colour: how it ended), each tick a request it served.</p>
 <div class="legend">{legend}</div>
 {advice}
 {sections}

@@ -19,7 +19,14 @@ from .advice import Evidence, advise
 from .records import LANES, USES, PoolRecord, Samples, by_manager
 from .render import html, text
 from .seen import Seen, gather
-from .summaries import Advice, Connection, ManagerSummary, PoolSummary, ProcessShare
+from .summaries import (
+    Advice,
+    Connection,
+    ManagerSummary,
+    Occupancy,
+    PoolSummary,
+    ProcessShare,
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,11 @@ def _summarize(ev: Evidence, shares: tuple[ProcessShare, ...]) -> PoolSummary:
         connections=lanes,
         library=ev.library.name,
         processes=shares,
+        occupancy=Occupancy(
+            tuple(ev.samples.occupancy.points),
+            tuple(ev.samples.occupancy.discards),
+            tuple(ev.samples.occupancy.waits),
+        ),
     )
 
 
@@ -124,6 +136,7 @@ def report_from(parts: list[Seen], *, final: bool = False) -> Report:
                 samples.drops_seen += part.drops_seen
                 samples.connects_seen += part.connects_seen
                 samples.idles_seen += part.idles_seen
+                samples.occupancy.extend(part.occupancy)
         active = total.in_use if final else 0
         evidence.append(Evidence(total, samples, [r for r in records if r.key == key], active))
         shares.append(_shares(key, parts) if len(parts) > 1 else ())

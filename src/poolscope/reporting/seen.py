@@ -43,6 +43,7 @@ def gather() -> Seen:
             into.drops_seen += part.drops_seen
             into.connects_seen += part.connects_seen
             into.idles_seen += part.idles_seen
+            into.occupancy.extend(part.occupancy)
         for one in sink.recorder.all_stats():  # what it counted since the report began
             parts.setdefault(one.key, []).append(minus(one, sink.baseline.get(one.key)))
     seen.stats = {key: combined(key, stats) for key, stats in parts.items()}
@@ -84,6 +85,12 @@ def to_json(seen: Seen) -> dict[str, Any]:
                 "drops_seen": s.drops_seen,
                 "connects_seen": s.connects_seen,
                 "idles_seen": s.idles_seen,
+                "occupancy": {
+                    "points": s.occupancy.points,
+                    "discards": s.occupancy.discards,
+                    "waits": s.occupancy.waits,
+                    "left_out": s.occupancy.marks_left_out,
+                },
             }
             for key, s in seen.samples.items()
         ],
@@ -122,6 +129,11 @@ def from_json(data: dict[str, Any]) -> Seen:
         samples.drops_seen = item["drops_seen"]
         samples.connects_seen = item["connects_seen"]
         samples.idles_seen = item["idles_seen"]
+        occupancy = item["occupancy"]
+        samples.occupancy.points = [tuple(p) for p in occupancy["points"]]
+        samples.occupancy.discards = occupancy["discards"]
+        samples.occupancy.waits = occupancy["waits"]
+        samples.occupancy.marks_left_out = occupancy["left_out"]
     for item in data["records"]:
         rec = PoolRecord(
             PoolKey(*item["key"]), item["pool_id"], item["manager_id"], item["library"]

@@ -18,6 +18,17 @@ class Connection:
 
 
 @dataclass(frozen=True)
+class Occupancy:
+    """A pool key's connections over time, for the timeline's chart: (time, in use, idle,
+    waiting) samples taken at each event (merged two by two beyond 2,000, keeping the larger
+    figures), and when connections were discarded and requests started waiting."""
+
+    points: tuple[tuple[float, int, int, int], ...] = ()
+    discards: tuple[float, ...] = ()
+    waits: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProcessShare:
     """One process's part of a pool key's requests (``poolscope run`` follows children)."""
 
@@ -62,6 +73,7 @@ class PoolSummary:
     connections: tuple[Connection, ...] = field(repr=False)
     library: str = "urllib3"  # which library built its pools (requests, botocore, ...)
     processes: tuple[ProcessShare, ...] = ()  # each process's part, when several took part
+    occupancy: Occupancy = field(default_factory=Occupancy, repr=False)
 
 
 @dataclass(frozen=True)
