@@ -104,6 +104,16 @@ class Samples:
         self.idles_seen = 0
         self.drops_seen = 0
 
+    def extend(self, other: Samples) -> None:
+        """Take in another recorder's or process's samples of the same key."""
+        self.connect_times += other.connect_times
+        self.idle_times += other.idle_times
+        self.drop_idle_times += other.drop_idle_times
+        self.connects_seen += other.connects_seen
+        self.idles_seen += other.idles_seen
+        self.drops_seen += other.drops_seen
+        self.occupancy.extend(other.occupancy)
+
 
 def _sample(values: list[float], value: float, seen: int) -> None:
     if len(values) < SAMPLES:
@@ -206,14 +216,8 @@ class ReportSink(Sink):
         with self._lock:
             copies = {}
             for key, samples in self.samples.items():
-                copy = copies[key] = Samples()
-                copy.connect_times = list(samples.connect_times)
-                copy.idle_times = list(samples.idle_times)
-                copy.drop_idle_times = list(samples.drop_idle_times)
-                copy.drops_seen = samples.drops_seen
-                copy.connects_seen = samples.connects_seen
-                copy.idles_seen = samples.idles_seen
-                copy.occupancy.extend(samples.occupancy)
+                copies[key] = Samples()
+                copies[key].extend(samples)  # a copy: the lists are new
             return copies
 
 

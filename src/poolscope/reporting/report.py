@@ -130,13 +130,7 @@ def report_from(parts: list[Seen], *, final: bool = False) -> Report:
         for p in parts:
             part = p.samples.get(key)
             if part is not None:
-                samples.connect_times += part.connect_times
-                samples.idle_times += part.idle_times
-                samples.drop_idle_times += part.drop_idle_times
-                samples.drops_seen += part.drops_seen
-                samples.connects_seen += part.connects_seen
-                samples.idles_seen += part.idles_seen
-                samples.occupancy.extend(part.occupancy)
+                samples.extend(part)
         active = total.in_use if final else 0
         evidence.append(Evidence(total, samples, [r for r in records if r.key == key], active))
         shares.append(_shares(key, parts) if len(parts) > 1 else ())

@@ -36,14 +36,7 @@ def gather() -> Seen:
         seen.records += sink.records()
         seen.started = min(seen.started, sink.started)
         for key, part in sink.samples_snapshot().items():
-            into = seen.samples.setdefault(key, Samples())
-            into.connect_times += part.connect_times
-            into.idle_times += part.idle_times
-            into.drop_idle_times += part.drop_idle_times
-            into.drops_seen += part.drops_seen
-            into.connects_seen += part.connects_seen
-            into.idles_seen += part.idles_seen
-            into.occupancy.extend(part.occupancy)
+            seen.samples.setdefault(key, Samples()).extend(part)
         for one in sink.recorder.all_stats():  # what it counted since the report began
             parts.setdefault(one.key, []).append(minus(one, sink.baseline.get(one.key)))
     seen.stats = {key: combined(key, stats) for key, stats in parts.items()}
