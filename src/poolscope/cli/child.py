@@ -4,8 +4,9 @@ what it saw where the parent collects it, however the process ends.
 ``poolscope run`` starts the program with a ``sitecustomize`` on its ``PYTHONPATH`` that calls
 :func:`bootstrap`; the environment it passes on reaches the program's Python children too
 (multiprocessing with fork, spawn or forkserver, ``ProcessPoolExecutor``, ``subprocess``). Each
-process that used a pool writes one JSON file (:mod:`poolscope.reporting.seen`) into the run's
-folder when it ends: at exit, or in ``os._exit`` (how multiprocessing's workers end). A SIGTERM
+process writes one JSON file (:mod:`poolscope.reporting.seen`) into the run's folder when it
+ends, at exit or in ``os._exit`` (how multiprocessing's workers end); the parent counts the
+program's first process and those that used a pool. A SIGTERM
 that arrives while it writes waits until the file is written. A process killed by a signal
 before it ends writes nothing (poolscope installs no signal handler, which could keep a process
 from dying): its pools are missing from the report, which counts the processes that reported.
