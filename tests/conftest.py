@@ -3,6 +3,7 @@ helpers they are built from live in tests/support/)."""
 
 from __future__ import annotations
 
+import pathlib
 import socket
 import ssl
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from poolscope.config import stop_report
 from poolscope.loopback import LoopbackServer
 
 from .support.metrics import Metrics
+from .support.prometheus import run_prometheus
 from .support.spans import Spans
 
 
@@ -24,6 +26,12 @@ def no_report_after_each_test() -> Iterator[None]:
     # that asked must not make the next test's recorders count for it.
     yield
     stop_report()
+
+
+@pytest.fixture
+def prometheus(tmp_path: pathlib.Path) -> Iterator[tuple[str, int]]:
+    """A real Prometheus server (Debian's package) on loopback; yields (its URL, scrape port)."""
+    yield from run_prometheus(tmp_path)
 
 
 @pytest.fixture

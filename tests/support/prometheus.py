@@ -1,0 +1,86 @@
+"""A real Prometheus server for the end-to-end tests: starting one on loopback (Debian's
+package), waiting for it, and querying it through its HTTP API."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {timeout} s (last: {last!r})")
+
+
+def prom_query(url: str, query: str) -> dict[tuple[str, ...], float]:
+    body = urllib.request.urlopen(f"{url}/api/v1/query?query={urllib.parse.quote(query)}").read()
+    result = json.loads(body)["data"]["result"]
+    return {
+        tuple(
+            f"{k}={v}"
+            for k, v in sorted(r["metric"].items())
+            if k not in ("__name__", "job", "instance") and not k.startswith("otel_")
+        ): float(r["value"][1])
+        for r in result
+    }
+
+
+def run_prometheus(tmp_path: pathlib.Path) -> Iterator[tuple[str, int]]:
+    """A real Prometheus server (Debian's package) on loopback; yields (its URL, scrape port)."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's prometheus package (.ci/run does).")
+        pytest.skip("Debian's prometheus package is not installed (.ci/run installs it).")
+    target, listen = free_port(), free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: poolscope\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+    )
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{listen}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{listen}"
+    try:
+        wait_for(
+            lambda: urllib.request.urlopen(url + "/-/ready").status == 200, 30, "Prometheus start"
+        )
+        yield url, target
+    finally:
+        proc.terminate()
+        proc.wait(10)
