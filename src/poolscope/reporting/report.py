@@ -223,7 +223,8 @@ def _managers(records: list[PoolRecord]) -> tuple[ManagerSummary, ...]:
 
 
 def report() -> Report:
-    """What every pool instrumented with ``report=True`` did so far, and what to change.
+    """What every pool poolscope instruments did since the report was first asked for
+    (``report=True`` anywhere, whatever each pool reports to), and what to change.
 
     ::
 
