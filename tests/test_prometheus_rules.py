@@ -1,20 +1,28 @@
 """examples/prometheus/: the alerting rules pass promtool's unit tests, the dashboard queries only
 metrics poolscope exports (as the OpenTelemetry Prometheus exporter names them) and the rules
-record, and the pool-full alert's expression returns data in a real Prometheus fed a discard."""
+record, and in a real Prometheus fed one scenario per alert each alert's expression returns its
+scenario's host (never a healthy one's) and each dashboard query returns data."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
 import re
 import shutil
+import ssl
 import subprocess
 import threading
+import time
+from typing import Any
 
 import pytest
 import requests
+import trustme
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 import poolscope
 from poolscope.loopback import LoopbackServer
@@ -185,10 +193,28 @@ def test_the_dashboard_queries_only_exported_or_recorded_names(tmp_path: pathlib
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_the_pool_full_alert_expression_sees_a_real_discard(
-    prometheus: tuple[str, int],
-    server_b: LoopbackServer,
+def _host(srv: LoopbackServer | str, port: int | None = None) -> tuple[str, ...]:
+    """An alert's series key (prom_query's) for one host: its labels less job and instance."""
+    address = srv if isinstance(srv, str) else srv.host
+    scheme = "http" if isinstance(srv, str) else srv.scheme
+    port = port if port is not None else srv.port  # type: ignore[union-attr]
+    return (f"server_address={address}", f"server_port={port}", f"url_scheme={scheme}")
+
+
+def _together(n: int, target: object, *args: object) -> None:
+    threads = [threading.Thread(target=target, args=args) for _ in range(n)]  # type: ignore[arg-type]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_every_alert_expression_and_dashboard_query_sees_its_scenario_in_prometheus(
+    prometheus: tuple[str, int], ca: trustme.CA, ca_bundle: str, refused_port: int
 ) -> None:
+    """One scenario per alert, each on its own host, plus a healthy host over TLS, fed to a real
+    Prometheus: each alert's expression (its `for:` aside) returns its scenario's host and never
+    the healthy one, and every dashboard query returns data."""
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.sdk.metrics import MeterProvider
     from prometheus_client import start_http_server
@@ -197,34 +223,132 @@ def test_the_pool_full_alert_expression_sees_a_real_discard(
     reader = PrometheusMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     exposition = start_http_server(port, addr="127.0.0.1")
-    (expr,) = [
-        r["expr"] for r in rules() if r.get("alert") == "PoolscopeConnectionsDiscardedPoolFull"
-    ]
+    alerts = {r["alert"]: r["expr"] for r in rules() if "alert" in r}
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.2").configure_cert(tls)
+
+    def session(**adapter: Any) -> requests.Session:
+        s = requests.Session()
+        s.mount("http://", HTTPAdapter(**adapter))
+        return poolscope.instrument_session(s, meter_provider=provider)
+
     try:
-        with LoopbackServer("127.0.0.1", together=2) as full:
-            s = requests.Session()
-            s.mount("http://", HTTPAdapter(pool_connections=2, pool_maxsize=1))
-            poolscope.instrument_session(s, meter_provider=provider)
-            s.get(full.url)  # both hosts' series exist, at 0 discards, before the discards
-            s.get(server_b.url)
-            discarded = "urllib3_pool_connections_discarded_total"
-            wait_for(lambda: len(prom_query(url, discarded)) == 2, 30, "the first scrape")
+        with contextlib.ExitStack() as stack:
+            full, evict_a, evict_b, dropped, waits, never, timeouts, healthy = (
+                stack.enter_context(srv)
+                for srv in (
+                    LoopbackServer("127.0.0.1", together=2),
+                    LoopbackServer("127.0.0.2"),
+                    LoopbackServer("127.0.0.2"),
+                    LoopbackServer("127.0.0.3", keepalive=0.2),
+                    LoopbackServer("127.0.0.4"),
+                    LoopbackServer("127.0.0.1"),
+                    LoopbackServer("127.0.0.4"),
+                    LoopbackServer("127.0.0.2", ssl_context=tls),
+                )
+            )
+            s_full = session(pool_maxsize=1)
+            s_evict = session(pool_connections=1)
+            s_dropped = session()
+            s_waits = session(pool_maxsize=1, pool_block=True)
+            s_never = session()
+            s_retry = session(max_retries=Retry(total=3, connect=3, backoff_factor=0))
+            s_healthy = session()
+            pool = poolscope.InstrumentedHTTPConnectionPool(
+                timeouts.host, timeouts.port, maxsize=1, block=True, meter_provider=provider
+            )
+            refused = f"http://127.0.0.1:{refused_port}/"
+
+            def refuse() -> None:
+                with pytest.raises(requests.ConnectionError):
+                    s_retry.get(refused)
+
+            def time_out() -> None:
+                held = pool.urlopen("GET", "/", preload_content=False, release_conn=False)
+                with pytest.raises(urllib3.exceptions.EmptyPoolError):
+                    pool.urlopen("GET", "/", pool_timeout=0.05)
+                held.release_conn()
+
+            # Every series exists, and is scraped, before the scenarios make it grow: a rate
+            # counts only the increase after a series' first sample.
+            s_full.get(full.url)
+            s_evict.get(evict_a.url)
+            s_evict.get(evict_b.url)
+            s_dropped.get(dropped.url)
+            _together(2, s_waits.get, waits.url + "/slow")  # one waits: the wait histogram
+            s_never.get(never.url + "/close")
+            refuse()
+            time_out()
+            for _ in range(2):
+                s_healthy.get(healthy.url, verify=ca_bundle)
+            keys = [
+                _host(srv)
+                for srv in (full, evict_a, evict_b, dropped, waits, never, timeouts, healthy)
+            ] + [_host("127.0.0.1", refused_port)]
+            created = "urllib3_pool_connections_created_total"
+            wait_for(lambda: set(keys) <= set(prom_query(url, created)), 30, "the first scrape")
+            wait_sum = "urllib3_pool_connection_wait_time_seconds_sum"
+            wait_for(lambda: _host(waits) in prom_query(url, wait_sum), 30, "the first wait")
+
             for _ in range(30):  # two requests at once into a pool of one: one discard each
-                threads = [
-                    threading.Thread(target=s.get, args=(full.url + "/together",)) for _ in range(2)
-                ]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                s.get(server_b.url)  # one at a time: reused, never discarded
-            total = f'sum({discarded}{{server_address="127.0.0.1"}})'
-            wait_for(lambda: prom_query(url, total) == {(): 30.0}, 30, "30 discards scraped")
-            firing = wait_for(lambda: prom_query(url, expr), 30, "the alert expression")
-        assert list(firing) == [
-            ("server_address=127.0.0.1", f"server_port={full.port}", "url_scheme=http")
-        ]
-        assert next(iter(firing.values())) > 0.1  # the share of new connections discarded
+                _together(2, s_full.get, full.url + "/together")
+            for _ in range(20):  # two hosts take turns in one pool: evicted, rebuilt
+                s_evict.get(evict_a.url)
+                s_evict.get(evict_b.url)
+            for _ in range(4):  # idle longer than the server's keep-alive: dropped
+                time.sleep(0.5)
+                s_dropped.get(dropped.url)
+            for _ in range(150):  # Connection: close: each request opens a new connection
+                s_never.get(never.url + "/close")
+            for _ in range(10):  # refused, retried three times
+                refuse()
+            for _ in range(3):
+                time_out()
+
+            def slow() -> None:
+                for _ in range(5):
+                    s_waits.get(waits.url + "/slow")
+
+            _together(12, slow)  # twelve workers, one connection: about 11 waiting
+            for _ in range(20):
+                s_healthy.get(healthy.url, verify=ca_bundle)
+
+            scenario = {
+                "PoolscopeConnectionsDiscardedPoolFull": _host(full),
+                "PoolscopePoolsEvictedAndRebuilt": _host(evict_a),
+                "PoolscopeIdleConnectionsDroppedByServer": _host(dropped),
+                "PoolscopeConnectionRetries": _host("127.0.0.1", refused_port),
+                "PoolscopeRequestsWaitingForConnection": _host(waits),
+                "PoolscopeWaitForConnectionTimeouts": _host(timeouts),
+                "PoolscopeConnectionsNeverReused": _host(never),
+            }
+            assert set(scenario) == set(alerts)
+            fired = {}
+            for name, key in scenario.items():
+
+                def firing(expr: str = alerts[name], key: tuple[str, ...] = key) -> Any:
+                    result = prom_query(url, expr)
+                    # The retries alert keeps error_type in its labels.
+                    return {k: v for k, v in result.items() if set(key) <= set(k)} and result
+
+                fired[name] = wait_for(firing, 30, f"{name} for {key}")
+            # The fixture's Prometheus loads no rule files: a recorded name is replaced by its
+            # expression (the matchers, all ".*" here, dropped with it).
+            grafana = {"$__rate_interval": "5m", "$job": ".*", "$host": ".*"}
+            recorded = {r["record"]: r["expr"] for r in rules() if "record" in r}
+            for e in dashboard_exprs():
+                for var, value in grafana.items():
+                    e = e.replace(var, value)
+                while metric_names(e) & set(recorded):
+                    for name, rule in recorded.items():
+                        e = re.sub(rf"{re.escape(name)}(\{{[^}}]*\}})?", f"({rule})", e)
+                wait_for(lambda e=e: prom_query(url, e), 30, f"data for {e}")
+            for name, result in fired.items():  # after the other waits: more samples
+                result = prom_query(url, alerts[name])
+                assert not [k for k in result if set(_host(healthy)) <= set(k)], (name, result)
+        discards = prom_query(url, alerts["PoolscopeConnectionsDiscardedPoolFull"])
+        assert list(discards) == [_host(full)]
+        assert next(iter(discards.values())) > 0.1  # the share of new connections discarded
     finally:
         exposition[0].shutdown()
         exposition[0].server_close()
