@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -27,6 +26,7 @@ from urllib3.util.retry import Retry
 import poolscope
 from poolscope.loopback import LoopbackServer
 
+from .support.binaries import require
 from .support.prometheus import prom_query, wait_for
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples" / "prometheus"
@@ -64,12 +64,7 @@ _KEYWORDS = {
 
 
 def promtool() -> str:
-    binary = shutil.which("promtool")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's prometheus package (it has promtool).")
-        pytest.skip("promtool (Debian's prometheus package) is not installed.")
-    return binary
+    return require("promtool", "prometheus")
 
 
 def metric_names(expr: str) -> set[str]:

@@ -4,16 +4,16 @@ connection, and a screenshot that shows them."""
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from poolscope.loopback import LoopbackServer
+
+from .support.binaries import require
 
 SCRIPT = """
 import sys, threading, requests
@@ -42,12 +42,7 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture
 def chromium() -> str:
-    binary = shutil.which("chromium")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium package (.ci/run does).")
-        pytest.skip("Debian's chromium package is not installed (.ci/run installs it).")
-    return binary
+    return require("chromium", "chromium")
 
 
 def test_html_timeline_renders_one_lane_per_connection(

@@ -4,9 +4,7 @@ package), waiting for it, and querying it through its HTTP API."""
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import shutil
 import socket
 import subprocess
 import time
@@ -15,7 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
+from .binaries import require
 
 
 def free_port() -> int:
@@ -53,11 +51,7 @@ def prom_query(url: str, query: str) -> dict[tuple[str, ...], float]:
 
 def run_prometheus(tmp_path: pathlib.Path) -> Iterator[tuple[str, int]]:
     """A real Prometheus server (Debian's package) on loopback; yields (its URL, scrape port)."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's prometheus package (.ci/run does).")
-        pytest.skip("Debian's prometheus package is not installed (.ci/run installs it).")
+    binary = require("prometheus", "prometheus")
     target, listen = free_port(), free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(

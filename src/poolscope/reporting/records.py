@@ -133,7 +133,7 @@ class ReportSink(Sink):
         self.recorder = recorder  # whose PoolStats the report reads
         # Its counts when this sink was added: the report covers what came after.
         self.baseline = {s.key: combined(s.key, [s]) for s in recorder.all_stats()}
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self.pools: dict[int, PoolRecord] = {}
         self.samples: dict[PoolKey, Samples] = {}
         self.started = time.time()
@@ -231,7 +231,7 @@ def by_manager(records: list[PoolRecord]) -> dict[int, list[PoolRecord]]:
 
 
 _sinks: list[ReportSink] = []
-_sinks_lock = threading.RLock()
+_sinks_lock = threading.Lock()
 
 
 def new_report_sink(recorder: Recorder) -> ReportSink:
@@ -246,9 +246,9 @@ def renew_locks_after_fork() -> None:
     """In a forked child: new locks for the registry, every sink and its recorder, as a thread
     of the parent may have held one at the fork (and would never release it here)."""
     global _sinks_lock
-    _sinks_lock = threading.RLock()
+    _sinks_lock = threading.Lock()
     for sink in _sinks:
-        sink._lock = threading.RLock()
+        sink._lock = threading.Lock()
         sink.recorder.renew_lock()
 
 
