@@ -2,10 +2,12 @@
 
     python benchmarks/bytecodes.py            # urllib3 and requests, poolscope without an SDK
     python benchmarks/bytecodes.py --only "poolscope, SDK" --client urllib3
+    python benchmarks/bytecodes.py --only "otel-urllib3 + poolscope" --against otel-urllib3
 
 Each configuration runs in its own process against the same nginx: a few requests to connect
 and warm up, then 20 reused-connection requests with ``sys.settrace`` opcode events counted per
-function. The table lists every function whose count per request differs from bare's. Unlike
+function. The table lists every function whose count per request differs from bare's (or from
+the configuration named by --against: the contrib one, for what poolscope adds to it). Unlike
 instructions.py this does not depend on memory layout: it shows what the code itself executes,
 and where.
 """
@@ -81,6 +83,12 @@ def main() -> None:
         metavar="CONFIGURATION",
         help='compare this one with bare (default: "poolscope, no SDK")',
     )
+    parser.add_argument(
+        "--against",
+        default="bare",
+        metavar="CONFIGURATION",
+        help="compare with this one instead of bare",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -94,10 +102,14 @@ def main() -> None:
         for client in ("urllib3", "requests"):
             if args.client and client != args.client:
                 continue
-            bare = counts(client, "bare", url)
+            if args.against not in harness.CONFIGURATIONS[client]:
+                continue
+            bare = counts(client, args.against, url)
             for kind in kinds:
+                if kind not in harness.CONFIGURATIONS[client]:
+                    continue
                 other = counts(client, kind, url)
-                print(f"\n{client}: {kind} against bare")
+                print(f"\n{client}: {kind} against {args.against}")
                 print(
                     f"  total  {sum(bare.values()):10.1f} {sum(other.values()):10.1f}"
                     f" {sum(other.values()) - sum(bare.values()):+8.1f}"

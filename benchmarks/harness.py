@@ -6,13 +6,15 @@ It owns:
   worker), started and stopped by ``nginx()``;
 - the configurations: ``CONFIGURATIONS`` names each client's, ``make_requests`` and
   ``make_urllib3`` (``make(client, ...)`` picks one) build a callable doing one request of a
-  configuration, ``uninstrument_contrib`` switches a contrib instrumentation off again, and
-  ``sdk_providers`` gives an OpenTelemetry SDK with in-memory exporters;
+  configuration, ``is_contrib`` says which switch a contrib instrumentation on (process-wide)
+  and ``uninstrument_contrib`` switches it off again, ``ON_TOP_OF_CONTRIB`` pairs each
+  "contrib + poolscope" configuration with its contrib one, and ``sdk_providers`` gives an
+  OpenTelemetry SDK with in-memory exporters;
 - what a configuration's requests run inside: ``surroundings(kind)`` (an INFO handler for
   logging mode) and ``repeat(call, n)``, the plain per-request loop;
 - the command line: ``parser(doc)`` and the ``--client`` option, ``exit_on_sigterm()`` so a
   killed run still stops its nginx, and ``describe_machine()``, the versions line every run
-  prints first.
+  prints first, with ``describe_source()``, the commit (and state) of the poolscope it measures.
 
 A benchmark's own measurements, and the child processes it starts, stay in its own file.
 Children import this module by path: each script puts its own directory on ``sys.path``.
@@ -104,6 +106,7 @@ CONFIGURATIONS = {
         "poolscope, SDK",
         "poolscope, logging",
         "otel-requests",
+        "otel-requests + poolscope",
     ],
     "urllib3": [
         "bare",
@@ -111,8 +114,24 @@ CONFIGURATIONS = {
         "poolscope, SDK",
         "poolscope, logging",
         "otel-urllib3",
+        "otel-urllib3 + poolscope",
     ],
 }
+
+# The traced request path: the contrib instrumentation makes a request span current for each
+# request, and poolscope, on the same session or PoolManager with the same SDK providers, adds
+# its link and span event to that span. Each such configuration -> the contrib one it adds to.
+ON_TOP_OF_CONTRIB = {
+    "otel-requests + poolscope": "otel-requests",
+    "otel-urllib3 + poolscope": "otel-urllib3",
+}
+
+
+def is_contrib(kind: str) -> bool:
+    """Whether configuration ``kind`` switches a contrib instrumentation on. That is
+    process-wide (it patches requests or urllib3 themselves): a run that measures other
+    configurations in the same process switches it on only around its turn."""
+    return kind.startswith("otel-")
 
 
 def sdk_providers() -> tuple[Any, Any]:
@@ -139,11 +158,13 @@ def make_requests(kind: str, url: str) -> Callable[[], Any]:
         return clearing(lambda: s.get(url), exporter)
     elif kind == "poolscope, logging":
         poolscope.instrument_session(s, mode="logging")
-    elif kind == "otel-requests":
+    elif kind in ("otel-requests", "otel-requests + poolscope"):
         from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
         mp, (tp, exporter) = sdk_providers()
         RequestsInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+        if kind in ON_TOP_OF_CONTRIB:
+            poolscope.instrument_session(s, meter_provider=mp, tracer_provider=tp)
         return clearing(lambda: s.get(url), exporter)
     return lambda: s.get(url)
 
@@ -158,11 +179,13 @@ def make_urllib3(kind: str, url: str) -> Callable[[], Any]:
         return clearing(lambda: pm.request("GET", url), exporter)
     elif kind == "poolscope, logging":
         poolscope.instrument_pool_manager(pm, mode="logging")
-    elif kind == "otel-urllib3":
+    elif kind in ("otel-urllib3", "otel-urllib3 + poolscope"):
         from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 
         mp, (tp, exporter) = sdk_providers()
         URLLib3Instrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+        if kind in ON_TOP_OF_CONTRIB:
+            poolscope.instrument_pool_manager(pm, meter_provider=mp, tracer_provider=tp)
         return clearing(lambda: pm.request("GET", url), exporter)
     return lambda: pm.request("GET", url)
 
@@ -187,7 +210,8 @@ def clearing(call: Callable[[], Any], exporter: Any) -> Callable[[], Any]:
 
 
 def uninstrument_contrib(kind: str) -> None:
-    if kind == "otel-requests":
+    """Switch off the contrib instrumentation that configuration ``kind`` switched on."""
+    if kind.startswith("otel-requests"):
         from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
         RequestsInstrumentor().uninstrument()
@@ -247,11 +271,52 @@ def add_client_option(parser: argparse.ArgumentParser) -> None:
 
 
 def describe_machine() -> str:
+    """The versions line every run prints first, and the source line under it."""
+    from opentelemetry.sdk.version import __version__ as sdk_version
+
     return (
         f"poolscope {poolscope.__version__}, urllib3 {urllib3.__version__}, "
-        f"requests {requests.__version__}, Python {platform.python_version()}, "
-        f"{platform.machine()}, {os.cpu_count()} cores"
+        f"requests {requests.__version__}, opentelemetry-sdk {sdk_version}, "
+        f"Python {platform.python_version()}, {nginx_version()}, {platform.machine()}, "
+        f"{os.cpu_count()} cores\n" + describe_source()
     )
+
+
+def nginx_version() -> str:
+    """The version, as "nginx 1.22.1", from ``nginx -v`` (which writes it to stderr)."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    try:
+        out = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
+    except OSError:
+        return "nginx not found"
+    return "nginx " + out.stderr.strip().rpartition("/")[2]
+
+
+def describe_source() -> str:
+    """Which poolscope a run measures: the commit, and whether its files differ from it.
+
+    Others may edit the working tree while a long run goes on: ``benchmarks/every_python.sh``
+    measures an export of one commit instead (it names the commit in POOLSCOPE_BENCH_COMMIT)."""
+    where = os.path.dirname(os.path.abspath(poolscope.__file__))
+    exported = os.environ.get("POOLSCOPE_BENCH_COMMIT")
+    if exported:
+        return f"poolscope at commit {exported} (exported to {where})"
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=where, capture_output=True, text=True, check=False
+            )
+        except OSError:
+            return ""
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return f"poolscope from {where} (not in a git checkout: commit unknown)"
+    changed = git("status", "--porcelain", "--", ".")
+    state = "with uncommitted changes" if changed else "as committed"
+    return f"poolscope at commit {head}, {state} ({where})"
 
 
 def exit_on_sigterm() -> None:

@@ -4,11 +4,17 @@
     python benchmarks/run.py --smoke    # a few hundred requests, no thresholds: CI runs this
     python benchmarks/run.py --memory   # only memory, over 1,000,000 requests (about 25 min)
     python benchmarks/run.py --threads 40   # only the 32-thread throughput, 40 rounds each
+    python benchmarks/run.py --gap 200      # only wall clock against instructions (~10 min)
 
 It starts Debian's nginx on loopback with a config it writes (keep-alive on, one worker), runs
 every configuration interleaved (A B C ... A B C ...) several rounds, and prints microseconds per
 request (the median round) and the ratio to the bare client measured in the same run. Ratios,
-never absolute times, are what the targets speak of. Nothing here asserts: it measures.
+never absolute times, are what the targets speak of. Nothing here asserts: it measures. Each
+"contrib + poolscope" row is also printed over its contrib row ("poolscope on top of contrib").
+
+Wall clock and CPU time are what other processes on the machine move: on a small shared machine
+they are the noisy figures, and instructions.py's counts are the steady ones. ``--gap`` asks
+whether a difference between the two is noise or a cost instructions do not see (see gap()).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import functools
 import gc
 import math
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -57,14 +64,14 @@ def compare(
     so each is switched on only around its own turn. Returns (kind, wall ratio, CPU ratio)."""
     calls: dict[str, Callable[[], Any]] = {}
     for kind in kinds:
-        if kind.startswith("otel-"):
+        if harness.is_contrib(kind):
             continue
         calls[kind] = make(kind, url)
         calls[kind]()  # connect once: the benchmark is the reused-connection path
     times: dict[str, list[tuple[float, float]]] = {kind: [] for kind in kinds}
     for _ in range(rounds):
         for kind in kinds:
-            if kind.startswith("otel-"):
+            if harness.is_contrib(kind):
                 call = make(kind, url)
                 call()
                 try:
@@ -80,13 +87,33 @@ def compare(
     }
     bare_wall, bare_cpu = medians[kinds[0]]
     print(f"\n{title} ({n} requests x {rounds} rounds, interleaved; medians)")
-    print(f"  {'configuration':<22} {'wall us':>8} {'ratio':>7} {'client CPU us':>14} {'ratio':>7}")
+    print(f"  {'configuration':<25} {'wall us':>8} {'ratio':>7} {'client CPU us':>14} {'ratio':>7}")
     rows = []
     for kind, (wall, cpu) in medians.items():
         wall_ratio, cpu_ratio = wall / bare_wall, cpu / bare_cpu
-        print(f"  {kind:<22} {wall:>8.1f} {wall_ratio:>7.3f} {cpu:>14.1f} {cpu_ratio:>7.3f}")
+        print(f"  {kind:<25} {wall:>8.1f} {wall_ratio:>7.3f} {cpu:>14.1f} {cpu_ratio:>7.3f}")
         rows.append((kind, wall_ratio, cpu_ratio))
+    for kind, base in harness.ON_TOP_OF_CONTRIB.items():
+        if kind in times and base in times:
+            # The two run one after the other in every round: the per-round ratio pairs them.
+            wall = paired([w for w, _ in times[kind]], [w for w, _ in times[base]])
+            cpu = paired([c for _, c in times[kind]], [c for _, c in times[base]])
+            print(
+                f"  poolscope on top of contrib ({kind} / {base}): wall "
+                f"{medians[kind][0] / medians[base][0]:.3f}, client CPU "
+                f"{medians[kind][1] / medians[base][1]:.3f} (medians); paired per round: "
+                f"wall {wall}, client CPU {cpu}"
+            )
     return rows
+
+
+def paired(values: list[float], against: list[float]) -> str:
+    """The geometric mean of the per-round ratios values[i] / against[i], with its 95%
+    interval: "1.012 (0.998-1.026)"."""
+    logs = [math.log(v / a) for v, a in zip(values, against, strict=True)]
+    mean = statistics.fmean(logs)
+    half = 1.96 * statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else 0.0
+    return f"{math.exp(mean):.3f} ({math.exp(mean - half):.3f}-{math.exp(mean + half):.3f})"
 
 
 def hot_path(url: str, n: int, repeats: int) -> None:
@@ -190,6 +217,83 @@ def threaded(url: str, threads: int, per_thread: int, rounds: int) -> None:
     )
 
 
+GAP_KINDS = ["bare", "bare again (A/A)", "poolscope, no SDK", "poolscope, SDK"]
+
+
+def gap(url: str, client: str, n: int, rounds: int) -> None:
+    """Wall clock and CPU time against instructions: is a gap between them noise, or a cost that
+    instruction counts do not see (cache misses, allocation, the garbage collector)?
+
+    Each configuration runs twice per round, with the collector on and with ``gc.disable()``
+    around its turn; every turn starts after an untimed ``gc.collect()``, so each starts from
+    the same empty young generation; the round's turns run in a random order (seeded), so none
+    is always first or always after the same one. A second bare client, built and measured like
+    the first, is the yardstick (A/A): two identical configurations land that far apart here.
+    Printed per configuration and collector state: median µs per request and its ratio to bare's
+    median; the per-round ratio to bare with the collector in the same state (geometric mean and
+    95% interval: the turns of one round ran within a second of each other, so this pairs away
+    the slow drifts of a shared machine); and the collector's runs per 1,000 requests by
+    generation."""
+    order = random.Random(0)
+    calls: dict[str, Callable[[], Any]] = {}
+    for kind in GAP_KINDS:
+        calls[kind] = harness.make(client, "bare" if kind.startswith("bare") else kind, url)
+        calls[kind]()  # connect once: the benchmark is the reused-connection path
+    turns = [(kind, collector) for kind in GAP_KINDS for collector in ("on", "off")]
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {turn: [] for turn in turns}
+    collections: dict[tuple[str, str], list[int]] = {turn: [0, 0, 0] for turn in turns}
+    counting: list[int] = [0, 0, 0]
+
+    def count_collections(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            counting[info["generation"]] += 1
+
+    gc.callbacks.append(count_collections)
+    try:
+        for _ in range(rounds):
+            for turn in order.sample(turns, len(turns)):
+                kind, collector = turn
+                gc.collect()
+                counting[:] = [0, 0, 0]
+                if collector == "off":
+                    gc.disable()
+                try:
+                    with harness.surroundings(kind):
+                        times[turn].append(per_request_us(calls[kind], n))
+                finally:
+                    gc.enable()
+                for generation, runs in enumerate(counting):
+                    collections[turn][generation] += runs
+    finally:
+        gc.callbacks.remove(count_collections)
+    print(
+        f"\ngap: {client}, keep-alive ({n} requests x {rounds} rounds; each round's "
+        f"{len(turns)} turns in random order)"
+    )
+    print(
+        f"  {'configuration':<18} {'gc':>3} {'wall us':>8} {'ratio':>6} {'paired (95%)':>20}"
+        f" {'CPU us':>7} {'ratio':>6} {'paired (95%)':>20} {'gc runs/1k req':>15}"
+    )
+    for kind, collector in turns:
+        wall = [w for w, _ in times[kind, collector]]
+        cpu = [c for _, c in times[kind, collector]]
+        bare_wall = [w for w, _ in times["bare", collector]]
+        bare_cpu = [c for _, c in times["bare", collector]]
+        runs = "/".join(f"{r * 1000 / (n * rounds):.1f}" for r in collections[kind, collector])
+        print(
+            f"  {kind:<18} {collector:>3} {statistics.median(wall):>8.1f}"
+            f" {statistics.median(wall) / statistics.median(bare_wall):>6.3f}"
+            f" {paired(wall, bare_wall):>20} {statistics.median(cpu):>7.1f}"
+            f" {statistics.median(cpu) / statistics.median(bare_cpu):>6.3f}"
+            f" {paired(cpu, bare_cpu):>20} {runs:>15}"
+        )
+    print(
+        "  ratio: of medians, to bare with the collector in the same state; paired: geometric\n"
+        "  mean of the per-round ratios, 95% interval; CPU: this thread's (user and system);\n"
+        "  gc runs: collections of generations 0/1/2 per 1,000 requests"
+    )
+
+
 MEMORY_KINDS = ["bare", "poolscope, no SDK", "poolscope, SDK"]
 
 
@@ -271,6 +375,13 @@ def main() -> None:
         "--threads", type=int, metavar="ROUNDS", help="only the 32-thread figure, this many rounds"
     )
     parser.add_argument(
+        "--gap",
+        type=int,
+        metavar="ROUNDS",
+        help="only wall clock against instructions (A/A, gc on and off), this many rounds",
+    )
+    harness.add_client_option(parser)
+    parser.add_argument(
         "--only",
         action="append",
         choices=MEMORY_KINDS,
@@ -293,22 +404,28 @@ def main() -> None:
         if args.threads:
             threaded(url, 32, 150, args.threads)
             return
-        compare(
-            "requests, one Session, keep-alive",
-            harness.CONFIGURATIONS["requests"],
-            harness.make_requests,
-            url,
-            n,
-            rounds,
-        )
-        compare(
-            "urllib3, one PoolManager, keep-alive",
-            harness.CONFIGURATIONS["urllib3"],
-            harness.make_urllib3,
-            url,
-            n,
-            rounds,
-        )
+        if args.gap:
+            for client in [args.client] if args.client else ["urllib3", "requests"]:
+                gap(url, client, n, args.gap)
+            return
+        if args.client in (None, "requests"):
+            compare(
+                "requests, one Session, keep-alive",
+                harness.CONFIGURATIONS["requests"],
+                harness.make_requests,
+                url,
+                n,
+                rounds,
+            )
+        if args.client in (None, "urllib3"):
+            compare(
+                "urllib3, one PoolManager, keep-alive",
+                harness.CONFIGURATIONS["urllib3"],
+                harness.make_urllib3,
+                url,
+                n,
+                rounds,
+            )
         hot_path(url, 2000 if args.smoke else 50_000, 3 if args.smoke else 9)
         threaded(url, 32, 10 if args.smoke else 150, 2 if args.smoke else 6)
         memory(url, 2000 if args.smoke else 20_000)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The instruction table (benchmarks/instructions.py) on every supported Python.
+#
+#   bash benchmarks/every_python.sh                       # --quick --layouts 4 on 3.10 to 3.13
+#   bash benchmarks/every_python.sh --quick --layouts 8   # any instructions.py options
+#   PYTHONS="3.11 3.13" bash benchmarks/every_python.sh --quick --only "otel-urllib3 + poolscope"
+#   OUT=/tmp/elsewhere bash benchmarks/every_python.sh    # where the outputs go
+#
+# Each interpreter gets a virtualenv of its own, made once: .venv-bench/pyX.Y, from pyenv's
+# build of that version (`pyenv root`/versions/X.Y.*), else pythonX.Y on the PATH, with the
+# test extra pinned by tests/constraints.txt, urllib3 2.x and requests 2.32+. The install is
+# editable, but what is measured is an export of the commit checked out when the script
+# starts (git archive, put first on PYTHONPATH): others can edit the working tree during a run
+# of an hour or more without changing what it measures. Each run's output goes to the
+# terminal and to $OUT/instructions-pyX.Y-<commit>.txt (OUT defaults to /tmp/bench-results);
+# its first lines name the versions and the commit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pythons=${PYTHONS:-"3.10 3.11 3.12 3.13"}
+out=${OUT:-/tmp/bench-results}
+if [ $# -eq 0 ]; then
+  set -- --quick --layouts 4
+fi
+
+commit=$(git rev-parse --short HEAD)
+snapshot=$(mktemp -d /tmp/poolscope-bench-src.XXXXXX)
+trap 'rm -rf "$snapshot"' EXIT
+git archive HEAD src | tar -x -C "$snapshot"
+mkdir -p "$out"
+
+interpreter() {
+  local root candidate
+  if root=$(pyenv root 2>/dev/null); then
+    candidate=$(find "$root/versions" -maxdepth 1 -name "$1.*" 2>/dev/null | sort -V | tail -n 1)
+    if [ -n "$candidate" ] && [ -x "$candidate/bin/python" ]; then
+      echo "$candidate/bin/python"
+      return
+    fi
+  fi
+  command -v "python$1" || {
+    echo "no Python $1: install it with pyenv (pyenv install $1) or put python$1 on the PATH" >&2
+    return 1
+  }
+}
+
+for version in $pythons; do
+  venv=.venv-bench/py$version
+  if [ ! -x "$venv/bin/python" ]; then
+    "$(interpreter "$version")" -m venv "$venv"
+    "$venv/bin/pip" install -q -c tests/constraints.txt -e '.[test]' 'urllib3>=2,<3' 'requests>=2.32'
+  fi
+  result="$out/instructions-py$version-$commit.txt"
+  echo "== Python $version: $result"
+  PYTHONPATH="$snapshot/src" POOLSCOPE_BENCH_COMMIT=$commit \
+    "$venv/bin/python" benchmarks/instructions.py "$@" | tee "$result"
+done
