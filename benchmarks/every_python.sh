@@ -12,8 +12,10 @@
 # editable, but what is measured is an export of the commit checked out when the script
 # starts (git archive, put first on PYTHONPATH): others can edit the working tree during a run
 # of an hour or more without changing what it measures. Each run's output goes to the
-# terminal and to $OUT/instructions-pyX.Y-<commit>.txt (OUT defaults to /tmp/bench-results);
-# its first lines name the versions and the commit.
+# terminal and to $OUT/instructions-pyX.Y-<commit>.txt (OUT defaults to /tmp/bench-results;
+# -2, -3, ... for a later run of the same commit), its counts per layout to the .json beside
+# it (for instructions.py --load, to merge the layouts of several runs); its first lines name
+# the versions and the commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,8 +52,14 @@ for version in $pythons; do
     "$(interpreter "$version")" -m venv "$venv"
     "$venv/bin/pip" install -q -c tests/constraints.txt -e '.[test]' 'urllib3>=2,<3' 'requests>=2.32'
   fi
-  result="$out/instructions-py$version-$commit.txt"
-  echo "== Python $version: $result"
+  base="$out/instructions-py$version-$commit"
+  result=$base
+  n=1
+  while [ -e "$result.txt" ]; do
+    n=$((n + 1))
+    result="$base-$n"
+  done
+  echo "== Python $version: $result.txt"
   PYTHONPATH="$snapshot/src" POOLSCOPE_BENCH_COMMIT=$commit \
-    "$venv/bin/python" benchmarks/instructions.py "$@" | tee "$result"
+    "$venv/bin/python" benchmarks/instructions.py "$@" --save "$result.json" | tee "$result.txt"
 done

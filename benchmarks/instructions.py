@@ -8,6 +8,8 @@
     python benchmarks/instructions.py --quick --only "otel-urllib3 + poolscope"  # and its contrib
     python benchmarks/instructions.py --quick --cache --only "poolscope, SDK"   # cachegrind
     bash benchmarks/every_python.sh --quick --layouts 4    # on Python 3.10, 3.11, 3.12, 3.13
+    python benchmarks/instructions.py --quick --layouts 4 --first-layout 4 --save b.json
+    python benchmarks/instructions.py --load a.json --load b.json   # one table, 8 layouts
 
 Wall-clock ratios on a small shared machine move by several percent from one run to the next,
 more than the overhead they are meant to show. Instructions executed do not: callgrind counts
@@ -39,6 +41,7 @@ caches and branch predictor and prints misses per request with cachegrind's cycl
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -49,7 +52,7 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 def _shift_layout(layout: int) -> list[object]:
@@ -222,9 +225,21 @@ def main() -> None:
         help="cachegrind instead: cache and branch misses per request, estimated cycles",
     )
     parser.add_argument(
+        "--save", metavar="FILE", help="also write each layout's counts per request (JSON)"
+    )
+    parser.add_argument(
+        "--load",
+        action="append",
+        metavar="FILE",
+        help="measure nothing: one table from the layouts of these --save files",
+    )
+    parser.add_argument(
         "--child", nargs=4, metavar=("CLIENT", "KIND", "N", "URL"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
+    if args.load:
+        load(args.load, args.per_layout)
+        return
     if args.child:
         client, kind, n, url = args.child
         child(client, kind, int(n), url)
@@ -254,6 +269,11 @@ def main() -> None:
     wanted = set(args.only or known) | {"bare"}
     wanted |= {harness.ON_TOP_OF_CONTRIB[k] for k in wanted if k in harness.ON_TOP_OF_CONTRIB}
     measure = cache_count if args.cache else count
+    saved: dict[str, Any] = {
+        "machine": harness.describe_machine(),
+        "requests": [short, long],
+        "clients": {},
+    }
     with harness.nginx() as url:
         for client, kinds in harness.CONFIGURATIONS.items():
             if args.client and client != args.client:
@@ -283,6 +303,50 @@ def main() -> None:
             }
             report(per, kinds[0], args.layouts, args.per_layout)
             report_on_top(per, args.layouts)
+            saved["clients"][client] = {
+                kind: {str(layout): list(c) for layout, c in zip(layouts, counts, strict=True)}
+                for kind, counts in per.items()
+            }
+    if args.save and not args.cache:
+        with open(args.save, "w") as f:
+            json.dump(saved, f, indent=1)
+
+
+def load(paths: list[str], each: bool) -> None:
+    """One table per client from the layouts of several --save files (of one commit and
+    interpreter, with the same requests: the first file's machine lines are printed)."""
+    files = []
+    for path in paths:
+        with open(path) as f:
+            files.append(json.load(f))
+    first = files[0]
+    for path, other in zip(paths, files, strict=True):
+        if other["machine"] != first["machine"] or other["requests"] != first["requests"]:
+            raise SystemExit(
+                f"{path} was measured on another commit, interpreter or request count than "
+                f"{paths[0]}: combine only runs of one commit and interpreter."
+            )
+    short, long = first["requests"]
+    print(first["machine"])
+    print(f"instructions per reused-connection request: ({long} - {short}) requests, callgrind")
+    print(f"from {', '.join(paths)}")
+    for client in harness.CONFIGURATIONS:
+        merged: dict[str, dict[str, list[float]]] = {}
+        for other in files:
+            for kind, by_layout in other["clients"].get(client, {}).items():
+                for layout, values in by_layout.items():
+                    merged.setdefault(kind, {}).setdefault(layout, values)
+        if not merged:
+            continue
+        # Only the layouts every configuration has, so each is compared within its layout.
+        common = set.intersection(*(set(by_layout) for by_layout in merged.values()))
+        layouts = sorted(common, key=int)
+        print(f"\n{client}")
+        print(f"mean over {len(layouts)} memory layouts ({', '.join(layouts)})")
+        kinds = [k for k in harness.CONFIGURATIONS[client] if k in merged]
+        per = {kind: [Count(*merged[kind][layout]) for layout in layouts] for kind in kinds}
+        report(per, kinds[0], len(layouts), each)
+        report_on_top(per, len(layouts))
 
 
 def per_request(long: Count, short: Count, n: int) -> Count:
