@@ -9,9 +9,10 @@
 # Each interpreter gets a virtualenv of its own, made once: .venv-bench/pyX.Y, from pyenv's
 # build of that version (`pyenv root`/versions/X.Y.*), else pythonX.Y on the PATH, with the
 # test extra pinned by tests/constraints.txt, urllib3 2.x and requests 2.32+. The install is
-# editable, but what is measured is an export of the commit checked out when the script
-# starts (git archive, put first on PYTHONPATH): others can edit the working tree during a run
-# of an hour or more without changing what it measures. Each run's output goes to the
+# editable, but what runs is an export of the commit checked out when the script starts (git
+# archive of src/ and benchmarks/; its src/ first on PYTHONPATH): anyone can edit the working
+# tree during a run of an hour or more without changing what it measures, nor the memory
+# layout of the measured processes (which a changed benchmark file would move). Each run's output goes to the
 # terminal and to $OUT/instructions-pyX.Y-<commit>.txt (OUT defaults to /tmp/bench-results;
 # -2, -3, ... for a later run of the same commit), its counts per layout to the .json beside
 # it (for instructions.py --load, to merge the layouts of several runs); its first lines name
@@ -28,7 +29,7 @@ fi
 commit=$(git rev-parse --short HEAD)
 snapshot=$(mktemp -d /tmp/poolscope-bench-src.XXXXXX)
 trap 'rm -rf "$snapshot"' EXIT
-git archive HEAD src | tar -x -C "$snapshot"
+git archive HEAD src benchmarks | tar -x -C "$snapshot"
 mkdir -p "$out"
 
 interpreter() {
@@ -61,5 +62,6 @@ for version in $pythons; do
   done
   echo "== Python $version: $result.txt"
   PYTHONPATH="$snapshot/src" POOLSCOPE_BENCH_COMMIT=$commit \
-    "$venv/bin/python" benchmarks/instructions.py "$@" --save "$result.json" | tee "$result.txt"
+    "$venv/bin/python" "$snapshot/benchmarks/instructions.py" "$@" --save "$result.json" |
+    tee "$result.txt"
 done

@@ -50,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -140,6 +141,11 @@ def method_cache_misses(lines: Iterable[str]) -> tuple[float, float]:
     return calls, cost
 
 
+# The valgrind runs under way, so that a run stopped early (SIGTERM, Ctrl-C) stops them too.
+_running: set[subprocess.Popen[str]] = set()
+_stopping = threading.Event()
+
+
 def valgrind(tool: list[str], client: str, kind: str, n: int, url: str, layout: int) -> str:
     """Run one child process doing n requests under valgrind; returns its output file's text."""
     with tempfile.TemporaryDirectory(prefix="poolscope-valgrind-") as tmp:
@@ -156,9 +162,18 @@ def valgrind(tool: list[str], client: str, kind: str, n: int, url: str, layout: 
             url,
         ]
         env = {**os.environ, "PYTHONHASHSEED": "0", "POOLSCOPE_BENCH_LAYOUT": str(layout)}
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        _running.add(proc)
+        try:
+            if _stopping.is_set():
+                proc.terminate()
+            _, stderr = proc.communicate()
+        finally:
+            _running.discard(proc)
         if proc.returncode != 0 or not os.path.exists(f"{tmp}/out"):
-            raise SystemExit(f"{tool[0]} run failed for {client} {kind!r}:\n{proc.stderr[-2000:]}")
+            raise SystemExit(f"{tool[0]} run failed for {client} {kind!r}:\n{stderr[-2000:]}")
         with open(f"{tmp}/out") as f:
             return f.read()
 
@@ -280,7 +295,8 @@ def main() -> None:
                 continue
             kinds = [k for k in kinds if k in wanted]
             # Instruction counts do not depend on what else runs: use every core.
-            with ThreadPoolExecutor(max_workers=args.jobs) as workers:
+            workers = ThreadPoolExecutor(max_workers=args.jobs)
+            try:
                 jobs = {
                     (kind, layout, n): workers.submit(measure, client, kind, n, url, layout)
                     for layout in layouts
@@ -288,6 +304,13 @@ def main() -> None:
                     for n in (long, short)
                 }
                 results = {key: job.result() for key, job in jobs.items()}
+            except BaseException:  # stopped, or one run failed: stop the others too
+                _stopping.set()
+                workers.shutdown(wait=False, cancel_futures=True)
+                for proc in list(_running):
+                    proc.terminate()
+                raise
+            workers.shutdown()
             print(f"\n{client}")
             if args.cache:
                 cache_report(results, kinds, layouts, long, short)
