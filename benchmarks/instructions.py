@@ -303,7 +303,9 @@ def main() -> None:
                     for kind in kinds
                     for n in (long, short)
                 }
-                results = {key: job.result() for key, job in jobs.items()}
+                results: dict[tuple[str, int, int], Any] = {
+                    key: job.result() for key, job in jobs.items()
+                }
             except BaseException:  # stopped, or one run failed: stop the others too
                 _stopping.set()
                 workers.shutdown(wait=False, cancel_futures=True)

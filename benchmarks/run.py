@@ -96,13 +96,13 @@ def compare(
     for kind, base in harness.ON_TOP_OF_CONTRIB.items():
         if kind in times and base in times:
             # The two run one after the other in every round: the per-round ratio pairs them.
-            wall = paired([w for w, _ in times[kind]], [w for w, _ in times[base]])
-            cpu = paired([c for _, c in times[kind]], [c for _, c in times[base]])
+            wall_paired = paired([w for w, _ in times[kind]], [w for w, _ in times[base]])
+            cpu_paired = paired([c for _, c in times[kind]], [c for _, c in times[base]])
             print(
                 f"  poolscope on top of contrib ({kind} / {base}): wall "
                 f"{medians[kind][0] / medians[base][0]:.3f}, client CPU "
                 f"{medians[kind][1] / medians[base][1]:.3f} (medians); paired per round: "
-                f"wall {wall}, client CPU {cpu}"
+                f"wall {wall_paired}, client CPU {cpu_paired}"
             )
     return rows
 
