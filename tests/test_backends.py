@@ -142,10 +142,15 @@ def test_otlp_http_carries_the_span_tree_links_and_metrics(
         f"socket connect 127.0.0.1:{tls_server.port}",
         "TLS client handshake localhost",
     ]
-    for name in ("first", "second"):
-        (link,) = spans[name].links
-        assert link.span_id == setup.span_id and link.trace_id == setup.trace_id
-    assert [e.name for e in spans["second"].events] == ["urllib3.pool.connection_reused"]
+    # The request that opened the connection links to its setup span; the one that reused it
+    # names it by the id its setup span carries, with its idle time, as attributes.
+    (link,) = spans["first"].links
+    assert link.span_id == setup.span_id and link.trace_id == setup.trace_id
+    assert list(spans["second"].links) == [] and list(spans["second"].events) == []
+    attrs = {a.key: a.value for a in spans["second"].attributes}
+    setup_attrs = {a.key: a.value for a in setup.attributes}
+    assert attrs["urllib3.pool.connection.id"] == setup_attrs["urllib3.pool.connection.id"]
+    assert attrs["urllib3.pool.connection.idle_time"].double_value >= 0
 
     sums: dict[str, float] = {}
     for body in bodies["/v1/metrics"]:

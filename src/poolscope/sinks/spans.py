@@ -4,9 +4,11 @@ It follows the one published model for HTTP connection tracing, .NET 9's: a new 
 an ``HTTP connection_setup`` span, its own trace root, with a child per phase (``DNS lookup``,
 ``socket connect``, ``TLS client handshake``); a request that waited for a free connection gets
 an ``HTTP wait_for_connection`` child span; and the span current when a connection is taken
-(the request span of opentelemetry-instrumentation-requests or -urllib3, or the user's own) gets
-a link to the ``connection_setup`` span of the connection that served it, plus span events for
-what happened in the pool. poolscope never makes request spans of its own.
+(the request span of opentelemetry-instrumentation-requests or -urllib3, or the user's own) gets,
+for a new connection, a link to its ``connection_setup`` span and a ``connection_created`` event;
+for a reused one, the attributes ``urllib3.pool.connection.id`` and
+``urllib3.pool.connection.idle_time`` (the common case, kept cheap); and span events for the
+rarer things that happened in the pool. poolscope never makes request spans of its own.
 """
 
 from __future__ import annotations
@@ -56,7 +58,6 @@ class SpanSink(Sink):
             EventKind.EVICTED,
             EventKind.WAIT_ENDED,
             EventKind.WAIT_TIMED_OUT,
-            EventKind.CLOSED,
             EventKind.RETRIED,
         }
     )
@@ -70,8 +71,6 @@ class SpanSink(Sink):
             tracer_provider=tracer_provider,
             schema_url="https://opentelemetry.io/schemas/1.26.0",
         )
-        # connection id -> the SpanContext of its connection_setup span, while it is open.
-        self._setups: dict[int, trace.SpanContext] = {}
 
     def wants_reuse(self) -> bool:
         """Only a tracer provider beyond the API's no-op can make a span that records."""
@@ -90,11 +89,16 @@ class SpanSink(Sink):
 
     def handle(self, event: PoolEvent) -> None:
         kind = event.kind
-        if kind is EventKind.CREATED or kind is EventKind.FAILED:
+        if kind is EventKind.REUSED:
+            # The common case, so the cheapest: two attributes on the request's span. The SDK
+            # records them for three quarters of what one link or one event costs it (see
+            # docs/decisions.md, "What a reused connection puts on the request span").
+            current = trace.get_current_span()
+            current.set_attribute("urllib3.pool.connection.id", event.connection_id or 0)
+            if event.duration is not None:
+                current.set_attribute("urllib3.pool.connection.idle_time", event.duration)
+        elif kind is EventKind.CREATED or kind is EventKind.FAILED:
             self._connection_setup(event)
-        elif kind is EventKind.CLOSED:
-            if event.connection_id is not None:
-                self._setups.pop(event.connection_id, None)
         elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
             self._wait_span(event)
         else:
@@ -173,8 +177,6 @@ class SpanSink(Sink):
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=timing.end_ns)
         setup = span.get_span_context()
-        if not failed and event.connection_id is not None:
-            self._setups[event.connection_id] = setup
         current = trace.get_current_span()
         if current.is_recording():
             _link(current, setup, event.connection_id)
@@ -221,10 +223,6 @@ class SpanSink(Sink):
         current = trace.get_current_span()
         if not current.is_recording():
             return
-        if event.kind is EventKind.REUSED and event.connection_id is not None:
-            setup = self._setups.get(event.connection_id)
-            if setup is not None:
-                _link(current, setup, event.connection_id)
         current.add_event(f"urllib3.pool.{event.kind.value}", span_event_attributes(event))
 
 
