@@ -3,20 +3,17 @@ work spread over child processes, programs that log, and the ways a run can fail
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 import subprocess
 import sys
 import textwrap
 import venv
-from typing import Any
 
 import pytest
 
 from poolscope.loopback import LoopbackServer
 
-RUN = [sys.executable, "-m", "poolscope", "run"]
+from .support.programs import RUN, run_program
 
 TELEMETRY = """
 import sys, requests, poolscope
@@ -74,22 +71,7 @@ print("own metrics: created", created())
 """
 
 
-def _run(
-    tmp_path: pathlib.Path, script: str, *args: str, python: str = sys.executable
-) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
-    path = tmp_path / "app.py"
-    path.write_text(textwrap.dedent(script))
-    written = tmp_path / "report.json"
-    written.unlink(missing_ok=True)
-    out = subprocess.run(
-        [*RUN, "--format", "json", "-o", str(written), "--", python, str(path), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-    )
-    report = json.loads(written.read_text()) if written.exists() else None
-    return out, report
+_run = run_program
 
 
 @pytest.mark.parametrize("way", list(SELF_INSTRUMENTED))

@@ -19,8 +19,8 @@ class Knob:
     name: str
     template: str
 
-    def words(self, n: int | str) -> str:
-        return self.template.format(n=n)
+    def words(self, n: int | str = "", **values: str) -> str:
+        return self.template.format(n=n, **values)
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class Library:
     maxsize: Knob
     num_pools: Knob | None = None
     block: Knob | None = None
+    # A request's timeouts (template fields {connect} and {read}, seconds) and its retries
+    # (template field {n}: Retry's arguments); None where the library sets its own.
+    timeout: Knob | None = None
+    retries: Knob | None = None
     missing: str = ""
 
 
@@ -47,6 +51,10 @@ URLLIB3 = Library(
     ),
     num_pools=Knob("num_pools", "urllib3.PoolManager(num_pools={n})"),
     block=Knob("maxsize", "urllib3.PoolManager(maxsize={n}, block=True)"),
+    timeout=Knob(
+        "timeout", "urllib3.PoolManager(timeout=urllib3.Timeout(connect={connect}, read={read}))"
+    ),
+    retries=Knob("retries", "urllib3.PoolManager(retries=urllib3.Retry({n}))"),
 )
 
 LIBRARIES: tuple[Library, ...] = (
@@ -61,6 +69,12 @@ LIBRARIES: tuple[Library, ...] = (
             "HTTPAdapter(pool_connections={n}) (urllib3: PoolManager(num_pools={n}))",
         ),
         block=Knob("pool_maxsize", "HTTPAdapter(pool_maxsize={n}, pool_block=True)"),
+        timeout=Knob("timeout", "session.get(url, timeout=({connect}, {read}))"),
+        retries=Knob(
+            "max_retries",
+            'session.mount("https://", HTTPAdapter(max_retries=urllib3.Retry({n}))) '
+            '(and "http://")',
+        ),
     ),
     Library(
         name="botocore",
@@ -78,6 +92,8 @@ LIBRARIES: tuple[Library, ...] = (
             "connection_pool_maxsize",
             "configuration.connection_pool_maxsize = {n} (a kubernetes.client.Configuration)",
         ),
+        timeout=Knob("_request_timeout", "api.<call>(..., _request_timeout=({connect}, {read}))"),
+        retries=Knob("retries", "configuration.retries = urllib3.Retry({n})"),
         missing="the kubernetes client has no setting for how many pools an ApiClient keeps",
     ),
     Library(

@@ -12,15 +12,19 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections import deque
 from typing import Any
 
 from .counting import CountingSwitch, Listener
 from .events import CloseReason, EventKind, PoolEvent, PoolKey, error_type
 from .sink import Sink, Sinks
 from .state import ConnState, PoolState, next_connection_id
-from .stats import PoolStats, needed
+from .stats import IDLE_SAMPLES_PER_KEY, PoolStats, needed
 
 _now = time.perf_counter
+
+# A timeout that fired: which one ("read" or "connect") and the read timeout in force.
+Timeout = tuple[str, float] | None
 
 
 class Recorder:
@@ -41,6 +45,10 @@ class Recorder:
 
     def add_sink(self, sink: Sink) -> None:
         self.sinks.add(sink)
+        if sink.keeps_use_times:  # keys seen before it start keeping them now
+            for stats in self.all_stats():
+                if stats.use_times is None:
+                    stats.use_times = deque(maxlen=IDLE_SAMPLES_PER_KEY)
 
     def should_count(self) -> bool:
         """Whether this recorder's pools count reuses and idle connections, turning the
@@ -54,7 +62,10 @@ class Recorder:
         stats = self._stats.get(key)
         if stats is None:
             with self._lock:
-                stats = self._stats.setdefault(key, PoolStats(key, self.sinks.keep_idle_times))
+                sinks = self.sinks
+                stats = self._stats.setdefault(
+                    key, PoolStats(key, sinks.keep_idle_times, sinks.keep_use_times)
+                )
         return stats
 
     def all_stats(self) -> list[PoolStats]:
@@ -88,13 +99,24 @@ class Recorder:
         return cs
 
     def connection_created(
-        self, cs: ConnState, connect_time: float, tls_time: float | None, tls_version: str | None
+        self,
+        cs: ConnState,
+        connect_time: float,
+        tls_time: float | None,
+        tls_version: str | None,
+        *,
+        connect_timeout: bool = True,
     ) -> None:
+        """A connection was opened (``connect_timeout``: with a connect timeout in force)."""
         stats = cs.pool.stats
+        if not connect_timeout:
+            stats.no_connect_timeout += 1
         if cs.opened_at:  # this object was connected before: a new connection, a new id
             cs.id = next_connection_id()
         cs.open = True
         cs.opened_at = _now()
+        if stats.use_times is not None:
+            cs.taken_at = cs.opened_at  # the request that opened it holds it from here
         cs.requests = 1
         cs.error_type = None
         stats.created += 1
@@ -126,7 +148,10 @@ class Recorder:
             return
         # 0.0: it went idle before its pool stamped returns (a sink that acts on reuses
         # appeared since), so how long it sat is not known.
-        idle = _now() - cs.idle_since if cs.idle_since else None
+        now = _now()
+        idle = now - cs.idle_since if cs.idle_since else None
+        if cs.stats.use_times is not None:
+            cs.taken_at = now
         if idle_times is not None and idle is not None:
             idle_times.append(idle)
         event = None
@@ -188,11 +213,28 @@ class Recorder:
         if self._wanted[EventKind.EVICTED]:
             self._emit(pool, PoolEvent(EventKind.EVICTED, pool.key, num_pools=num_pools))
 
-    def request_retried(self, pool: PoolState, error_type: str) -> None:
-        retries = pool.stats.retries
+    def request_retried(self, pool: PoolState, error_type: str, timeout: Timeout) -> None:
+        """urllib3 retries a request after ``error_type`` (``timeout``: one that fired)."""
+        stats = pool.stats
+        _count_timeout(stats, timeout)
+        retries = stats.retries
         retries[error_type] = retries.get(error_type, 0) + 1
         if self._wanted[EventKind.RETRIED]:
             self._emit(pool, PoolEvent(EventKind.RETRIED, pool.key, error_type=error_type))
+
+    def request_failed(
+        self, pool: PoolState, error_type: str, timeout: Timeout, retry: str, retried: bool
+    ) -> None:
+        """An error reached the program from a request on this pool: urllib3 did not retry it
+        (``retried``: it had retried the request before) under the Retry ``retry``."""
+        stats = pool.stats
+        _count_timeout(stats, timeout)
+        errors = stats.errors
+        errors[error_type] = errors.get(error_type, 0) + 1
+        if not retried and timeout is None:  # a connection error: a timeout is no such
+            stats.unretried += 1
+        if retry:
+            stats.retry_setting = retry
 
     def wait_started(self, pool: PoolState, timeout: float | None) -> None:
         stats = pool.stats
@@ -232,3 +274,15 @@ class Recorder:
             event.num_pools = pool.num_pools
         if event.pool_maxsize is None:
             event.pool_maxsize = pool.maxsize
+
+
+def _count_timeout(stats: PoolStats, timeout: Timeout) -> None:
+    if timeout is None:
+        return
+    which, read_timeout = timeout
+    if which == "read":
+        stats.read_timeouts += 1
+        if read_timeout > stats.read_timeout:
+            stats.read_timeout = read_timeout
+    else:
+        stats.connect_timeouts += 1

@@ -26,6 +26,8 @@ class Sink:
     kinds: ClassVar[frozenset[EventKind]] = frozenset()
     #: It reads ``PoolStats.idle_times`` (buffered idle times of reuses), so they are kept.
     keeps_idle_times: ClassVar[bool] = False
+    #: It reads ``PoolStats.use_times`` (how long requests held a connection), so they are kept.
+    keeps_use_times: ClassVar[bool] = False
 
     def handle(self, event: PoolEvent) -> None:
         """Consume one event of a kind in ``kinds``; may raise (the failure is contained)."""
@@ -56,6 +58,7 @@ class Sinks:
         # The sinks of reuse events, each with its gate when it has one of its own.
         self.reuse: tuple[tuple[Sink, Callable[[], bool] | None], ...] = ()
         self.keep_idle_times = False
+        self.keep_use_times = False
         self._failed: set[int] = set()
 
     def add(self, sink: Sink) -> None:
@@ -66,6 +69,7 @@ class Sinks:
             gate = sink.gate if type(sink).gate is not Sink.gate else None
             self.reuse = (*self.reuse, (sink, gate))
         self.keep_idle_times = self.keep_idle_times or sink.keeps_idle_times
+        self.keep_use_times = self.keep_use_times or sink.keeps_use_times
 
     def emit(self, event: PoolEvent) -> None:
         for sink in self.wanted[event.kind]:

@@ -97,6 +97,7 @@ class ConnState:
         "pool",
         "requests",
         "stats",
+        "taken_at",
         "tcp_time",
         "timing",
     )
@@ -109,6 +110,7 @@ class ConnState:
         self.opened_at = 0.0
         self.requests = 0  # requests served by the current network connection
         self.idle_since = 0.0  # when it last went idle in its pool; 0.0 when not timed
+        self.taken_at = 0.0  # when a request took it, while the report times uses; else 0.0
         self.in_pool = False  # counted in stats.idle
         # Taken from the pool open, and its reuse not yet counted: counted by the pool's
         # checkout hook when one is installed, else when it comes back or is closed.

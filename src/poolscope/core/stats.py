@@ -22,9 +22,11 @@ class PoolStats:
 
     __slots__ = (
         "closed",
+        "connect_timeouts",
         "created",
         "discarded",
         "dropped",
+        "errors",
         "evictions",
         "failed",
         "idle",
@@ -32,20 +34,30 @@ class PoolStats:
         "key",
         "max_wait",
         "maxsize",
+        "no_connect_timeout",
+        "no_read_timeout",
         "open",
         "peak_in_use",
         "peak_waiting",
         "pools",
+        "read_timeout",
+        "read_timeouts",
         "retries",
+        "retry_setting",
         "reused",
         "server_closed",
+        "slowest",
+        "unretried",
         "unreturned",
+        "use_times",
         "wait_timeouts",
         "waiting",
         "waits",
     )
 
-    def __init__(self, key: PoolKey, keep_idle_times: bool = False) -> None:
+    def __init__(
+        self, key: PoolKey, keep_idle_times: bool = False, keep_use_times: bool = False
+    ) -> None:
         self.key = key
         self.created = 0  # handshakes completed (TCP, plus TLS for https)
         self.reused = 0  # requests sent on an already-open connection, while counting
@@ -69,6 +81,24 @@ class PoolStats:
         self.peak_in_use = 0  # most open connections checked out at once, while counting
         self.maxsize = 0  # the largest pool_maxsize seen for this key
         self.pools = 0  # pool objects made for this key (one per session or manager)
+        # Timeouts and errors, while counting. A request's read timeout is the socket's when
+        # its connection comes back; a connection's connect timeout, the socket's as it connects.
+        self.no_read_timeout = 0  # requests whose connection came back with no read timeout
+        self.no_connect_timeout = 0  # connections opened with no connect timeout
+        self.read_timeouts = 0  # read timeouts that fired (retried or not)
+        self.connect_timeouts = 0  # connect timeouts that fired (retried or not)
+        self.read_timeout = 0.0  # the largest read timeout in force when one fired
+        # Errors that reached the program (urllib3 did not retry, or ran out of retries), by
+        # error.type; those of them on requests urllib3 never retried; the Retry in force.
+        self.errors: dict[str, int] = {}
+        self.unretried = 0
+        self.retry_setting = ""
+        self.slowest = 0.0  # the longest a request held a connection, while timed
+        # How long requests held a connection (checkout to return: send, wait for the response,
+        # read it), the most recent ones, when the report wants them.
+        self.use_times: deque[float] | None = (
+            deque(maxlen=IDLE_SAMPLES_PER_KEY) if keep_use_times else None
+        )
         # Idle times of reuses not yet collected, when a metrics sink wants them.
         self.idle_times: deque[float] | None = (
             deque(maxlen=IDLE_SAMPLES_PER_KEY) if keep_idle_times else None
@@ -101,10 +131,17 @@ SUMMED = (
     "waits",
     "wait_timeouts",
     "pools",
+    "no_read_timeout",
+    "no_connect_timeout",
+    "read_timeouts",
+    "connect_timeouts",
+    "unretried",
 )
 GAUGES = ("waiting", "open", "idle")
-HIGHEST = ("peak_in_use", "peak_waiting", "max_wait", "maxsize")
-BY_ERROR = ("failed", "retries")
+HIGHEST = ("peak_in_use", "peak_waiting", "max_wait", "maxsize", "read_timeout", "slowest")
+BY_ERROR = ("failed", "retries", "errors")
+# The Retry in force, as urllib3 writes it: the last one seen of any part.
+LAST = ("retry_setting",)
 
 
 def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
@@ -119,6 +156,11 @@ def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
             into: dict[str, int] = getattr(total, name)
             for etype, count in list(getattr(part, name).items()):
                 into[etype] = into.get(etype, 0) + count
+        total.retry_setting = part.retry_setting or total.retry_setting
+        if part.use_times:
+            if total.use_times is None:
+                total.use_times = deque()
+            total.use_times.extend(part.use_times)
     return total
 
 
@@ -130,8 +172,9 @@ def minus(now: PoolStats, before: PoolStats | None) -> PoolStats:
     own = PoolStats(now.key)
     for name in SUMMED:
         setattr(own, name, getattr(now, name) - getattr(before, name))
-    for name in (*GAUGES, *HIGHEST):
+    for name in (*GAUGES, *HIGHEST, *LAST):
         setattr(own, name, getattr(now, name))
+    own.use_times = now.use_times
     for name in BY_ERROR:
         old: dict[str, int] = getattr(before, name)
         diff = {e: n - old.get(e, 0) for e, n in list(getattr(now, name).items())}

@@ -13,7 +13,14 @@ from __future__ import annotations
 import sys
 from types import FrameType
 
-from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 
 from ..core.events import CloseReason, error_type
 from ..core.libraries import URLLIB3, library_of_module
@@ -39,6 +46,19 @@ CALL_SITES: tuple[tuple[str, str, str, str], ...] = (
         "conn.close()",
         "a close() called from urlopen with no exception in flight is its cleanup before a "
         "retry; its local `retries` (a Retry) ends with the error that caused it",
+    ),
+    (
+        "urllib3.connectionpool",
+        "HTTPConnectionPool.urlopen",
+        "retries = retries.increment(",
+        "a close() called from urlopen with an exception in flight: the error reaches the "
+        "program; its local `retries` is the Retry in force (its history, the retries made)",
+    ),
+    (
+        "urllib3.connectionpool",
+        "HTTPConnectionPool.urlopen",
+        "timeout_obj = self._get_timeout(timeout)",
+        "urlopen's local `timeout_obj` is the Timeout in force (read_timeout: the read timeout)",
     ),
     (
         "urllib3._collections",
@@ -69,10 +89,11 @@ def account_close(cs: ConnState) -> None:
     exc = sys.exc_info()[1]
     recorder = cs.pool.recorder
     retried = None
+    retries = caller.f_locals.get("retries") if where == "urlopen" else None
+    history = getattr(retries, "history", None)
     if where == "urlopen" and exc is None:
         # urlopen's cleanup after an error it handled: urllib3 retries next. The incremented
         # Retry ends with the error ("Retrying (...) after connection broken by ...").
-        history = getattr(caller.f_locals.get("retries"), "history", None)
         if history and history[-1].error is not None:
             retried = history[-1].error
     if cs.open:
@@ -85,7 +106,27 @@ def account_close(cs: ConnState) -> None:
         recorder.connection_closed(cs, reason)
         cs.discarding = False
     if retried is not None:
-        recorder.request_retried(cs.pool, retry_error_type(retried))
+        timeout = _fired(retried, caller)
+        recorder.request_retried(cs.pool, retry_error_type(retried), timeout)
+    elif where == "urlopen" and exc is not None:
+        # The error is on its way to the program: retries ran out, or were not allowed.
+        error = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
+        setting = repr(retries) if retries is not None else ""
+        recorder.request_failed(
+            cs.pool, retry_error_type(error), _fired(error, caller), setting, bool(history)
+        )
+
+
+def _fired(error: BaseException, urlopen: FrameType) -> tuple[str, float] | None:
+    """Which timeout ``error`` is, if one ("read" or "connect"), with urlopen's read timeout."""
+    if isinstance(error, ReadTimeoutError):
+        which = "read"
+    elif isinstance(error, ConnectTimeoutError) and not isinstance(error, NewConnectionError):
+        which = "connect"  # urllib3 2 derives NewConnectionError (refused...) from it
+    else:
+        return None
+    read = getattr(urlopen.f_locals.get("timeout_obj"), "read_timeout", None)
+    return which, float(read) if isinstance(read, (int, float)) else 0.0
 
 
 def _close_reason(

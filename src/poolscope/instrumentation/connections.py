@@ -87,7 +87,9 @@ class InstrumentedConnectionMixin(_ConnectionBase):
             if timing is not None:
                 phases.end(timing)
                 tls_version = _tls_version(self.sock) if self._poolscope_tls else None
-            recorder.connection_created(cs, total, tls, tls_version)
+            # The socket's timeout is the connect timeout until urllib3 sets the read one.
+            timed = getattr(self.sock, "gettimeout", lambda: None)() is not None
+            recorder.connection_created(cs, total, tls, tls_version, connect_timeout=timed)
         except Exception:
             internal_error("connect")
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import internal_error
 from ..core.state import ConnState, PoolState
+from ..core.stats import PoolStats
 from .connections import adopt_connection
 
 _now = time.perf_counter
@@ -89,9 +90,17 @@ class InstrumentedQueueMixin(_QueueBase):
                     # this checkout was under way): counted now that it came back.
                     cs.count_reuse()
                 cs.in_pool = True
-                cs.idle_since = _now()
-                cs.stats.idle += 1
+                now = cs.idle_since = _now()
+                stats = cs.stats
+                stats.idle += 1
                 idled = cs
+                # The socket's timeout is the read timeout of the request just done.
+                sock = item.sock
+                if sock is not None and sock.gettimeout() is None:
+                    stats.no_read_timeout += 1
+                if cs.taken_at:  # timed at checkout (the report wants use times)
+                    _count_use(stats, now - cs.taken_at)
+                    cs.taken_at = 0.0
         with self.not_full:
             if self.maxsize > 0 and self._qsize() >= self.maxsize:
                 self._put_when_full(item, block, timeout, idled)
@@ -193,3 +202,11 @@ def instrumented_queue_class(base: type[Any]) -> type[Any]:
         cls = type(f"Instrumented{base.__name__}", (InstrumentedQueueMixin, base), {})
         cls = _queue_classes.setdefault(base, cls)
     return cls
+
+
+def _count_use(stats: PoolStats, used: float) -> None:
+    """A request held its connection ``used`` seconds (checkout to return)."""
+    if stats.use_times is not None:
+        stats.use_times.append(used)
+        if used > stats.slowest:
+            stats.slowest = used

@@ -13,6 +13,7 @@ from ..core.libraries import Knob, Library, library
 from ..core.stats import PoolStats, needed
 from .records import PoolRecord, Samples, by_manager
 from .summaries import Advice
+from .timeouts import advise_timeouts
 
 # How many throwaway sessions to one host before "use one Session" is worth saying.
 THROWAWAY_SESSIONS = 5
@@ -42,6 +43,7 @@ def advise(evidence: list[Evidence]) -> list[Advice]:
         advice += _waits(origin, ev.stats, ev.library)
         advice += _server_closes(origin, ev.stats)
         advice += _unread(origin, ev.stats.unreturned + ev.active_at_end)
+        advice += advise_timeouts(origin, ev.stats, ev.samples.connect_times, ev.library)
     advice += _evictions([r for ev in evidence for r in ev.records])
     return advice
 

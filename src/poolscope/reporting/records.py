@@ -128,6 +128,7 @@ class ReportSink(Sink):
     """Keeps what :func:`poolscope.report` needs beyond the counts; thread-safe."""
 
     kinds = frozenset(EventKind)
+    keeps_use_times = True  # how long requests held a connection, for the timeout advice
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder  # whose PoolStats the report reads

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from .summaries import (
     PoolSummary,
     ProcessShare,
 )
+from .timeouts import response_times, spread
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,7 @@ class Report:
         return html(self.started, self.ended, self.pools, self.advice)
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    if len(values) == 1:
-        return {"p50": values[0], "p90": values[0], "p99": values[0], "max": values[0]}
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return {"p50": cuts[49], "p90": cuts[89], "p99": cuts[98], "max": max(values)}
+_percentiles = spread
 
 
 def _summarize(ev: Evidence, shares: tuple[ProcessShare, ...]) -> PoolSummary:
@@ -105,6 +99,14 @@ def _summarize(ev: Evidence, shares: tuple[ProcessShare, ...]) -> PoolSummary:
             tuple(ev.samples.occupancy.discards),
             tuple(ev.samples.occupancy.waits),
         ),
+        response_time_s=response_times(stats),
+        no_read_timeout=stats.no_read_timeout,
+        no_connect_timeout=stats.no_connect_timeout,
+        read_timeouts=stats.read_timeouts,
+        connect_timeouts=stats.connect_timeouts,
+        retries=dict(stats.retries),
+        errors=dict(stats.errors),
+        retry_setting=stats.retry_setting,
     )
 
 
@@ -124,7 +126,9 @@ def report_from(parts: list[Seen], *, final: bool = False) -> Report:
     evidence, shares = [], []
     for key in keys:
         total = combined(key, [p.stats[key] for p in parts if key in p.stats])
-        if not (total.created or total.reused or total.failed or total.waits or total.evictions):
+        if not (
+            total.created or total.reused or total.failed or total.waits or total.evictions
+        ) and not (total.errors or total.retries):
             continue  # a pool that was made and never used
         samples = Samples()
         for p in parts:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.events import PoolKey
-from ..core.stats import BY_ERROR, GAUGES, HIGHEST, SUMMED, PoolStats, combined, minus
+from ..core.stats import BY_ERROR, GAUGES, HIGHEST, LAST, SUMMED, PoolStats, combined, minus
 from .records import Lane, PoolRecord, Samples, all_sinks
+
+# Every PoolStats field a part carries, beside the use times.
+FIELDS = (*SUMMED, *GAUGES, *HIGHEST, *BY_ERROR, *LAST)
 
 
 @dataclass
@@ -65,7 +69,8 @@ def to_json(seen: Seen) -> dict[str, Any]:
         "stats": [
             {
                 "key": list(key),
-                **{name: getattr(stats, name) for name in (*SUMMED, *GAUGES, *HIGHEST, *BY_ERROR)},
+                **{name: getattr(stats, name) for name in FIELDS},
+                "use_times": list(stats.use_times or ()),
             }
             for key, stats in seen.stats.items()
         ],
@@ -112,8 +117,9 @@ def from_json(data: dict[str, Any]) -> Seen:
     for item in data["stats"]:
         key = PoolKey(*item["key"])
         stats = seen.stats[key] = PoolStats(key)
-        for name in (*SUMMED, *GAUGES, *HIGHEST, *BY_ERROR):
+        for name in FIELDS:
             setattr(stats, name, item[name])
+        stats.use_times = deque(item["use_times"])
     for item in data["samples"]:
         samples = seen.samples[PoolKey(*item["key"])] = Samples()
         samples.connect_times = item["connect"]

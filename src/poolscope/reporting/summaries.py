@@ -74,6 +74,16 @@ class PoolSummary:
     library: str = "urllib3"  # which library built its pools (requests, botocore, ...)
     processes: tuple[ProcessShare, ...] = ()  # each process's part, when several took part
     occupancy: Occupancy = field(default_factory=Occupancy, repr=False)
+    # How long requests held a connection (checkout to return: the request sent, the response
+    # waited for and read): p50, p90, p99, max of the most recent 4,096, max of all.
+    response_time_s: dict[str, float] = field(default_factory=dict)
+    no_read_timeout: int = 0  # requests sent with no read timeout
+    no_connect_timeout: int = 0  # connections opened with no connect timeout
+    read_timeouts: int = 0  # read timeouts that fired (retried or not)
+    connect_timeouts: int = 0  # connect timeouts that fired (retried or not)
+    retries: dict[str, int] = field(default_factory=dict)  # retries urllib3 made, by cause
+    errors: dict[str, int] = field(default_factory=dict)  # errors that reached the program
+    retry_setting: str = ""  # the Retry in force when one reached it, as urllib3 writes it
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,144 @@
+"""Timeouts and retries in the report, through ``poolscope run`` as a user runs it: requests sent
+with no timeout, errors urllib3 did not retry, read timeouts that fired; and nothing to change
+for a program that sets its timeouts and retries."""
+
+from __future__ import annotations
+
+import pathlib
+
+from poolscope.loopback import LoopbackServer
+from poolscope.reporting.timeouts import suggested_read_timeout
+
+from .support.programs import run_program
+from .support.scripted import CloseOnReuse
+
+GETS = """
+import sys, requests
+url = sys.argv[1]
+s = requests.Session()
+for path in ["/slow", "/", "/", "/slow", "/"] * 2:
+    s.get(url + path{timeout})
+print("done")
+"""
+
+
+def test_no_timeout_gets_one_derived_from_the_response_times(tmp_path: pathlib.Path) -> None:
+    with LoopbackServer() as server:
+        out, report = run_program(tmp_path, GETS.format(timeout=""), server.url)
+    assert out.returncode == 0, out.stderr
+    assert report is not None
+    (pool,) = report["pools"]
+    assert pool["no_read_timeout"] == 10 and pool["no_connect_timeout"] == 1
+    times = pool["response_time_s"]
+    assert 0.1 <= times["max"] < 1 and times["p50"] < 0.1  # /slow sleeps 0.1 s
+    (advice,) = report["advice"]
+    read = suggested_read_timeout(times)
+    assert advice["rule"] == "timeout" and advice["waste"] == 11
+    assert read >= 4 * times["p99"] and read >= times["max"]
+    assert f"session.get(url, timeout=(3.05, {read:g}))" in advice["change"]
+    assert "10 request(s) to http://127.0.0.1:" in advice["evidence"]
+    assert f"{times['max']:.3f} s at the slowest" in advice["evidence"]
+
+
+def test_the_same_program_with_timeouts_gets_no_advice(tmp_path: pathlib.Path) -> None:
+    with LoopbackServer() as server:
+        script = GETS.format(timeout=", timeout=(3.05, 10)")
+        out, report = run_program(tmp_path, script, server.url)
+    assert out.returncode == 0, out.stderr
+    assert report is not None
+    (pool,) = report["pools"]
+    assert (pool["no_read_timeout"], pool["no_connect_timeout"]) == (0, 0)
+    assert pool["requests"] == 10
+    assert report["advice"] == []
+
+
+RESET = """
+import sys, requests, urllib3
+from requests.adapters import HTTPAdapter
+url = sys.argv[1]
+s = requests.Session()
+{mount}
+for _ in range(3):
+    try:
+        s.get(url, timeout=(3.05, 10))
+        print("ok")
+    except requests.ConnectionError as exc:
+        print("failed", type(exc).__name__)
+"""
+
+
+def test_a_reset_on_reuse_without_retries_gets_the_retries_advice(
+    tmp_path: pathlib.Path,
+) -> None:
+    server = CloseOnReuse()
+    try:
+        out, report = run_program(tmp_path, RESET.format(mount=""), server.url)
+    finally:
+        server.close()
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["ok", "failed ConnectionError", "ok"]
+    assert report is not None
+    (pool,) = report["pools"]
+    assert pool["errors"] == {"http.client.RemoteDisconnected": 1}
+    assert pool["retries"] == {}
+    assert pool["retry_setting"].startswith("Retry(total=0,")  # requests' default
+    (advice,) = [a for a in report["advice"] if a["rule"] == "retries"]
+    assert advice["waste"] == 1
+    assert "1 request(s) to http://127.0.0.1:" in advice["evidence"]
+    assert "kept-alive connection as it was reused" in advice["evidence"]
+    assert "HTTPAdapter(max_retries=urllib3.Retry(total=3, backoff_factor=0.5))" in (
+        advice["change"]
+    )
+
+
+def test_the_same_reset_with_retries_is_retried_and_gets_no_advice(
+    tmp_path: pathlib.Path,
+) -> None:
+    server = CloseOnReuse()
+    mount = 's.mount("http://", HTTPAdapter(max_retries=urllib3.Retry(total=3)))'
+    try:
+        out, report = run_program(tmp_path, RESET.format(mount=mount), server.url)
+    finally:
+        server.close()
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["ok"] * 3
+    assert report is not None
+    (pool,) = report["pools"]
+    assert pool["retries"] == {"http.client.RemoteDisconnected": 1}
+    assert pool["errors"] == {}
+    assert server.connections == 2 == pool["created"]
+    # The reset connection was one the server dropped as it was reused: that is the keep-alive
+    # rule's (it advises retries too, which this program has); nothing about retries.
+    assert [a for a in report["advice"] if a["rule"] in ("retries", "timeout")] == []
+
+
+SLOW = """
+import sys, requests
+url = sys.argv[1]
+s = requests.Session()
+for path in ["/"] * 20 + ["/slow"] * 3:
+    try:
+        s.get(url + path, timeout=(3.05, 0.04))
+    except requests.ReadTimeout:
+        print("timed out")
+"""
+
+
+def test_a_slow_endpoint_with_a_short_read_timeout_gets_the_timeouts_advice(
+    tmp_path: pathlib.Path,
+) -> None:
+    with LoopbackServer() as server:
+        out, report = run_program(tmp_path, SLOW, server.url)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["timed out"] * 3
+    assert report is not None
+    (pool,) = report["pools"]
+    assert pool["read_timeouts"] == 3 and pool["connect_timeouts"] == 0
+    assert pool["errors"] == {"urllib3.exceptions.ReadTimeoutError": 3}
+    rules = sorted(a["rule"] for a in report["advice"])
+    assert rules == ["timeouts_firing"]  # a timeout is not an error to retry blindly
+    (advice,) = report["advice"]
+    assert advice["waste"] == 3
+    assert "3 read timeout(s) fired" in advice["evidence"]
+    assert "(read timeout 0.04 s)" in advice["evidence"]
+    assert "the server stalls on some requests" in advice["evidence"]
