@@ -39,6 +39,10 @@ def test_demo_replays_every_scenario_with_its_counts() -> None:
         "the servers accepted 2 connection(s)",
         "  => 1 created, 1 reused, 0 dropped, 0 discarded, 0 evictions, 1 waits; "
         "the servers accepted 1 connection(s)",
+        "  => 1 created, 3 reused, 0 dropped, 0 discarded, 0 evictions, 0 waits; "
+        "the servers accepted 1 connection(s)",
+        "  => 1 created, 3 reused, 0 dropped, 0 discarded, 0 evictions, 0 waits; "
+        "the servers accepted 1 connection(s)",
     ]
     assert "raise pool_maxsize (now 1) to 2" in text
     advice = [line.strip() for line in text.splitlines() if line.startswith("          -> ")]
@@ -52,8 +56,14 @@ def test_demo_replays_every_scenario_with_its_counts() -> None:
         advice[3],
         "-> Raise pool_maxsize to 2: HTTPAdapter(pool_maxsize=2, pool_block=True), or use fewer"
         " concurrent workers.",
+        # /slow takes 0.1 s: four times the p99, rounded up.
+        "-> Set a timeout (4 times the p99, above the slowest):"
+        " session.get(url, timeout=(3.05, 1)).",
+        advice[6],
     ]
     assert advice[3].startswith("-> Retry idempotent requests on connection errors")
+    assert advice[6].startswith("-> Keep the timeout and look at the server's slow requests")
+    assert "1 read timeout(s) fired on requests to http://127.0.0.1:" in text
     assert text.count("  report: no problems found") == 3
 
 

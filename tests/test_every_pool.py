@@ -375,7 +375,8 @@ def test_a_raw_urllib3_program_gets_urllib3_words(tmp_path: pathlib.Path) -> Non
     script = tmp_path / "raw.py"
     script.write_text(
         "import sys, threading, urllib3\n"
-        "pm = urllib3.PoolManager(maxsize=int(sys.argv[2]))\n"
+        "timeout = urllib3.Timeout(connect=3.05, read=10)\n"
+        "pm = urllib3.PoolManager(maxsize=int(sys.argv[2]), timeout=timeout)\n"
         "ts = [threading.Thread(target=pm.request, args=('GET', sys.argv[1] + '/together'))\n"
         "      for _ in range(2)]\n"
         "for t in ts: t.start()\n"
@@ -401,7 +402,7 @@ def test_a_server_that_closes_every_connection_is_told_apart(tmp_path: pathlib.P
         "import sys, requests\n"
         "s = requests.Session()\n"
         "for _ in range(5):\n"
-        "    s.get(sys.argv[1] + sys.argv[2])\n"
+        "    s.get(sys.argv[1] + sys.argv[2], timeout=(3.05, 10))\n"
     )
     with LoopbackServer("127.0.0.1") as server:
         closing = _run_report(script, server.url, "/close")

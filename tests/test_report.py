@@ -19,9 +19,12 @@ import pytest
 from poolscope.loopback import LoopbackServer
 
 PRELUDE = """
-import sys, threading, time, requests
+import functools, sys, threading, time, requests
 from requests.adapters import HTTPAdapter
 A, B, C = sys.argv[1:4]
+# Every request of these scripts has a timeout, as a healthy program's should: each script has
+# one problem, its rule's (tests/test_timeouts_and_retries.py covers the timeout rules).
+requests.Session.request = functools.partialmethod(requests.Session.request, timeout=(3.05, 10))
 
 def together(session, url, n=2):
     ts = [threading.Thread(target=session.get, args=(url,)) for _ in range(n)]

@@ -16,7 +16,9 @@ from poolscope.loopback import LoopbackServer
 from .support.programs import RUN, run_program
 
 TELEMETRY = """
-import sys, requests, poolscope
+import functools, sys, requests, poolscope
+# A timeout on every request: each program here has one problem, a pool too small.
+requests.Session.request = functools.partialmethod(requests.Session.request, timeout=(3.05, 10))
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 reader = InMemoryMetricReader()
@@ -45,7 +47,8 @@ poolscope.instrument_session(s, meter_provider=provider)
 """,
     "instrument_pool_manager": """
 import urllib3
-pm = poolscope.instrument_pool_manager(urllib3.PoolManager(maxsize=1), meter_provider=provider)
+pm = urllib3.PoolManager(maxsize=1, timeout=urllib3.Timeout(connect=3.05, read=10))
+pm = poolscope.instrument_pool_manager(pm, meter_provider=provider)
 class S:  # the same calls, through urllib3
     def get(self, url):
         return pm.request("GET", url)
@@ -155,7 +158,9 @@ if __name__ == "__main__":
     assert (pool["requests"], pool["created"]) == (20, 20)
     assert report["processes"] >= 2
     assert sum(share["requests"] for share in pool["processes"]) == 20
-    assert [a["rule"] for a in report["advice"]] == ["one_session"]
+    # Each process's counts of requests sent without a timeout add up too.
+    assert [a["rule"] for a in report["advice"]] == ["one_session", "timeout"]
+    assert (pool["no_read_timeout"], pool["no_connect_timeout"]) == (20, 20)
 
 
 def test_killed_workers_are_counted_as_missing(tmp_path: pathlib.Path) -> None:

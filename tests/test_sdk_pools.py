@@ -111,7 +111,7 @@ configuration = kubernetes.client.Configuration()
 configuration.host = URL
 configuration.connection_pool_maxsize = SIZE
 api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration))
-in_threads(lambda: api.list_namespaced_pod("default"))
+in_threads(lambda: api.list_namespaced_pod("default", _request_timeout=(3.05, 10)))
 """,
         r"configuration\.connection_pool_maxsize = (\d+)",
     ),

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import pathlib
 
+import pytest
+import requests
+
+import poolscope
 from poolscope.loopback import LoopbackServer
 from poolscope.reporting.timeouts import suggested_read_timeout
 
+from .support.metrics import Metrics
 from .support.programs import run_program
 from .support.scripted import CloseOnReuse
 
@@ -86,8 +91,8 @@ def test_a_reset_on_reuse_without_retries_gets_the_retries_advice(
     assert advice["waste"] == 1
     assert "1 request(s) to http://127.0.0.1:" in advice["evidence"]
     assert "kept-alive connection as it was reused" in advice["evidence"]
-    assert "HTTPAdapter(max_retries=urllib3.Retry(total=3, backoff_factor=0.5))" in (
-        advice["change"]
+    assert (
+        "HTTPAdapter(max_retries=urllib3.Retry(total=3, backoff_factor=0.5))" in (advice["change"])
     )
 
 
@@ -142,3 +147,33 @@ def test_a_slow_endpoint_with_a_short_read_timeout_gets_the_timeouts_advice(
     assert "3 read timeout(s) fired" in advice["evidence"]
     assert "(read timeout 0.04 s)" in advice["evidence"]
     assert "the server stalls on some requests" in advice["evidence"]
+
+
+def test_the_same_facts_are_metrics(metrics: Metrics) -> None:
+    s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+    with LoopbackServer() as server:
+        s.get(server.url)  # no timeout
+        s.get(server.url, timeout=(3.05, 10))
+        with pytest.raises(requests.ReadTimeout):
+            s.get(server.url + "/slow", timeout=(3.05, 0.02))
+    reset = CloseOnReuse()
+    try:
+        plain = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+        plain.get(reset.url, timeout=(3.05, 10))
+        with pytest.raises(requests.ConnectionError):
+            plain.get(reset.url, timeout=(3.05, 10))
+    finally:
+        reset.close()
+    points = metrics.collect()
+    local = {"server__port": server.port}
+    assert metrics.value(points, "urllib3.pool.requests.without_timeout", **local) == 1
+    assert metrics.value(points, "urllib3.pool.connections.without_timeout", **local) == 1
+    assert metrics.value(points, "urllib3.pool.timeouts.read", **local) == 1
+    assert metrics.value(points, "urllib3.pool.timeouts.connect", **local) == 0
+    errors = {"error__type": "urllib3.exceptions.ReadTimeoutError", **local}
+    assert metrics.value(points, "urllib3.pool.errors", **errors) == 1
+    resets = {"server__port": reset.port, "error__type": "http.client.RemoteDisconnected"}
+    assert metrics.value(points, "urllib3.pool.errors", **resets) == 1
+    assert (
+        metrics.value(points, "urllib3.pool.requests.without_timeout", server__port=reset.port) == 0
+    )

@@ -38,8 +38,20 @@ class _Printer(logging.Handler):
         print(f"    {record.levelname:<7} {record.getMessage()}", file=self.out)
 
 
+# Every scenario's requests have a timeout, as every request should, but the one without.
+TIMEOUT = (3.05, 10)
+
+
+class _TimedSession(requests.Session):
+    """A Session whose requests have ``TIMEOUT`` unless they say otherwise."""
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", TIMEOUT)
+        return super().request(method, url, *args, **kwargs)
+
+
 def _session(**adapter_kw: Any) -> requests.Session:
-    s = requests.Session()
+    s = _TimedSession()
     if adapter_kw:
         s.mount("http://", HTTPAdapter(**adapter_kw))
     return instrument_session(s, mode="logging", report=True)
@@ -109,6 +121,21 @@ def _pool_block(a: LoopbackServer, b: LoopbackServer) -> None:
     second.join(15)
 
 
+def _no_timeout(a: LoopbackServer, b: LoopbackServer) -> None:
+    s = _session()
+    for path in ("/", "/slow", "/", "/slow"):
+        s.get(a.url + path, timeout=None)  # requests' default: wait forever
+
+
+def _read_timeout(a: LoopbackServer, b: LoopbackServer) -> None:
+    s = _session()
+    for path in ("/", "/", "/", "/slow"):
+        try:
+            s.get(a.url + path, timeout=(3.05, 0.05))
+        except requests.ReadTimeout:
+            pass
+
+
 SCENARIOS: list[tuple[str, str, Callable[[LoopbackServer, LoopbackServer], None], bool]] = [
     (
         "requests.get() five times",
@@ -156,6 +183,18 @@ SCENARIOS: list[tuple[str, str, Callable[[LoopbackServer, LoopbackServer], None]
         "pool_block=True, pool_maxsize=1, two threads",
         "the second thread waits for the first one's connection (requests sets no pool_timeout)",
         _pool_block,
+        False,
+    ),
+    (
+        "no timeout",
+        "s.get(A) and s.get(A + '/slow') (0.1 s) with requests' default timeout: none at all",
+        _no_timeout,
+        False,
+    ),
+    (
+        "a read timeout shorter than the server takes",
+        "s.get(A + '/slow', timeout=(3.05, 0.05)): the server takes 0.1 s, ReadTimeout",
+        _read_timeout,
         False,
     ),
 ]

@@ -127,6 +127,30 @@ class MetricsSink(Sink):
                 "{request}",
                 "Requests that gave up waiting for a free connection (EmptyPoolError).",
             ),
+            (
+                "urllib3.pool.requests.without_timeout",
+                "no_read_timeout",
+                "{request}",
+                "Requests sent with no read timeout: a server that stops answering holds them.",
+            ),
+            (
+                "urllib3.pool.connections.without_timeout",
+                "no_connect_timeout",
+                "{connection}",
+                "Connections opened with no connect timeout.",
+            ),
+            (
+                "urllib3.pool.timeouts.read",
+                "read_timeouts",
+                "{request}",
+                "Read timeouts that fired (ReadTimeoutError), retried or not.",
+            ),
+            (
+                "urllib3.pool.timeouts.connect",
+                "connect_timeouts",
+                "{connection}",
+                "Connect timeouts that fired (ConnectTimeoutError), retried or not.",
+            ),
         )
         for name, field, unit, description in counters:
             meter.create_observable_counter(
@@ -146,6 +170,13 @@ class MetricsSink(Sink):
                 self._observe_retries,
                 "{request}",
                 "Requests urllib3 retried after a connection error, by error.type.",
+            ),
+            (
+                meter.create_observable_counter,
+                "urllib3.pool.errors",
+                self._observe_errors,
+                "{request}",
+                "Errors that reached the program (no retry left or allowed), by error.type.",
             ),
             (
                 meter.create_observable_up_down_counter,
@@ -238,6 +269,9 @@ class MetricsSink(Sink):
 
     def _observe_retries(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._by_error_type("retries")
+
+    def _observe_errors(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._by_error_type("errors")
 
     def _by_error_type(self, field: str) -> list[Observation]:
         observations = []
