@@ -25,6 +25,7 @@ import gc
 import math
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -225,22 +226,22 @@ def gap(url: str, client: str, n: int, rounds: int) -> None:
     instruction counts do not see (cache misses, allocation, the garbage collector)?
 
     Each configuration runs twice per round, with the collector on and with ``gc.disable()``
-    around its turn; every turn starts after an untimed ``gc.collect()``, so each starts from
-    the same empty young generation; the round's turns run in a random order (seeded), so none
-    is always first or always after the same one. A second bare client, built and measured like
-    the first, is the yardstick (A/A): two identical configurations land that far apart here.
+    around its turn, and the round's turns run in a random order (seeded), so none is always
+    first or always after the same one. A second bare client, built and measured like the
+    first, is the yardstick (A/A): two identical configurations land that far apart here.
     Printed per configuration and collector state: median µs per request and its ratio to bare's
     median; the per-round ratio to bare with the collector in the same state (geometric mean and
     95% interval: the turns of one round ran within a second of each other, so this pairs away
-    the slow drifts of a shared machine); and the collector's runs per 1,000 requests by
-    generation."""
+    the slow drifts of a shared machine); the collector's runs per 1,000 requests by generation;
+    and the thread's CPU split into user and system time (getrusage: Linux splits a thread's
+    exact CPU time in the proportion its timer ticks found, so the split is sampled)."""
     order = random.Random(0)
     calls: dict[str, Callable[[], Any]] = {}
     for kind in GAP_KINDS:
         calls[kind] = harness.make(client, "bare" if kind.startswith("bare") else kind, url)
         calls[kind]()  # connect once: the benchmark is the reused-connection path
     turns = [(kind, collector) for kind in GAP_KINDS for collector in ("on", "off")]
-    times: dict[tuple[str, str], list[tuple[float, float]]] = {turn: [] for turn in turns}
+    times: dict[tuple[str, str], list[tuple[float, float, float]]] = {t: [] for t in turns}
     collections: dict[tuple[str, str], list[int]] = {turn: [0, 0, 0] for turn in turns}
     counting: list[int] = [0, 0, 0]
 
@@ -248,18 +249,18 @@ def gap(url: str, client: str, n: int, rounds: int) -> None:
         if phase == "start":
             counting[info["generation"]] += 1
 
+    gc.collect()
     gc.callbacks.append(count_collections)
     try:
         for _ in range(rounds):
             for turn in order.sample(turns, len(turns)):
                 kind, collector = turn
-                gc.collect()
                 counting[:] = [0, 0, 0]
                 if collector == "off":
                     gc.disable()
                 try:
                     with harness.surroundings(kind):
-                        times[turn].append(per_request_us(calls[kind], n))
+                        times[turn].append(per_request_split(calls[kind], n))
                 finally:
                     gc.enable()
                 for generation, runs in enumerate(counting):
@@ -275,10 +276,8 @@ def gap(url: str, client: str, n: int, rounds: int) -> None:
         f" {'CPU us':>7} {'ratio':>6} {'paired (95%)':>20} {'gc runs/1k req':>15}"
     )
     for kind, collector in turns:
-        wall = [w for w, _ in times[kind, collector]]
-        cpu = [c for _, c in times[kind, collector]]
-        bare_wall = [w for w, _ in times["bare", collector]]
-        bare_cpu = [c for _, c in times["bare", collector]]
+        wall, cpu = ([t[i] for t in times[kind, collector]] for i in (0, 1))
+        bare_wall, bare_cpu = ([t[i] for t in times["bare", collector]] for i in (0, 1))
         runs = "/".join(f"{r * 1000 / (n * rounds):.1f}" for r in collections[kind, collector])
         print(
             f"  {kind:<18} {collector:>3} {statistics.median(wall):>8.1f}"
@@ -287,11 +286,35 @@ def gap(url: str, client: str, n: int, rounds: int) -> None:
             f" {statistics.median(cpu) / statistics.median(bare_cpu):>6.3f}"
             f" {paired(cpu, bare_cpu):>20} {runs:>15}"
         )
+    print(f"\n  {'the CPU time split':<22} {'user us':>8} {'paired (95%)':>20} {'system us':>10}")
+    for kind, collector in turns:
+        user = [t[2] for t in times[kind, collector]]
+        system = [t[1] - t[2] for t in times[kind, collector]]
+        bare_user = [t[2] for t in times["bare", collector]]
+        print(
+            f"  {kind:<18} {collector:>3} {statistics.fmean(user):>8.1f}"
+            f" {paired(user, bare_user):>20} {statistics.fmean(system):>10.1f}"
+        )
     print(
         "  ratio: of medians, to bare with the collector in the same state; paired: geometric\n"
         "  mean of the per-round ratios, 95% interval; CPU: this thread's (user and system);\n"
-        "  gc runs: collections of generations 0/1/2 per 1,000 requests"
+        "  gc runs: collections of generations 0/1/2 per 1,000 requests; user and system: means"
     )
+
+
+def per_request_split(call: Callable[[], Any], n: int) -> tuple[float, float, float]:
+    """Wall clock, this thread's CPU time and the user-mode part of it, µs per request."""
+    wall, cpu, user = time.perf_counter(), time.thread_time(), _thread_user_time()
+    harness.repeat(call, n)
+    return (
+        (time.perf_counter() - wall) / n * 1e6,
+        (time.thread_time() - cpu) / n * 1e6,
+        (_thread_user_time() - user) / n * 1e6,
+    )
+
+
+def _thread_user_time() -> float:
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_utime
 
 
 MEMORY_KINDS = ["bare", "poolscope, no SDK", "poolscope, SDK"]

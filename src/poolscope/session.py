@@ -211,7 +211,8 @@ class InstrumentedHTTPAdapter(HTTPAdapter):
         super().__init__(pool_connections, pool_maxsize, max_retries, pool_block)
 
     def __getstate__(self) -> dict[str, Any]:
-        state: dict[str, Any] = super().__getstate__()  # type: ignore[assignment]
+        # requests' stubs declare no __getstate__, nor does object's before Python 3.11.
+        state: dict[str, Any] = super().__getstate__()  # type: ignore[assignment,misc,unused-ignore]
         state["_poolscope_options"] = getattr(self, "_poolscope_options", ("otel", False))
         return state
 

@@ -5,12 +5,14 @@ class attribute ``QueueCls``. poolscope's queue subclass sees every checkout and
 queue's own lock, so it knows exactly when a checkout had to wait and when a returned connection
 found the pool full, without a lock of its own and without changing what urllib3 does. This is
 the hot path of a reused request: until its pool counts, get() and put() add one attribute test
-each to stdlib's.
+each to stdlib's. From Python 3.13 the queue keeps stdlib's shutdown contract too (shutdown(),
+``queue.ShutDown``); before, it has none, as stdlib's queue has none.
 """
 
 from __future__ import annotations
 
 import queue
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,7 @@ class InstrumentedQueueMixin(_QueueBase):
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         with self.not_empty:
             if not self._qsize():
+                self._refuse_get()  # shut down (and empty): ShutDown, from Python 3.13
                 if not block:
                     raise queue.Empty
                 self._wait_for_item(timeout)
@@ -72,47 +75,109 @@ class InstrumentedQueueMixin(_QueueBase):
                     stats.peak_in_use = in_use
         return item
 
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        # The bookkeeping comes before the connection enters the queue, so no getter can take
-        # it before it counts as idle, and outside the queue's lock, so that lock (which every
-        # thread sharing the pool takes) is held no longer than by stdlib's put().
-        idled = None  # the connection this put counted as idle
-        if self._poolscope_counting and item is not None:
-            try:
-                cs = item._poolscope
-            except AttributeError:  # a connection of a class poolscope did not make
-                cs = None
-            if cs is None:
-                cs = self._adopt(item)
-            if cs is not None and cs.open and not cs.in_pool:
-                if cs.checkout:
-                    # A reuse the checkout hook did not count (the pool took its hook while
-                    # this checkout was under way): counted now that it came back.
-                    cs.count_reuse()
-                cs.in_pool = True
-                now = cs.idle_since = _now()
-                stats = cs.stats
-                stats.idle += 1
-                idled = cs
-                # The socket's timeout is the read timeout of the request just done.
-                sock = item.sock
-                if sock is not None and sock.gettimeout() is None:
-                    stats.no_read_timeout += 1
-                if cs.taken_at:  # timed at checkout (the report wants use times)
-                    _count_use(stats, now - cs.taken_at)
-                    cs.taken_at = 0.0
-        with self.not_full:
-            if self.maxsize > 0 and self._qsize() >= self.maxsize:
-                self._put_when_full(item, block, timeout, idled)
-            self._put(item)
-            self.unfinished_tasks += 1
-            self.not_empty.notify()
+    # put() counts a connection idle before it enters the queue, so no getter can take it
+    # before it counts as idle, and outside the queue's lock, so that lock (which every thread
+    # sharing the pool takes) is held no longer than by stdlib's put().
+    #
+    # From Python 3.13 queue.Queue has shutdown() (inherited as it is), and its get() and put()
+    # raise queue.ShutDown: put() once the queue is shut down, get() once it is shut down and
+    # empty (an immediate shutdown empties it). What differs is defined as the class is made,
+    # for the interpreter running. From 3.13, put() tests is_shutdown under the lock as
+    # stdlib's does (one attribute test; the two puts are otherwise the same, which
+    # tests/test_queue_contract.py checks). get() tests it only once it finds the queue empty:
+    # stdlib's raises only then too, so a checkout costs what it did.
+    if sys.version_info >= (3, 13):
+
+        def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+            idled = None  # the connection this put counted as idle
+            if self._poolscope_counting and item is not None:
+                try:
+                    cs = item._poolscope
+                except AttributeError:  # a connection of a class poolscope did not make
+                    cs = None
+                if cs is None:
+                    cs = self._adopt(item)
+                if cs is not None and cs.open and not cs.in_pool:
+                    if cs.checkout:
+                        # A reuse the checkout hook did not count (the pool took its hook
+                        # while this checkout was under way): counted now that it came back.
+                        cs.count_reuse()
+                    cs.in_pool = True
+                    now = cs.idle_since = _now()
+                    stats = cs.stats
+                    stats.idle += 1
+                    idled = cs
+                    # The socket's timeout is the read timeout of the request just done.
+                    sock = item.sock
+                    if sock is not None and sock.gettimeout() is None:
+                        stats.no_read_timeout += 1
+                    if cs.taken_at:  # timed at checkout (the report wants use times)
+                        _count_use(stats, now - cs.taken_at)
+                        cs.taken_at = 0.0
+            with self.not_full:
+                if self.is_shutdown or (self.maxsize > 0 and self._qsize() >= self.maxsize):
+                    self._put_when_full(item, block, timeout, idled)  # or ShutDown
+                self._put(item)
+                self.unfinished_tasks += 1
+                self.not_empty.notify()
+
+        def _refuse_get(self) -> None:
+            # With self.not_empty held: ShutDown if the queue is shut down and empty.
+            if self.is_shutdown and not self._qsize():
+                raise queue.ShutDown
+
+        def _refuse_put(self) -> None:
+            # With self.not_full held: ShutDown if the queue is shut down.
+            if self.is_shutdown:
+                raise queue.ShutDown
+
+    else:  # before Python 3.13, queues have no shutdown
+
+        def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+            idled = None  # the connection this put counted as idle
+            if self._poolscope_counting and item is not None:
+                try:
+                    cs = item._poolscope
+                except AttributeError:  # a connection of a class poolscope did not make
+                    cs = None
+                if cs is None:
+                    cs = self._adopt(item)
+                if cs is not None and cs.open and not cs.in_pool:
+                    if cs.checkout:
+                        # A reuse the checkout hook did not count (the pool took its hook
+                        # while this checkout was under way): counted now that it came back.
+                        cs.count_reuse()
+                    cs.in_pool = True
+                    now = cs.idle_since = _now()
+                    stats = cs.stats
+                    stats.idle += 1
+                    idled = cs
+                    # The socket's timeout is the read timeout of the request just done.
+                    sock = item.sock
+                    if sock is not None and sock.gettimeout() is None:
+                        stats.no_read_timeout += 1
+                    if cs.taken_at:  # timed at checkout (the report wants use times)
+                        _count_use(stats, now - cs.taken_at)
+                        cs.taken_at = 0.0
+            with self.not_full:
+                if self.maxsize > 0 and self._qsize() >= self.maxsize:
+                    self._put_when_full(item, block, timeout, idled)
+                self._put(item)
+                self.unfinished_tasks += 1
+                self.not_empty.notify()
+
+        def _refuse_get(self) -> None:
+            pass
+
+        _refuse_put = _refuse_get
 
     def _put_when_full(
         self, item: Any, block: bool, timeout: float | None, idled: ConnState | None
     ) -> None:
-        # Runs with self.not_full held; returns once there is room, as queue.Queue.put does.
+        # Runs with self.not_full held, the queue full (or, from Python 3.13, shut down);
+        # returns once there is room, as queue.Queue.put does.
         try:
+            self._refuse_put()
             if not block:
                 # urllib3 closes a connection that finds its pool full: that close is a
                 # discard.
@@ -133,6 +198,7 @@ class InstrumentedQueueMixin(_QueueBase):
         if timeout is None:
             while self._qsize() >= self.maxsize:
                 self.not_full.wait()
+                self._refuse_put()
         elif timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
         else:
@@ -142,6 +208,7 @@ class InstrumentedQueueMixin(_QueueBase):
                 if remaining <= 0.0:
                     raise queue.Full
                 self.not_full.wait(remaining)
+                self._refuse_put()
 
     def _adopt(self, conn: Any) -> ConnState | None:
         # A connection made before its pool was instrumented, coming back: track it from now.
@@ -171,6 +238,7 @@ class InstrumentedQueueMixin(_QueueBase):
             if timeout is None:
                 while not self._qsize():
                     self.not_empty.wait()
+                    self._refuse_get()
             else:
                 endtime = _monotonic() + timeout
                 while not self._qsize():
@@ -179,6 +247,7 @@ class InstrumentedQueueMixin(_QueueBase):
                         timed_out = True
                         raise queue.Empty
                     self.not_empty.wait(remaining)
+                    self._refuse_get()
         finally:
             if ps is not None:
                 try:
