@@ -185,6 +185,30 @@ def test_threads_keep_their_own_request_spans(
     assert len(opened) == len(setups) and len(reused) == 40 - len(setups)
 
 
+def test_a_context_with_baggage_but_no_span_gets_nothing(
+    metrics: Metrics, spans: Spans, server: LoopbackServer
+) -> None:
+    from opentelemetry import baggage
+    from opentelemetry import context as otel_context
+
+    s = session(metrics, spans)
+    s.get(server.url)  # the connection, outside any context
+    token = otel_context.attach(baggage.set_baggage("tenant", "a"))
+    try:
+        assert s.get(server.url).text == "ok"  # a reuse in a context with no span
+        with spans.tracer.start_as_current_span("inside"):  # and one with a span, and baggage
+            s.get(server.url)
+    finally:
+        otel_context.detach(token)
+    (inside,) = [sp for sp in spans.finished() if sp.name == "inside"]
+    assert inside.attributes["urllib3.pool.connection.idle_time"] >= 0
+    assert [sp.name for sp in spans.finished()] == [
+        f"socket connect 127.0.0.1:{server.port}",
+        f"HTTP connection_setup 127.0.0.1:{server.port}",
+        "inside",
+    ]
+
+
 def test_nothing_is_recorded_when_no_span_records(metrics: Metrics, server: LoopbackServer) -> None:
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 

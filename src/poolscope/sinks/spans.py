@@ -27,6 +27,7 @@ from ..core.sink import Sink
 from .sdk import records_anything
 
 _ROOT = otel_context.Context()  # an empty context: the setup span starts a trace of its own
+_current_context = otel_context.get_current
 
 
 def _is_ip(host: str) -> bool:
@@ -85,7 +86,10 @@ class SpanSink(Sink):
 
     def gate(self) -> bool:
         """Reuse events are built for this sink only while a span records."""
-        return trace.get_current_span().is_recording()
+        context = _current_context()
+        # An empty context (no span, no baggage) holds no span that records: the common case
+        # of a service that traces nothing right now, answered without a lookup.
+        return bool(context) and trace.get_current_span(context).is_recording()
 
     def handle(self, event: PoolEvent) -> None:
         kind = event.kind
