@@ -365,6 +365,36 @@ def test_a_pickled_or_copied_adapter_keeps_its_mode(
         assert again.poolmanager.connection_pool_kw["maxsize"] == 3
 
 
+def test_a_pickled_or_copied_session_is_instrumented_again_with_its_mode(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import copy
+    import pickle
+
+    caplog.set_level(logging.DEBUG, logger="poolscope.pool")
+    s = requests.Session()
+    s.mount("http://", HTTPAdapter(pool_maxsize=3))
+    s.headers["X-Kept"] = "yes"
+    s = poolscope.instrument_session(s, mode="logging")
+    copies = [pickle.loads(pickle.dumps(s)), copy.copy(s), copy.deepcopy(s)]
+    for again in copies:
+        assert again is not s and again.headers["X-Kept"] == "yes"
+        caplog.clear()
+        assert again.get(server.url).text == "ok"
+        assert again.get(server.url).text == "ok"
+        events = [r.poolscope_event for r in caplog.records if r.server_port == server.port]
+        assert events.count("connection_reused") == 1, events
+        assert again.get_adapter(server.url).poolmanager.connection_pool_kw["maxsize"] == 3
+        # The copy says how it reports, as the original does: instrumenting it otherwise
+        # names both configurations.
+        with pytest.raises(ValueError, match="mode='logging'"):
+            poolscope.instrument_session(again)
+    poolscope.uninstrument_session(s)
+    assert "__reduce_ex__" not in vars(s)
+    plain = pickle.loads(pickle.dumps(s))
+    assert not hasattr(plain, "_poolscope")
+
+
 def test_an_adapter_mounted_after_instrument_session_is_covered(
     metrics: Metrics, server: LoopbackServer
 ) -> None:

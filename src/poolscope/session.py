@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from typing import Any, TypeVar
+from typing import Any, SupportsIndex, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -107,6 +107,10 @@ def instrument_session(
             # Adapters mounted from now on are covered as they are mounted (an instance
             # attribute: the Session class is left as it is).
             session.mount = _covering_mount(session)  # type: ignore[method-assign]
+            # A copy, or the session unpickled, is instrumented again with the same mode and
+            # report (and the global providers: providers do not pickle). Also an instance
+            # attribute: copy and pickle look __reduce_ex__ up on the instance.
+            session.__reduce_ex__ = _reducing(session, mode, report)  # type: ignore[method-assign]
         _cover(session, state)
         session._poolscope = state  # type: ignore[attr-defined]
     return session
@@ -128,6 +132,26 @@ def _covering_mount(session: requests.Session) -> Any:
             internal_error("mount")
 
     return mount
+
+
+def _reducing(session: requests.Session, mode: str, report: bool) -> Any:
+    session_ref = weakref.ref(session)
+
+    def __reduce_ex__(protocol: SupportsIndex) -> tuple[Any, ...]:
+        owner = session_ref()
+        assert owner is not None  # it is calling us
+        return (_instrumented_again, (type(owner), owner.__getstate__(), mode, report))
+
+    return __reduce_ex__
+
+
+def _instrumented_again(
+    cls: type[requests.Session], state: dict[str, Any], mode: str, report: bool
+) -> requests.Session:
+    """A copied or unpickled instrumented session: rebuilt as requests does, instrumented."""
+    session = cls.__new__(cls)
+    session.__setstate__(state)  # type: ignore[attr-defined,unused-ignore]  # not in the stubs
+    return instrument_session(session, mode=mode, report=report)
 
 
 def _cover(session: requests.Session, state: _SessionState) -> None:
@@ -169,6 +193,7 @@ def uninstrument_session(session: requests.Session) -> None:
             return
         del session._poolscope  # type: ignore[attr-defined]
         vars(session).pop("mount", None)  # the Session class's own mount again
+        vars(session).pop("__reduce_ex__", None)  # and its own way to be copied and pickled
         for adapter, original in state.adapters:
             for pm in _managers(adapter):
                 detach_manager(pm)
