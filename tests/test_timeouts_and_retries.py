@@ -5,6 +5,8 @@ for a program that sets its timeouts and retries."""
 from __future__ import annotations
 
 import pathlib
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -14,7 +16,7 @@ from poolscope.loopback import LoopbackServer
 from poolscope.reporting.timeouts import suggested_read_timeout
 
 from .support.metrics import Metrics
-from .support.programs import run_program
+from .support.programs import RUN, run_program
 from .support.scripted import CloseOnReuse
 
 GETS = """
@@ -177,3 +179,22 @@ def test_the_same_facts_are_metrics(metrics: Metrics) -> None:
     assert (
         metrics.value(points, "urllib3.pool.requests.without_timeout", server__port=reset.port) == 0
     )
+
+
+def test_the_text_report_shows_them_under_the_host(tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(SLOW)
+    with LoopbackServer() as server:
+        out = subprocess.run(
+            [*RUN, "--", sys.executable, str(script), server.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert out.returncode == 0, out.stderr
+    (line,) = [ln.strip() for ln in out.stderr.splitlines() if "timeouts fired" in ln]
+    assert line.startswith("responses ms p50/p99/max ")
+    assert line.endswith(
+        "timeouts fired: 3 read, 0 connect; errors: 3 urllib3.exceptions.ReadTimeoutError"
+    )
+    assert "[timeouts_firing] 3 read timeout(s) fired" in out.stderr

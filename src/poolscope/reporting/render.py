@@ -60,6 +60,9 @@ def text(
         if p.failed:
             failed = ", ".join(f"{n} {t}" for t, n in sorted(p.failed.items()))
             lines.append(f"{'':<34}     failed to connect: {failed}")
+        facts = _timeouts_and_retries(p)
+        if facts:
+            lines.append(f"{'':<34}     {facts}")
     if left_out:
         lines.append("")
         lines.append("Limits reached (the counts above are exact):")
@@ -84,6 +87,29 @@ def text(
             lines.append(f"{n}. [{a.rule}] {a.evidence}")
             lines.append(f"   -> {a.change}")
     return "\n".join(lines) + "\n"
+
+
+def _timeouts_and_retries(p: PoolSummary) -> str:
+    """One line of what the timeout and retry rules read, when there is any of it."""
+    facts = []
+    if p.no_read_timeout or p.no_connect_timeout:
+        facts.append(
+            f"no timeout: {p.no_read_timeout} request(s), {p.no_connect_timeout} connect(s)"
+        )
+    if p.read_timeouts or p.connect_timeouts:
+        facts.append(f"timeouts fired: {p.read_timeouts} read, {p.connect_timeouts} connect")
+    for label, counts in (("retried", p.retries), ("errors", p.errors)):
+        if counts:
+            facts.append(f"{label}: " + ", ".join(f"{n} {t}" for t, n in sorted(counts.items())))
+    if not facts:
+        return ""
+    times = p.response_time_s
+    if times:
+        facts.insert(
+            0,
+            f"responses ms p50/p99/max {_ms(times, 'p50')}/{_ms(times, 'p99')}/{_ms(times, 'max')}",
+        )
+    return "; ".join(facts)
 
 
 _COLORS = {  # how a connection ended: one colour each
