@@ -156,6 +156,37 @@ def test_throwaway_sessions_advise_one_session(tmp_path: pathlib.Path, hosts: An
     assert (pool["created"], pool["reused"]) == (1, 5)
 
 
+def test_a_host_served_by_unlike_managers_is_broken_down_by_kind(
+    tmp_path: pathlib.Path, hosts: Any
+) -> None:
+    body = """
+for _ in range(3):
+    requests.get(A)  # three throwaway sessions, alike
+s = requests.Session(); s.mount("http://", HTTPAdapter(pool_maxsize=4))
+for _ in range(5):
+    s.get(A)
+"""
+    report = report_of(tmp_path, body, *hosts)
+    (pool,) = report["pools"]
+    assert pool["manager"] is None and pool["requests"] == 8
+    assert [
+        (k["managers"], k["pool_maxsize"], k["requests"], k["created"], k["reused"])
+        for k in pool["manager_shares"]
+    ] == [(1, 4, 5, 1, 4), (3, 10, 1, 1, 0)]
+    code, text = run(tmp_path / "app.py", *hosts, fmt="text")
+    assert code == 0
+    session_id = pool["manager_shares"][0]["manager_ids"][0]
+    rows = [ln.split() for ln in text.splitlines() if ln.startswith("    ")]
+    # Under the host's row: each kind's requests, new, reused (each) and pool size.
+    assert rows == [
+        ["mgr", str(session_id), "5", "1", "4", "4"],
+        ["3", "mgrs,", "each", "1", "1", "0", "10"],
+    ]
+    # Managers all alike (one Session, or only throwaway ones) are not broken down.
+    alike = report_of(tmp_path, "for _ in range(3):\n    requests.get(A)\n", *hosts)
+    assert alike["pools"][0]["manager_shares"] == []
+
+
 def test_idle_gaps_longer_than_keepalive_advise_retries(tmp_path: pathlib.Path) -> None:
     with LoopbackServer("127.0.0.1", keepalive=0.2) as a:
         body = "s = requests.Session()\nfor _ in range(3):\n    s.get(A)\n    time.sleep({gap})\n"

@@ -52,6 +52,18 @@ def text(
             f"{p.waits:>4} {connect:>15} {_ms(p.idle_time_s, 'p50'):>11} "
             f"{p.peak_in_use:>3}/{p.pool_maxsize:<4}"
         )
+        for kind in p.manager_shares:
+            # A kind of manager that served this host: its requests, new and reused under the
+            # host's columns (each, when several managers were alike), and its pool size.
+            who = (
+                f"mgr {kind.manager_ids[0]}"
+                if kind.managers == 1
+                else f"{kind.managers} mgrs, each"
+            )
+            lines.append(
+                f"{'':<4}{who:<30} {kind.requests:>10} {kind.created:>5} {kind.reused:>6}"
+                f"{'':<54} {kind.pool_maxsize:>4}"
+            )
         for share in p.processes:
             lines.append(
                 f"{'':<4}pid {share.pid:<10} {share.requests:>27} {share.created:>5} "

@@ -21,6 +21,7 @@ from .seen import Seen, gather
 from .summaries import (
     Advice,
     Connection,
+    ManagerShare,
     ManagerSummary,
     Occupancy,
     PoolSummary,
@@ -94,6 +95,7 @@ def _summarize(ev: Evidence, shares: tuple[ProcessShare, ...]) -> PoolSummary:
         connections=lanes,
         library=ev.library.name,
         processes=shares,
+        manager_shares=_manager_shares(ev.records),
         occupancy=Occupancy(
             tuple(ev.samples.occupancy.points),
             tuple(ev.samples.occupancy.discards),
@@ -107,6 +109,28 @@ def _summarize(ev: Evidence, shares: tuple[ProcessShare, ...]) -> PoolSummary:
         retries=dict(stats.retries),
         errors=dict(stats.errors),
         retry_setting=stats.retry_setting,
+    )
+
+
+def _manager_shares(records: list[PoolRecord]) -> tuple[ManagerShare, ...]:
+    """One share per kind of manager that served a key (same pool size and, each, the same
+    requests and connections), most requests first; none when they were all alike."""
+    per: dict[int, list[int]] = {}  # manager id -> [maxsize, requests, created]
+    for rec in records:
+        counts = per.setdefault(rec.manager_id, [0, 0, 0])
+        counts[0] = max(counts[0], rec.maxsize)
+        counts[1] += sum(lane.requests for lane in rec.lanes.values())
+        counts[2] += len(rec.lanes)
+    kinds: dict[tuple[int, int, int], list[int]] = {}
+    for manager, (maxsize, requests, created) in sorted(per.items()):
+        kinds.setdefault((maxsize, requests, created), []).append(manager)
+    if len(kinds) < 2:
+        return ()
+    return tuple(
+        ManagerShare(len(ids), maxsize, requests, created, requests - created, tuple(ids[:5]))
+        for (maxsize, requests, created), ids in sorted(
+            kinds.items(), key=lambda item: -item[0][1] * len(item[1])
+        )
     )
 
 

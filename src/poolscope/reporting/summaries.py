@@ -39,6 +39,19 @@ class ProcessShare:
 
 
 @dataclass(frozen=True)
+class ManagerShare:
+    """Managers that served a pool key alike: how many, and each one's part of its requests
+    (from the connections the report drew, so within the report's limits)."""
+
+    managers: int
+    pool_maxsize: int
+    requests: int  # each
+    created: int  # each
+    reused: int  # each
+    manager_ids: tuple[int, ...]  # the first few
+
+
+@dataclass(frozen=True)
 class PoolSummary:
     """What the pools of one (scheme, host, port) did, however many pool objects served it.
 
@@ -73,6 +86,8 @@ class PoolSummary:
     connections: tuple[Connection, ...] = field(repr=False)
     library: str = "urllib3"  # which library built its pools (requests, botocore, ...)
     processes: tuple[ProcessShare, ...] = ()  # each process's part, when several took part
+    # When several managers served it and not all alike: one share per kind of manager.
+    manager_shares: tuple[ManagerShare, ...] = ()
     occupancy: Occupancy = field(default_factory=Occupancy, repr=False)
     # How long requests held a connection (checkout to return: the request sent, the response
     # waited for and read): p50, p90, p99, max of the most recent 4,096, max of all.
