@@ -8,9 +8,12 @@ import pathlib
 import re
 import subprocess
 import sys
+import time
 
 import pytest
+import requests
 
+import poolscope
 from poolscope.loopback import LoopbackServer
 
 from .support.binaries import require
@@ -114,3 +117,51 @@ def test_html_timeline_renders_one_lane_per_connection(
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (1200, 800)
     assert len(data) > 20_000  # a page with text and coloured lanes, not a blank one
+
+
+# Ten minutes in a few seconds: the clock the report reads (time.time) runs 100 times faster
+# while a few thousand throwaway sessions each open a connection, besides one Session that
+# reuses its connection for every other request.
+def test_a_long_run_with_thousands_of_connections_stays_readable(
+    chromium: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, start = time.time, time.time()
+    monkeypatch.setattr(time, "time", lambda: start + (real() - start) * 100)
+    with LoopbackServer("127.0.0.1") as server:
+        s = poolscope.instrument_session(requests.Session(), mode="logging", report=True)
+        n = 0
+        while time.time() - start < 600 or n < 2000:
+            n += 1
+            with poolscope.instrument_session(
+                requests.Session(), mode="logging", report=True
+            ) as throwaway:
+                throwaway.get(server.url, timeout=(3.05, 10))
+            for _ in range(3):
+                s.get(server.url, timeout=(3.05, 10))
+        accepted = server.connections
+    report = poolscope.report()
+    (pool,) = [p for p in report.pools if p.port == server.port]
+    assert pool.created == accepted == n + 1 > 2000
+    assert pool.reused == 3 * n - 1
+    page = tmp_path / "report.html"
+    page.write_text(report.render_html())
+    text = page.read_text()
+    assert len(text) < 3_000_000  # a page a browser opens at once, not tens of megabytes
+    assert f"{pool.created - 300} more connection(s) not drawn" in text
+    axis = text[text.index('<div class="axis"') :].split("</div>", 1)[0]
+    span = float(re.search(r'data-span="([\d.]+)"', axis).group(1))  # type: ignore[union-attr]
+    minutes, seconds = divmod(round(span), 60)
+    assert span >= 600 and axis.endswith(f">+{minutes}:{seconds:02d}</span>")  # in minutes
+    lanes = text.split('<div class="lane"')[1:]
+    busiest = max(lanes, key=lambda lane: lane.count("<i "))
+    assert f"{3 * n} request(s)" in busiest  # the Session's connection, all its requests...
+    assert busiest.count("<i ") <= 100  # ...marked at most 100 times
+    profile = tmp_path / "profile"
+    dom = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count('class="lane"') == 300

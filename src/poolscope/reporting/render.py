@@ -135,6 +135,7 @@ _COLORS = {  # how a connection ended: one colour each
     "client_closed": "#16a085",
 }
 LANES_DRAWN = 300  # connection lanes drawn per pool key; the chart above covers them all
+TICKS_DRAWN = 100  # request marks drawn per lane
 _HEIGHT = 120  # the occupancy chart's height, in its own units
 
 
@@ -189,9 +190,18 @@ def _chart(p: PoolSummary, x: Callable[[float], float], end: float) -> str:
     )
 
 
+def _offset(seconds: float, span: float) -> str:
+    """A tick's label: seconds for a short run, minutes and seconds for a long one."""
+    if span < 120:
+        return f"+{seconds:.2f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"+{minutes}:{rest:02d}"
+
+
 def _axis(span: float) -> str:
     ticks = "".join(
-        f'<span style="left:{100 * n / 5:.0f}%">+{span * n / 5:.2f} s</span>' for n in range(6)
+        f'<span style="left:{100 * n / 5:.0f}%">{_offset(span * n / 5, span)}</span>'
+        for n in range(6)
     )
     return f'<div class="axis" data-span="{span:.3f}">{ticks}</div>'
 
@@ -214,7 +224,10 @@ def html(
         for c in p.connections[:LANES_DRAWN]:
             closed = c.closed if c.closed is not None else end
             left, width = x(c.opened), max(x(closed) - x(c.opened), 0.3)
-            ticks = "".join(f'<i style="left:{x(u):.3f}%"></i>' for u in c.uses)
+            # At most TICKS_DRAWN request marks per lane, evenly picked: past that they
+            # overlap at any width, and a long run's page would grow by the million.
+            uses = c.uses[:: max(1, -(-len(c.uses) // TICKS_DRAWN))]
+            ticks = "".join(f'<i style="left:{x(u):.3f}%"></i>' for u in uses)
             title = (
                 f"connection #{c.id}: {c.requests} request(s), "
                 f"{'closed: ' + c.close_reason if c.close_reason else 'open at the end'}"
