@@ -6,7 +6,8 @@ It owns:
   worker), started and stopped by ``nginx()``;
 - the configurations: ``CONFIGURATIONS`` names each client's, ``make_requests`` and
   ``make_urllib3`` (``make(client, ...)`` picks one) build a callable doing one request of a
-  configuration, ``is_contrib`` says which switch a contrib instrumentation on (process-wide)
+  configuration (``make_checkout``, one checkout and return in a pool, no I/O),
+  ``is_contrib`` says which switch a contrib instrumentation on (process-wide)
   and ``uninstrument_contrib`` switches it off again, ``ON_TOP_OF_CONTRIB`` pairs each
   "contrib + poolscope" configuration with its contrib one, and ``sdk_providers`` gives an
   OpenTelemetry SDK with in-memory exporters;
@@ -190,6 +191,32 @@ def make_urllib3(kind: str, url: str) -> Callable[[], Any]:
             poolscope.instrument_pool_manager(pm, meter_provider=mp, tracer_provider=tp)
         return clearing(lambda: pm.request("GET", url), exporter)
     return lambda: pm.request("GET", url)
+
+
+# The reused-connection path without the network: one checkout and return of an open pooled
+# connection, what every reused request does in the pool (make_checkout).
+CHECKOUT_CONFIGURATIONS = ["bare", "poolscope, no SDK", "poolscope, SDK"]
+
+
+def make_checkout(kind: str, url: str) -> Callable[[], Any]:
+    """One checkout and return of an open connection of a pool of configuration ``kind``
+    (one of CHECKOUT_CONFIGURATIONS), connected once first."""
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    if kind == "bare":
+        pool = urllib3.HTTPConnectionPool("127.0.0.1", port)
+    elif kind == "poolscope, no SDK":
+        pool = poolscope.InstrumentedHTTPConnectionPool("127.0.0.1", port)
+    else:
+        mp, (tp, _) = sdk_providers()
+        pool = poolscope.InstrumentedHTTPConnectionPool(
+            "127.0.0.1", port, meter_provider=mp, tracer_provider=tp
+        )
+    pool.request("GET", "/")
+
+    def cycle() -> None:
+        pool._put_conn(pool._get_conn())
+
+    return cycle
 
 
 def make(client: str, kind: str, url: str) -> Callable[[], Any]:

@@ -7,6 +7,7 @@
     python benchmarks/instructions.py --quick --client urllib3 --only "poolscope, no SDK"
     python benchmarks/instructions.py --quick --only "otel-urllib3 + poolscope"  # and its contrib
     python benchmarks/instructions.py --quick --cache --only "poolscope, SDK"   # cachegrind
+    python benchmarks/instructions.py --hot-path --layouts 4   # checkout and return, no I/O
     bash benchmarks/every_python.sh --quick --layouts 4    # on Python 3.10, 3.11, 3.12, 3.13
     python benchmarks/instructions.py --quick --layouts 4 --first-layout 4 --save b.json
     python benchmarks/instructions.py --load a.json --load b.json   # one table, 8 layouts
@@ -36,6 +37,9 @@ request (socket calls on loopback) and nginx's are not in it, so a ratio here ov
 poolscope's share of a real request's time: poolscope adds no system calls, only Python.
 Instructions are not time either: ``--cache`` runs cachegrind instead, which simulates the
 caches and branch predictor and prints misses per request with cachegrind's cycle estimate.
+``--hot-path`` counts poolscope's own code on that path alone: a pool's checkout and return of
+an open connection, no request, no I/O (the rows bare, no SDK and SDK); the same code on two
+interpreters shows there what each makes of it.
 """
 
 from __future__ import annotations
@@ -88,11 +92,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 
+# --hot-path: the pool's checkout and return without I/O, under this name as a client.
+CHECKOUT = "checkout and return"
+
 
 def child(client: str, kind: str, n: int, url: str) -> None:
     """Run in the measured process: build the configuration, connect once, then n requests."""
-    call = harness.make(client, kind, url)
-    call()  # the first request connects; every counted one reuses
+    if client == CHECKOUT:
+        call = harness.make_checkout(kind, url)  # connected, so every cycle reuses
+    else:
+        call = harness.make(client, kind, url)
+        call()  # the first request connects; every counted one reuses
     with harness.surroundings(kind):
         harness.repeat(call, n)
 
@@ -240,6 +250,11 @@ def main() -> None:
         help="cachegrind instead: cache and branch misses per request, estimated cycles",
     )
     parser.add_argument(
+        "--hot-path",
+        action="store_true",
+        help="only a pool's checkout and return of an open connection, no I/O",
+    )
+    parser.add_argument(
         "--save", metavar="FILE", help="also write each layout's counts per request (JSON)"
     )
     parser.add_argument(
@@ -269,13 +284,21 @@ def main() -> None:
                 f"--only {kind!r} is not a configuration; pick one of: {', '.join(sorted(known))}"
             )
     short, long = (100, 600) if args.quick else (200, 2200)
+    clients = harness.CONFIGURATIONS
+    if args.hot_path:
+        short, long = short * 10, long * 10
+        clients = {CHECKOUT: harness.CHECKOUT_CONFIGURATIONS}
+        args.client = None
     if args.smoke:
         short, long = 5, 15
-        args.client, args.only = args.client or "urllib3", args.only or ["poolscope, no SDK"]
+        args.only = args.only or ["poolscope, no SDK"]
+        if not args.hot_path:
+            args.client = args.client or "urllib3"
     layouts = range(args.first_layout, args.first_layout + args.layouts)
     print(harness.describe_machine())
     tool = "cachegrind" if args.cache else "callgrind"
-    print(f"instructions per reused-connection request: ({long} - {short}) requests, {tool}")
+    what = "checkout and return, no I/O" if args.hot_path else "reused-connection request"
+    print(f"instructions per {what}: ({long} - {short}) of them, {tool}")
     if args.layouts > 1:
         print(
             f"mean over {args.layouts} memory layouts (each a different draw of method-cache "
@@ -290,7 +313,7 @@ def main() -> None:
         "clients": {},
     }
     with harness.nginx() as url:
-        for client, kinds in harness.CONFIGURATIONS.items():
+        for client, kinds in clients.items():
             if args.client and client != args.client:
                 continue
             kinds = [k for k in kinds if k in wanted]
@@ -353,9 +376,9 @@ def load(paths: list[str], each: bool) -> None:
             )
     short, long = first["requests"]
     print(first["machine"])
-    print(f"instructions per reused-connection request: ({long} - {short}) requests, callgrind")
+    print(f"instructions per reused-connection request: ({long} - {short}) of them, callgrind")
     print(f"from {', '.join(paths)}")
-    for client in harness.CONFIGURATIONS:
+    for client in [*harness.CONFIGURATIONS, CHECKOUT]:
         merged: dict[str, dict[str, list[float]]] = {}
         for other in files:
             for kind, by_layout in other["clients"].get(client, {}).items():
@@ -368,7 +391,8 @@ def load(paths: list[str], each: bool) -> None:
         layouts = sorted(common, key=int)
         print(f"\n{client}")
         print(f"mean over {len(layouts)} memory layouts ({', '.join(layouts)})")
-        kinds = [k for k in harness.CONFIGURATIONS[client] if k in merged]
+        known = harness.CONFIGURATIONS.get(client, harness.CHECKOUT_CONFIGURATIONS)
+        kinds = [k for k in known if k in merged]
         per = {kind: [Count(*merged[kind][layout]) for layout in layouts] for kind in kinds}
         report(per, kinds[0], len(layouts), each)
         report_on_top(per, len(layouts))

@@ -36,7 +36,6 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
-import urllib3
 
 import poolscope
 
@@ -123,22 +122,9 @@ def hot_path(url: str, n: int, repeats: int) -> None:
     ``repeats``; the difference to bare urllib3 is what poolscope adds to each request there."""
     import timeit
 
-    port = int(url.rsplit(":", 1)[1].strip("/"))
-    mp, (tp, _) = harness.sdk_providers()
-    pools = {
-        "bare": urllib3.HTTPConnectionPool("127.0.0.1", port),
-        "poolscope, no SDK": poolscope.InstrumentedHTTPConnectionPool("127.0.0.1", port),
-        "poolscope, SDK": poolscope.InstrumentedHTTPConnectionPool(
-            "127.0.0.1", port, meter_provider=mp, tracer_provider=tp
-        ),
-    }
     best: dict[str, float] = {}
-    for kind, pool in pools.items():
-        pool.request("GET", "/")
-
-        def cycle(pool: Any = pool) -> None:
-            pool._put_conn(pool._get_conn())
-
+    for kind in harness.CHECKOUT_CONFIGURATIONS:
+        cycle = harness.make_checkout(kind, url)
         best[kind] = min(timeit.repeat(cycle, number=n, repeat=repeats)) / n * 1e6
     print(f"\nreused-connection checkout and return, no I/O (best of {repeats} x {n})")
     for kind, us in best.items():
