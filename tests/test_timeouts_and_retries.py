@@ -39,10 +39,10 @@ def test_no_timeout_gets_one_derived_from_the_response_times(tmp_path: pathlib.P
     times = pool["response_time_s"]
     assert 0.1 <= times["max"] < 1 and times["p50"] < 0.1  # /slow sleeps 0.1 s
     (advice,) = report["advice"]
-    read = suggested_read_timeout(times)
     assert advice["rule"] == "timeout" and advice["waste"] == 11
-    assert read >= 4 * times["p99"] and read >= times["max"]
-    assert f"session.get(url, timeout=(3.05, {read:g}))" in advice["change"]
+    # Four times the p99 (about 0.1 s here), never below the slowest, rounded up: 1 s.
+    assert suggested_read_timeout(times) == 1.0
+    assert "session.get(url, timeout=(3.05, 1))" in advice["change"]
     assert "10 request(s) to http://127.0.0.1:" in advice["evidence"]
     assert f"{times['max']:.3f} s at the slowest" in advice["evidence"]
 
@@ -165,6 +165,14 @@ def test_the_same_facts_are_metrics(metrics: Metrics) -> None:
     finally:
         reset.close()
     points = metrics.collect()
+    for name in (
+        "urllib3.pool.requests.without_timeout",
+        "urllib3.pool.connections.without_timeout",
+        "urllib3.pool.timeouts.read",
+        "urllib3.pool.timeouts.connect",
+        "urllib3.pool.errors",
+    ):
+        assert points[name], name  # exported, whatever its value
     local = {"server__port": server.port}
     assert metrics.value(points, "urllib3.pool.requests.without_timeout", **local) == 1
     assert metrics.value(points, "urllib3.pool.connections.without_timeout", **local) == 1
@@ -196,3 +204,123 @@ def test_the_text_report_shows_them_under_the_host(tmp_path: pathlib.Path) -> No
         "timeouts fired: 3 read, 0 connect; errors: 3 urllib3.exceptions.ReadTimeoutError"
     )
     assert "[timeouts_firing] 3 read timeout(s) fired" in out.stderr
+
+
+AFTER_ERRORS = """
+import sys, requests, urllib3
+from requests.adapters import HTTPAdapter
+url = sys.argv[1]
+s = requests.Session()
+s.mount("http://", HTTPAdapter(max_retries=urllib3.Retry(total=3)))
+s.get(url, timeout=(3.05, 10))
+try:
+    {{}}["missing"]
+except KeyError:
+    # The program's own exception is being handled while this request is made: the reset
+    # (retried) is still a retry, and the KeyError is not the request's error.
+    print(s.{method}(url, timeout=(3.05, 10)).status_code)
+"""
+
+
+def test_an_exception_the_program_is_handling_is_not_the_requests(
+    tmp_path: pathlib.Path,
+) -> None:
+    server = CloseOnReuse()
+    try:
+        out, report = run_program(tmp_path, AFTER_ERRORS.format(method="get"), server.url)
+    finally:
+        server.close()
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "200\n"
+    assert report is not None
+    (pool,) = report["pools"]
+    assert pool["retries"] == {"http.client.RemoteDisconnected": 1}
+    assert pool["errors"] == {} and report["advice"] == []
+
+
+def test_a_broken_post_with_retries_set_is_not_told_to_set_retries(
+    tmp_path: pathlib.Path,
+) -> None:
+    # urllib3 never retries a POST whose connection broke while reading: Retry would not help.
+    server = CloseOnReuse()
+    script = (
+        AFTER_ERRORS.format(method="post")
+        .replace("print(s.post", "try:\n        s.post")
+        .replace(
+            ".status_code)",
+            "\n    except requests.ConnectionError as exc:\n        print(type(exc).__name__)",
+        )
+    )
+    try:
+        out, report = run_program(tmp_path, script, server.url)
+    finally:
+        server.close()
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "ConnectionError\n"
+    assert report is not None
+    (pool,) = report["pools"]
+    assert pool["errors"] == {"http.client.RemoteDisconnected": 1}
+    assert pool["unretried"] == {} and pool["retries"] == {}
+    assert [a["rule"] for a in report["advice"]] == []
+
+
+def test_a_connect_timeout_is_counted_as_one(metrics: Metrics) -> None:
+    # A loopback listener whose backlog is full: the kernel drops the next SYN, and the
+    # connect times out (no traffic leaves the machine).
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+        with pytest.raises(requests.ConnectTimeout):
+            s.get(f"http://127.0.0.1:{port}/", timeout=(0.2, 10))
+    finally:
+        for sock in (listener, *fillers):
+            sock.close()
+    points = metrics.collect()
+    assert metrics.value(points, "urllib3.pool.timeouts.connect", server__port=port) == 1
+    assert metrics.value(points, "urllib3.pool.timeouts.read", server__port=port) == 0
+    errors = {"server__port": port, "error__type": "urllib3.exceptions.ConnectTimeoutError"}
+    assert metrics.value(points, "urllib3.pool.errors", **errors) == 1
+
+
+FORKED = """
+import os, sys, requests
+url = sys.argv[1]
+s = requests.Session()
+for _ in range(10):
+    s.get(url + "/slow", timeout=(3.05, 10))
+children = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        c = requests.Session()
+        for _ in range(10):
+            c.get(url, timeout=(3.05, 10))
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_forked_children_do_not_repeat_their_parents_response_times(
+    tmp_path: pathlib.Path,
+) -> None:
+    with LoopbackServer() as server:
+        out, report = run_program(tmp_path, FORKED, server.url)
+    assert out.returncode == 0, out.stderr
+    assert report is not None
+    (pool,) = report["pools"]
+    assert pool["requests"] == 40
+    times = pool["response_time_s"]
+    assert times["p50"] < 0.05 <= times["max"]  # 10 slow of 40, each counted once

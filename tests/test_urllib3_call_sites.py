@@ -90,3 +90,17 @@ def test_every_rule_still_tells_its_case_apart(caplog: pytest.LogCaptureFixture)
         ("connection_closed", "server_closed", b.port),
         ("connection_closed", "pool_closed", b.port),
     ], seen
+
+
+@pytest.mark.parametrize(("timeout", "expected"), [((3.05, 7), 7.0), (None, None), (5, 5.0)])
+def test_a_returned_connections_socket_keeps_the_read_timeout(
+    timeout: Any, expected: float | None
+) -> None:
+    # What the timeout rule reads when a connection comes back to its pool (idle_queue.put):
+    # urllib3 leaves the request's read timeout on the socket.
+    with LoopbackServer("127.0.0.1") as server:
+        s = requests.Session()
+        s.get(server.url, timeout=timeout)
+        (pool,) = s.get_adapter(server.url).poolmanager.pools._container.values()
+        (conn,) = [c for c in pool.pool.queue if c is not None]
+        assert conn.sock.gettimeout() == expected

@@ -19,8 +19,9 @@ class Knob:
     name: str
     template: str
 
-    def words(self, n: int | str = "", **values: str) -> str:
-        return self.template.format(n=n, **values)
+    def words(self, n: int | str = "", *, connect: str = "", read: str = "") -> str:
+        """The setting written with ``n`` (or, for a timeout, ``connect`` and ``read``)."""
+        return self.template.format(n=n, connect=connect, read=read)
 
 
 @dataclass(frozen=True)

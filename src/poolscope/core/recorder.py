@@ -223,17 +223,17 @@ class Recorder:
             self._emit(pool, PoolEvent(EventKind.RETRIED, pool.key, error_type=error_type))
 
     def request_failed(
-        self, pool: PoolState, error_type: str, timeout: Timeout, retry: str, retried: bool
+        self, pool: PoolState, error_type: str, timeout: Timeout, retry: str
     ) -> None:
-        """An error reached the program from a request on this pool: urllib3 did not retry it
-        (``retried``: it had retried the request before) under the Retry ``retry``."""
+        """An error reached the program from a request on this pool; ``retry``: the Retry in
+        force when it reached it only because that Retry allowed no retry (else empty)."""
         stats = pool.stats
         _count_timeout(stats, timeout)
         errors = stats.errors
         errors[error_type] = errors.get(error_type, 0) + 1
-        if not retried and timeout is None:  # a connection error: a timeout is no such
-            stats.unretried += 1
         if retry:
+            unretried = stats.unretried
+            unretried[error_type] = unretried.get(error_type, 0) + 1
             stats.retry_setting = retry
 
     def wait_started(self, pool: PoolState, timeout: float | None) -> None:

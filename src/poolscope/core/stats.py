@@ -89,9 +89,10 @@ class PoolStats:
         self.connect_timeouts = 0  # connect timeouts that fired (retried or not)
         self.read_timeout = 0.0  # the largest read timeout in force when one fired
         # Errors that reached the program (urllib3 did not retry, or ran out of retries), by
-        # error.type; those of them on requests urllib3 never retried; the Retry in force.
+        # error.type; those of them a retry would have caught had one been allowed, and the
+        # Retry in force then.
         self.errors: dict[str, int] = {}
-        self.unretried = 0
+        self.unretried: dict[str, int] = {}  # errors a retry would have caught, none allowed
         self.retry_setting = ""
         self.slowest = 0.0  # the longest a request held a connection, while timed
         # How long requests held a connection (checkout to return: send, wait for the response,
@@ -135,11 +136,10 @@ SUMMED = (
     "no_connect_timeout",
     "read_timeouts",
     "connect_timeouts",
-    "unretried",
 )
 GAUGES = ("waiting", "open", "idle")
 HIGHEST = ("peak_in_use", "peak_waiting", "max_wait", "maxsize", "read_timeout", "slowest")
-BY_ERROR = ("failed", "retries", "errors")
+BY_ERROR = ("failed", "retries", "errors", "unretried")
 # The Retry in force, as urllib3 writes it: the last one seen of any part.
 LAST = ("retry_setting",)
 

@@ -21,6 +21,7 @@ from urllib3.exceptions import (
     ProtocolError,
     ReadTimeoutError,
 )
+from urllib3.util.retry import Retry
 
 from ..core.events import CloseReason, error_type
 from ..core.libraries import URLLIB3, library_of_module
@@ -86,8 +87,9 @@ def account_close(cs: ConnState) -> None:
     """
     caller = sys._getframe(2)
     where = caller.f_code.co_name
-    exc = sys.exc_info()[1]
+    exc = _raised_through(caller)
     recorder = cs.pool.recorder
+    connected = cs.open  # a timeout on a connection never opened was its connect's (TLS)
     retried = None
     retries = caller.f_locals.get("retries") if where == "urlopen" else None
     history = getattr(retries, "history", None)
@@ -106,21 +108,55 @@ def account_close(cs: ConnState) -> None:
         recorder.connection_closed(cs, reason)
         cs.discarding = False
     if retried is not None:
-        timeout = _fired(retried, caller)
+        timeout = _fired(retried, caller, connected)
         recorder.request_retried(cs.pool, retry_error_type(retried), timeout)
     elif where == "urlopen" and exc is not None:
         # The error is on its way to the program: retries ran out, or were not allowed.
         error = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
-        setting = repr(retries) if retries is not None else ""
         recorder.request_failed(
-            cs.pool, retry_error_type(error), _fired(error, caller), setting, bool(history)
+            cs.pool,
+            retry_error_type(error),
+            _fired(error, caller, connected),
+            _unretried(error, retries, caller),
         )
 
 
-def _fired(error: BaseException, urlopen: FrameType) -> tuple[str, float] | None:
-    """Which timeout ``error`` is, if one ("read" or "connect"), with urlopen's read timeout."""
+def _raised_through(frame: FrameType) -> BaseException | None:
+    """The exception being raised or handled in ``frame`` (it is on the exception's
+    traceback), if any: not one the program is handling in an outer frame of its own while it
+    makes this request."""
+    exc = sys.exc_info()[1]
+    tb = exc.__traceback__ if exc is not None else None
+    while tb is not None:
+        if tb.tb_frame is frame:
+            return exc
+        tb = tb.tb_next
+    return None
+
+
+def _unretried(error: BaseException, retries: object, urlopen: FrameType) -> str:
+    """The Retry in force, as urllib3 writes it, when ``error`` reached the program only
+    because that Retry allowed no retry: a connection error that Retry(total=3) would have
+    retried (refused, DNS; reset or closed while reading, for an idempotent method) on a
+    request urllib3 had not retried. Empty otherwise: a timeout, a TLS or proxy error, a
+    broken POST (urllib3 never retries those), or a request already retried."""
+    if retries is None or any(entry.error for entry in getattr(retries, "history", ())):
+        return ""
+    if isinstance(error, ProtocolError):  # the connection broke while reading the response
+        method = str(urlopen.f_locals.get("method", "")).upper()
+        if method not in Retry.DEFAULT_ALLOWED_METHODS:
+            return ""
+    elif not isinstance(error, NewConnectionError):
+        return ""
+    return repr(retries)
+
+
+def _fired(error: BaseException, urlopen: FrameType, connected: bool) -> tuple[str, float] | None:
+    """Which timeout ``error`` is, if one ("read" or "connect"), with urlopen's read timeout.
+    urllib3 raises ReadTimeoutError for a TLS handshake that stalls: that one is the connect's
+    (the connection never opened)."""
     if isinstance(error, ReadTimeoutError):
-        which = "read"
+        which = "read" if connected else "connect"
     elif isinstance(error, ConnectTimeoutError) and not isinstance(error, NewConnectionError):
         which = "connect"  # urllib3 2 derives NewConnectionError (refused...) from it
     else:

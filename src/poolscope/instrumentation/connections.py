@@ -87,8 +87,10 @@ class InstrumentedConnectionMixin(_ConnectionBase):
             if timing is not None:
                 phases.end(timing)
                 tls_version = _tls_version(self.sock) if self._poolscope_tls else None
-            # The socket's timeout is the connect timeout until urllib3 sets the read one.
-            timed = getattr(self.sock, "gettimeout", lambda: None)() is not None
+            # The socket's timeout is the connect timeout until urllib3 sets the read one (a
+            # socket that cannot say, as pyOpenSSL's wrapper, counts as timed: not known).
+            gettimeout = getattr(self.sock, "gettimeout", None)
+            timed = gettimeout is None or gettimeout() is not None
             recorder.connection_created(cs, total, tls, tls_version, connect_timeout=timed)
         except Exception:
             internal_error("connect")

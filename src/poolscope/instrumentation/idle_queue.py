@@ -107,10 +107,13 @@ class InstrumentedQueueMixin(_QueueBase):
                     stats = cs.stats
                     stats.idle += 1
                     idled = cs
-                    # The socket's timeout is the read timeout of the request just done.
-                    sock = item.sock
-                    if sock is not None and sock.gettimeout() is None:
-                        stats.no_read_timeout += 1
+                    # The socket's timeout is the read timeout of the request just done
+                    # (a socket that cannot say, as pyOpenSSL's wrapper, counts neither way).
+                    try:
+                        if item.sock.gettimeout() is None:
+                            stats.no_read_timeout += 1
+                    except Exception:
+                        pass
                     if cs.taken_at:  # timed at checkout (the report wants use times)
                         _count_use(stats, now - cs.taken_at)
                         cs.taken_at = 0.0
@@ -152,10 +155,13 @@ class InstrumentedQueueMixin(_QueueBase):
                     stats = cs.stats
                     stats.idle += 1
                     idled = cs
-                    # The socket's timeout is the read timeout of the request just done.
-                    sock = item.sock
-                    if sock is not None and sock.gettimeout() is None:
-                        stats.no_read_timeout += 1
+                    # The socket's timeout is the read timeout of the request just done
+                    # (a socket that cannot say, as pyOpenSSL's wrapper, counts neither way).
+                    try:
+                        if item.sock.gettimeout() is None:
+                            stats.no_read_timeout += 1
+                    except Exception:
+                        pass
                     if cs.taken_at:  # timed at checkout (the report wants use times)
                         _count_use(stats, now - cs.taken_at)
                         cs.taken_at = 0.0

@@ -207,6 +207,10 @@ class ReportSink(Sink):
             self.pools.clear()
             self.samples.clear()
             self.started = time.time()
+        for stats in self.recorder.all_stats():  # response times, and the slowest, too
+            if stats.use_times is not None:
+                stats.use_times.clear()
+            stats.slowest = 0.0
 
     def records(self) -> list[PoolRecord]:
         with self._lock:

@@ -52,7 +52,7 @@ def text(
             f"{p.waits:>4} {connect:>15} {_ms(p.idle_time_s, 'p50'):>11} "
             f"{p.peak_in_use:>3}/{p.pool_maxsize:<4}"
         )
-        for kind in p.manager_shares:
+        for kind in p.manager_shares[:MANAGER_KINDS]:
             # A kind of manager that served this host: its requests, new and reused under the
             # host's columns (each, when several managers were alike), and its pool size.
             who = (
@@ -63,6 +63,12 @@ def text(
             lines.append(
                 f"{'':<4}{who:<30} {kind.requests:>10} {kind.created:>5} {kind.reused:>6}"
                 f"{'':<54} {kind.pool_maxsize:>4}"
+            )
+        if len(p.manager_shares) > MANAGER_KINDS:
+            more = p.manager_shares[MANAGER_KINDS:]
+            lines.append(
+                f"{'':<4}{len(more)} more kind(s) of manager, "
+                f"{sum(k.managers for k in more)} manager(s)"
             )
         for share in p.processes:
             lines.append(
@@ -134,6 +140,7 @@ _COLORS = {  # how a connection ended: one colour each
     "garbage_collected": "#b2bec3",
     "client_closed": "#16a085",
 }
+MANAGER_KINDS = 5  # kinds of manager listed under a host's row in the text report
 LANES_DRAWN = 300  # connection lanes drawn per pool key; the chart above covers them all
 TICKS_DRAWN = 100  # request marks drawn per lane
 _HEIGHT = 120  # the occupancy chart's height, in its own units

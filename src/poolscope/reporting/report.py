@@ -108,6 +108,7 @@ def _summarize(ev: Evidence, shares: tuple[ProcessShare, ...]) -> PoolSummary:
         connect_timeouts=stats.connect_timeouts,
         retries=dict(stats.retries),
         errors=dict(stats.errors),
+        unretried=dict(stats.unretried),
         retry_setting=stats.retry_setting,
     )
 

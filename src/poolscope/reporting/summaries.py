@@ -98,6 +98,8 @@ class PoolSummary:
     connect_timeouts: int = 0  # connect timeouts that fired (retried or not)
     retries: dict[str, int] = field(default_factory=dict)  # retries urllib3 made, by cause
     errors: dict[str, int] = field(default_factory=dict)  # errors that reached the program
+    # Of those, the connection errors a retry would have caught, had the Retry allowed one.
+    unretried: dict[str, int] = field(default_factory=dict)
     retry_setting: str = ""  # the Retry in force when one reached it, as urllib3 writes it
 
 

@@ -111,11 +111,12 @@ def _no_timeout(
 
 
 def _not_retried(origin: str, stats: PoolStats, lib: Library) -> list[Advice]:
-    failed = stats.unretried
+    unretried = stats.unretried
+    failed = sum(unretried.values())
     if not failed or lib.retries is None:
         return []
-    kinds = ", ".join(f"{n} {etype}" for etype, n in sorted(stats.errors.items()))
-    resets = sum(n for etype, n in stats.errors.items() if etype in _RESETS)
+    kinds = ", ".join(f"{n} {etype}" for etype, n in sorted(unretried.items()))
+    resets = sum(n for etype, n in unretried.items() if etype in _RESETS)
     because = (
         " (a server closing a kept-alive connection as it was reused gives these)" if resets else ""
     )
@@ -125,12 +126,12 @@ def _not_retried(origin: str, stats: PoolStats, lib: Library) -> list[Advice]:
             rule="retries",
             origin=origin,
             evidence=(
-                f"{failed} request(s) to {origin} failed and urllib3 did not retry them"
-                f"{setting}: {kinds}{because}."
+                f"{failed} request(s) to {origin} failed with a connection error that a retry "
+                f"would have caught, and urllib3 retried none{setting}: {kinds}{because}."
             ),
             change=(
                 "Retry idempotent requests on connection errors: "
-                f"{lib.retries.words(n='total=3, backoff_factor=0.5')}."
+                f"{lib.retries.words('total=3, backoff_factor=0.5')}."
             ),
             waste=failed,
         )
@@ -165,7 +166,7 @@ def _timeouts_fired(origin: str, stats: PoolStats, lib: Library) -> list[Advice]
             f"; the responses that came took {times['p99']:.3f} s (p99), well within it: the "
             "server stalls on some requests."
         )
-        retry = lib.retries.words(n="total=3, read=2") if lib.retries else ""
+        retry = lib.retries.words("total=3, read=2") if lib.retries else ""
         change = "Keep the timeout and look at the server's slow requests" + (
             f"; retry reads of idempotent requests: {retry}." if retry else "."
         )
