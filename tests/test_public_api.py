@@ -395,6 +395,16 @@ def test_a_pickled_or_copied_session_is_instrumented_again_with_its_mode(
     assert not hasattr(plain, "_poolscope")
 
 
+def test_a_copied_session_keeps_its_providers(metrics: Metrics, server: LoopbackServer) -> None:
+    import copy
+
+    s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+    for again in (copy.copy(s), copy.deepcopy(s)):
+        assert again.get(server.url).text == "ok"
+    points = metrics.collect()
+    assert metrics.value(points, "urllib3.pool.connections.created", server__port=server.port) == 2
+
+
 def test_an_adapter_mounted_after_instrument_session_is_covered(
     metrics: Metrics, server: LoopbackServer
 ) -> None:

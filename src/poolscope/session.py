@@ -107,10 +107,12 @@ def instrument_session(
             # Adapters mounted from now on are covered as they are mounted (an instance
             # attribute: the Session class is left as it is).
             session.mount = _covering_mount(session)  # type: ignore[method-assign]
-            # A copy, or the session unpickled, is instrumented again with the same mode and
-            # report (and the global providers: providers do not pickle). Also an instance
-            # attribute: copy and pickle look __reduce_ex__ up on the instance.
-            session.__reduce_ex__ = _reducing(session, mode, report)  # type: ignore[method-assign]
+            # A copy, or the session unpickled, is instrumented again with the same options
+            # (an unpickled one with the global providers: providers do not pickle). Also an
+            # instance attribute: copy and pickle look __reduce_ex__ up on the instance.
+            session.__reduce_ex__ = _reducing(  # type: ignore[method-assign]
+                session, mode, report, (meter_provider, tracer_provider)
+            )
         _cover(session, state)
         session._poolscope = state  # type: ignore[attr-defined]
     return session
@@ -134,24 +136,50 @@ def _covering_mount(session: requests.Session) -> Any:
     return mount
 
 
-def _reducing(session: requests.Session, mode: str, report: bool) -> Any:
+def _reducing(session: requests.Session, mode: str, report: bool, providers: Any) -> Any:
     session_ref = weakref.ref(session)
+    kept = _Providers(providers)
 
     def __reduce_ex__(protocol: SupportsIndex) -> tuple[Any, ...]:
         owner = session_ref()
         assert owner is not None  # it is calling us
-        return (_instrumented_again, (type(owner), owner.__getstate__(), mode, report))
+        return (_instrumented_again, (type(owner), owner.__getstate__(), mode, report, kept))
 
     return __reduce_ex__
 
 
+class _Providers:
+    """A session's OpenTelemetry providers, carried by its copies (copy and deepcopy keep
+    them) but not by its pickles: providers do not pickle, the unpickled session reports to
+    the global ones."""
+
+    def __init__(self, providers: Any) -> None:
+        self.meter_provider, self.tracer_provider = providers
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Providers, ((None, None),))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Providers:
+        return self
+
+
 def _instrumented_again(
-    cls: type[requests.Session], state: dict[str, Any], mode: str, report: bool
+    cls: type[requests.Session],
+    state: dict[str, Any],
+    mode: str,
+    report: bool,
+    providers: _Providers,
 ) -> requests.Session:
     """A copied or unpickled instrumented session: rebuilt as requests does, instrumented."""
     session = cls.__new__(cls)
     session.__setstate__(state)  # type: ignore[attr-defined,unused-ignore]  # not in the stubs
-    return instrument_session(session, mode=mode, report=report)
+    return instrument_session(
+        session,
+        mode=mode,
+        meter_provider=providers.meter_provider,
+        tracer_provider=providers.tracer_provider,
+        report=report,
+    )
 
 
 def _cover(session: requests.Session, state: _SessionState) -> None:
