@@ -143,7 +143,8 @@ def _reducing(session: requests.Session, mode: str, report: bool, providers: Any
     def __reduce_ex__(protocol: SupportsIndex) -> tuple[Any, ...]:
         owner = session_ref()
         assert owner is not None  # it is calling us
-        return (_instrumented_again, (type(owner), owner.__getstate__(), mode, report, kept))
+        state = owner.__getstate__()  # type: ignore[attr-defined,unused-ignore]  # not in 3.10's stubs
+        return (_instrumented_again, (type(owner), state, mode, report, kept))
 
     return __reduce_ex__
 
