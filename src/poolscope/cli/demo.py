@@ -226,6 +226,24 @@ def _print_advice(out: TextIO, *servers: LoopbackServer) -> None:
     print(file=out)
 
 
+def _server(
+    used: set[tuple[str, int]], host: str, *, together: int = 1, keepalive: float | None = None
+) -> LoopbackServer:
+    """A started server on a port no earlier scenario had: the report keys pools by host and
+    port, so a port drawn again would merge two scenarios' pools into one."""
+    drawn_again = []
+    try:
+        while True:
+            server = LoopbackServer(host, together=together, keepalive=keepalive).start()
+            if (host, server.port) not in used:
+                used.add((host, server.port))
+                return server
+            drawn_again.append(server)
+    finally:
+        for server in drawn_again:
+            server.stop()
+
+
 def run_demo(out: TextIO) -> int:
     """Replay every scenario, printing what poolscope saw; returns a process exit code."""
     logger = logging.getLogger("poolscope.pool")
@@ -236,17 +254,20 @@ def run_demo(out: TextIO) -> int:
     logger.propagate = False
     print("poolscope demo: common connection-pool scenarios on loopback servers", file=out)
     print("A = http://127.0.0.1, B = http://127.0.0.2 (keep-alive 0.2 s)\n", file=out)
+    used: set[tuple[str, int]] = set()
     try:
         for number, (title, what, scenario, together) in enumerate(SCENARIOS, 1):
             printer.counts.clear()
-            with (
-                LoopbackServer("127.0.0.1", together=2 if together else 1) as a,
-                LoopbackServer("127.0.0.2", keepalive=0.2) as b,
-            ):
+            a = _server(used, "127.0.0.1", together=2 if together else 1)
+            b = _server(used, "127.0.0.2", keepalive=0.2)
+            try:
                 print(f"[{number}/{len(SCENARIOS)}] {title}", file=out)
                 print(f"    {what}", file=out)
                 scenario(a, b)
                 seen = a.connections + b.connections
+            finally:
+                a.stop()
+                b.stop()
             counts = ", ".join(f"{printer.counts[key]} {label}" for key, label in _SHOWN)
             print(f"  => {counts}; the servers accepted {seen} connection(s)", file=out)
             _print_advice(out, a, b)
