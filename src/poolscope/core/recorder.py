@@ -24,7 +24,7 @@ from .stats import IDLE_SAMPLES_PER_KEY, PoolStats, needed
 _now = time.perf_counter
 
 # A timeout that fired: which one ("read" or "connect") and the read timeout in force.
-Timeout = tuple[str, float] | None
+FiredTimeout = tuple[str, float] | None
 
 
 class Recorder:
@@ -213,7 +213,7 @@ class Recorder:
         if self._wanted[EventKind.EVICTED]:
             self._emit(pool, PoolEvent(EventKind.EVICTED, pool.key, num_pools=num_pools))
 
-    def request_retried(self, pool: PoolState, error_type: str, timeout: Timeout) -> None:
+    def request_retried(self, pool: PoolState, error_type: str, timeout: FiredTimeout) -> None:
         """urllib3 retries a request after ``error_type`` (``timeout``: one that fired)."""
         stats = pool.stats
         _count_timeout(stats, timeout)
@@ -223,7 +223,7 @@ class Recorder:
             self._emit(pool, PoolEvent(EventKind.RETRIED, pool.key, error_type=error_type))
 
     def request_failed(
-        self, pool: PoolState, error_type: str, timeout: Timeout, retry: str
+        self, pool: PoolState, error_type: str, timeout: FiredTimeout, retry: str
     ) -> None:
         """An error reached the program from a request on this pool; ``retry``: the Retry in
         force when it reached it only because that Retry allowed no retry (else empty)."""
@@ -276,7 +276,7 @@ class Recorder:
             event.pool_maxsize = pool.maxsize
 
 
-def _count_timeout(stats: PoolStats, timeout: Timeout) -> None:
+def _count_timeout(stats: PoolStats, timeout: FiredTimeout) -> None:
     if timeout is None:
         return
     which, read_timeout = timeout
