@@ -6,11 +6,11 @@ It owns:
   worker), started and stopped by ``nginx()``;
 - the configurations: ``CONFIGURATIONS`` names each client's, ``make_requests`` and
   ``make_urllib3`` (``make(client, ...)`` picks one) build a callable doing one request of a
-  configuration (``make_checkout``, one checkout and return in a pool, no I/O),
-  ``is_contrib`` says which switch a contrib instrumentation on (process-wide)
-  and ``uninstrument_contrib`` switches it off again, ``ON_TOP_OF_CONTRIB`` pairs each
-  "contrib + poolscope" configuration with its contrib one, and ``sdk_providers`` gives an
-  OpenTelemetry SDK with in-memory exporters;
+  configuration, and ``make_checkout`` one checkout and return in a pool (no I/O);
+  ``is_contrib`` says which configurations switch a contrib instrumentation on (process-wide:
+  their ``ContribRequest`` switches it off and on again; ``uninstrument_contrib`` switches off
+  any), ``ON_TOP_OF_CONTRIB`` pairs each "contrib + poolscope" configuration with its contrib
+  one, and ``sdk_providers`` gives an OpenTelemetry SDK with in-memory exporters;
 - what a configuration's requests run inside: ``surroundings(kind)`` (an INFO handler for
   logging mode) and ``repeat(call, n)``, the plain per-request loop;
 - the command line: ``parser(doc)`` and the ``--client`` option, ``exit_on_sigterm()`` so a
@@ -161,14 +161,11 @@ def make_requests(kind: str, url: str) -> Callable[[], Any]:
         return lambda: s.get(url)
     elif kind == "poolscope, logging":
         poolscope.instrument_session(s, mode="logging")
-    elif kind in ("otel-requests", "otel-requests + poolscope"):
-        from opentelemetry.instrumentation.requests import RequestsInstrumentor
-
+    elif is_contrib(kind):
         mp, (tp, exporter) = sdk_providers()
-        RequestsInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
         if kind in ON_TOP_OF_CONTRIB:
             poolscope.instrument_session(s, meter_provider=mp, tracer_provider=tp)
-        return clearing(lambda: s.get(url), exporter)
+        return ContribRequest(kind, lambda: s.get(url), tp, mp, exporter)
     return lambda: s.get(url)
 
 
@@ -182,14 +179,11 @@ def make_urllib3(kind: str, url: str) -> Callable[[], Any]:
         return lambda: pm.request("GET", url)  # no span is current: nothing to clear
     elif kind == "poolscope, logging":
         poolscope.instrument_pool_manager(pm, mode="logging")
-    elif kind in ("otel-urllib3", "otel-urllib3 + poolscope"):
-        from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
-
+    elif is_contrib(kind):
         mp, (tp, exporter) = sdk_providers()
-        URLLib3Instrumentor().instrument(tracer_provider=tp, meter_provider=mp)
         if kind in ON_TOP_OF_CONTRIB:
             poolscope.instrument_pool_manager(pm, meter_provider=mp, tracer_provider=tp)
-        return clearing(lambda: pm.request("GET", url), exporter)
+        return ContribRequest(kind, lambda: pm.request("GET", url), tp, mp, exporter)
     return lambda: pm.request("GET", url)
 
 
@@ -236,6 +230,50 @@ def clearing(call: Callable[[], Any], exporter: Any) -> Callable[[], Any]:
         return call()
 
     return request
+
+
+class ContribRequest:
+    """One request of a contrib configuration ("otel-requests", "otel-urllib3 + poolscope", ...).
+
+    Built with the contrib instrumentation switched on, with this configuration's providers.
+    That instrumentation is process-wide: ``switch_off()`` takes it away (before any other
+    configuration runs in the process) and ``switch_on()`` puts it back with the same providers,
+    so a run that interleaves configurations keeps one session or PoolManager, one SDK and one
+    exporter per configuration for all its rounds rather than building them anew each time."""
+
+    def __init__(
+        self,
+        kind: str,
+        call: Callable[[], Any],
+        tracer_provider: Any,
+        meter_provider: Any,
+        exporter: Any,
+    ) -> None:
+        self.kind = kind
+        self._call = clearing(call, exporter)
+        self._providers = (tracer_provider, meter_provider)
+        self.switch_on()
+
+    def __call__(self) -> Any:
+        return self._call()
+
+    def _instrumentor(self) -> Any:
+        if self.kind.startswith("otel-requests"):
+            from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+            return RequestsInstrumentor()
+        from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+
+        return URLLib3Instrumentor()
+
+    def switch_on(self) -> None:
+        tracer_provider, meter_provider = self._providers
+        self._instrumentor().instrument(
+            tracer_provider=tracer_provider, meter_provider=meter_provider
+        )
+
+    def switch_off(self) -> None:
+        self._instrumentor().uninstrument()
 
 
 def uninstrument_contrib(kind: str) -> None:

@@ -5,6 +5,7 @@
     python benchmarks/run.py --memory   # only memory, over 1,000,000 requests (about 25 min)
     python benchmarks/run.py --threads 40   # only the 32-thread throughput, 40 rounds each
     python benchmarks/run.py --gap 200      # only wall clock against instructions (~10 min)
+    python benchmarks/run.py --gap 200 --traced --client urllib3   # the same, traced path
 
 It starts Debian's nginx on loopback with a config it writes (keep-alive on, one worker), runs
 every configuration interleaved (A B C ... A B C ...) several rounds, and prints microseconds per
@@ -20,6 +21,7 @@ whether a difference between the two is noise or a cost instructions do not see 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import gc
 import math
@@ -32,7 +34,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
@@ -62,25 +64,12 @@ def compare(
 ) -> list[tuple[str, float, float]]:
     """Median µs/request per configuration, interleaved; contrib instrumentations are global,
     so each is switched on only around its own turn. Returns (kind, wall ratio, CPU ratio)."""
-    calls: dict[str, Callable[[], Any]] = {}
-    for kind in kinds:
-        if harness.is_contrib(kind):
-            continue
-        calls[kind] = make(kind, url)
-        calls[kind]()  # connect once: the benchmark is the reused-connection path
+    calls = connected(kinds, lambda kind: make(kind, url))
     times: dict[str, list[tuple[float, float]]] = {kind: [] for kind in kinds}
     for _ in range(rounds):
         for kind in kinds:
-            if harness.is_contrib(kind):
-                call = make(kind, url)
-                call()
-                try:
-                    times[kind].append(per_request_us(call, n))
-                finally:
-                    harness.uninstrument_contrib(kind)
-            else:
-                with harness.surroundings(kind):
-                    times[kind].append(per_request_us(calls[kind], n))
+            with turn(kind, calls[kind]):
+                times[kind].append(per_request_us(calls[kind], n))
     medians = {
         kind: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
         for kind, t in times.items()
@@ -105,6 +94,36 @@ def compare(
                 f"wall {wall_paired}, client CPU {cpu_paired}"
             )
     return rows
+
+
+def connected(
+    kinds: list[str], make: Callable[[str], Callable[[], Any]]
+) -> dict[str, Callable[[], Any]]:
+    """Each configuration built and its connection made (the benchmark is the reused-connection
+    path), one after the other: a contrib configuration is built with its instrumentation on,
+    and switched off before the next is built, until its turn."""
+    calls = {}
+    for kind in kinds:
+        call = calls[kind] = make(kind)
+        call()
+        if isinstance(call, harness.ContribRequest):
+            call.switch_off()
+    return calls
+
+
+@contextlib.contextmanager
+def turn(kind: str, call: Callable[[], Any]) -> Iterator[None]:
+    """Where one configuration's measured requests run: a contrib configuration with its
+    instrumentation on (process-wide, so only now), logging mode with its handler."""
+    if isinstance(call, harness.ContribRequest):
+        call.switch_on()
+        try:
+            yield
+        finally:
+            call.switch_off()
+    else:
+        with harness.surroundings(kind):
+            yield
 
 
 def paired(values: list[float], against: list[float]) -> str:
@@ -207,7 +226,7 @@ def threaded(url: str, threads: int, per_thread: int, rounds: int) -> None:
 GAP_KINDS = ["bare", "bare again (A/A)", "poolscope, no SDK", "poolscope, SDK"]
 
 
-def gap(url: str, client: str, n: int, rounds: int) -> None:
+def gap(url: str, client: str, n: int, rounds: int, traced: bool = False) -> None:
     """Wall clock and CPU time against instructions: is a gap between them noise, or a cost that
     instruction counts do not see (cache misses, allocation, the garbage collector)?
 
@@ -220,15 +239,22 @@ def gap(url: str, client: str, n: int, rounds: int) -> None:
     95% interval: the turns of one round ran within a second of each other, so this pairs away
     the slow drifts of a shared machine); the collector's runs per 1,000 requests by generation;
     and the thread's CPU split into user and system time (getrusage: Linux splits a thread's
-    exact CPU time in the proportion its timer ticks found, so the split is sampled)."""
+    exact CPU time in the proportion its timer ticks found, so the split is sampled).
+
+    ``traced``: the traced path instead of poolscope's own rows, the contrib configuration and
+    contrib + poolscope (each with its instrumentation switched on around its own turn), and
+    poolscope on top of contrib paired the same way."""
     order = random.Random(0)
-    calls: dict[str, Callable[[], Any]] = {}
-    for kind in GAP_KINDS:
-        calls[kind] = harness.make(client, "bare" if kind.startswith("bare") else kind, url)
-        calls[kind]()  # connect once: the benchmark is the reused-connection path
-    turns = [(kind, collector) for kind in GAP_KINDS for collector in ("on", "off")]
+    kinds = GAP_KINDS
+    if traced:
+        contrib = f"otel-{client}"
+        kinds = [*GAP_KINDS[:2], contrib, f"{contrib} + poolscope"]
+    calls = connected(
+        kinds, lambda kind: harness.make(client, "bare" if kind.startswith("bare") else kind, url)
+    )
+    turns = [(kind, collector) for kind in kinds for collector in ("on", "off")]
     times: dict[tuple[str, str], list[tuple[float, float, float]]] = {t: [] for t in turns}
-    collections: dict[tuple[str, str], list[int]] = {turn: [0, 0, 0] for turn in turns}
+    collections: dict[tuple[str, str], list[int]] = {t: [0, 0, 0] for t in turns}
     counting: list[int] = [0, 0, 0]
 
     def count_collections(phase: str, info: dict[str, Any]) -> None:
@@ -239,18 +265,21 @@ def gap(url: str, client: str, n: int, rounds: int) -> None:
     gc.callbacks.append(count_collections)
     try:
         for _ in range(rounds):
-            for turn in order.sample(turns, len(turns)):
-                kind, collector = turn
-                counting[:] = [0, 0, 0]
-                if collector == "off":
-                    gc.disable()
-                try:
-                    with harness.surroundings(kind):
-                        times[turn].append(per_request_split(calls[kind], n))
-                finally:
-                    gc.enable()
-                for generation, runs in enumerate(counting):
-                    collections[turn][generation] += runs
+            for each in order.sample(turns, len(turns)):
+                kind, collector = each
+                with turn(kind, calls[kind]):
+                    if collector == "off":
+                        gc.disable()
+                    counting[:] = [0, 0, 0]  # the measured requests' collections only
+                    try:
+                        times[each].append(per_request_split(calls[kind], n))
+                        # Read before the collector is back on: garbage left while it was
+                        # off is collected at the next allocation, after this turn.
+                        runs = counting.copy()
+                    finally:
+                        gc.enable()
+                    for generation in range(3):
+                        collections[each][generation] += runs[generation]
     finally:
         gc.callbacks.remove(count_collections)
     print(
@@ -258,7 +287,7 @@ def gap(url: str, client: str, n: int, rounds: int) -> None:
         f"{len(turns)} turns in random order)"
     )
     print(
-        f"  {'configuration':<18} {'gc':>3} {'wall us':>8} {'ratio':>6} {'paired (95%)':>20}"
+        f"  {'configuration':<25} {'gc':>3} {'wall us':>8} {'ratio':>6} {'paired (95%)':>20}"
         f" {'CPU us':>7} {'ratio':>6} {'paired (95%)':>20} {'gc runs/1k req':>15}"
     )
     for kind, collector in turns:
@@ -266,19 +295,19 @@ def gap(url: str, client: str, n: int, rounds: int) -> None:
         bare_wall, bare_cpu = ([t[i] for t in times["bare", collector]] for i in (0, 1))
         runs = "/".join(f"{r * 1000 / (n * rounds):.1f}" for r in collections[kind, collector])
         print(
-            f"  {kind:<18} {collector:>3} {statistics.median(wall):>8.1f}"
+            f"  {kind:<25} {collector:>3} {statistics.median(wall):>8.1f}"
             f" {statistics.median(wall) / statistics.median(bare_wall):>6.3f}"
             f" {paired(wall, bare_wall):>20} {statistics.median(cpu):>7.1f}"
             f" {statistics.median(cpu) / statistics.median(bare_cpu):>6.3f}"
             f" {paired(cpu, bare_cpu):>20} {runs:>15}"
         )
-    print(f"\n  {'the CPU time split':<22} {'user us':>8} {'paired (95%)':>20} {'system us':>10}")
+    print(f"\n  {'the CPU time split':<29} {'user us':>8} {'paired (95%)':>20} {'system us':>10}")
     for kind, collector in turns:
         user = [t[2] for t in times[kind, collector]]
         system = [t[1] - t[2] for t in times[kind, collector]]
         bare_user = [t[2] for t in times["bare", collector]]
         print(
-            f"  {kind:<18} {collector:>3} {statistics.fmean(user):>8.1f}"
+            f"  {kind:<25} {collector:>3} {statistics.fmean(user):>8.1f}"
             f" {paired(user, bare_user):>20} {statistics.fmean(system):>10.1f}"
         )
     print(
@@ -286,6 +315,16 @@ def gap(url: str, client: str, n: int, rounds: int) -> None:
         "  mean of the per-round ratios, 95% interval; CPU: this thread's (user and system);\n"
         "  gc runs: collections of generations 0/1/2 per 1,000 requests; user and system: means"
     )
+    for kind, base in harness.ON_TOP_OF_CONTRIB.items():
+        if kind not in kinds:
+            continue
+        for collector in ("on", "off"):
+            wall, cpu = ([t[i] for t in times[kind, collector]] for i in (0, 1))
+            base_wall, base_cpu = ([t[i] for t in times[base, collector]] for i in (0, 1))
+            print(
+                f"  poolscope on top of contrib, gc {collector}: wall {paired(wall, base_wall)},"
+                f" CPU {paired(cpu, base_cpu)} (paired per round)"
+            )
 
 
 def per_request_split(call: Callable[[], Any], n: int) -> tuple[float, float, float]:
@@ -389,6 +428,9 @@ def main() -> None:
         metavar="ROUNDS",
         help="only wall clock against instructions (A/A, gc on and off), this many rounds",
     )
+    parser.add_argument(
+        "--traced", action="store_true", help="with --gap: the contrib and contrib + poolscope rows"
+    )
     harness.add_client_option(parser)
     parser.add_argument(
         "--only",
@@ -415,7 +457,7 @@ def main() -> None:
             return
         if args.gap:
             for client in [args.client] if args.client else ["urllib3", "requests"]:
-                gap(url, client, n, args.gap)
+                gap(url, client, n, args.gap, args.traced)
             return
         if args.client in (None, "requests"):
             compare(
