@@ -4,7 +4,6 @@ with the exception the user sees identical to the uninstrumented run."""
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ import poolscope
 
 from .support.metrics import Metrics
 from .support.outcome import outcome
-from .support.scripted import CloseOnReuse
+from .support.scripted import CloseOnReuse, full_backlog
 
 
 @pytest.fixture
@@ -92,17 +91,7 @@ def test_retry_is_logged_and_a_span_event(
 
 def test_connect_timeout_on_a_full_backlog(metrics: Metrics) -> None:
     """A loopback listener that never accepts and whose backlog is full: connects hang."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    try:
-        for _ in range(8):  # fill the accept queue so further SYNs go unanswered
-            f = socket.socket()
-            f.setblocking(False)
-            f.connect_ex(("127.0.0.1", port))
-            fillers.append(f)
+    with full_backlog() as port:
         url = f"http://127.0.0.1:{port}/"
 
         def call(s: requests.Session) -> Any:
@@ -114,10 +103,6 @@ def test_connect_timeout_on_a_full_backlog(metrics: Metrics) -> None:
                 poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
             )
         )
-    finally:
-        for f in fillers:
-            f.close()
-        listener.close()
     assert plain[0] == "raised" and plain[1][0][0] is requests.ConnectTimeout
     assert plain == observed
     etype = "urllib3.exceptions.ConnectTimeoutError"

@@ -17,7 +17,7 @@ from poolscope.reporting.timeouts import suggested_read_timeout
 
 from .support.metrics import Metrics
 from .support.programs import RUN, run_program
-from .support.scripted import CloseOnReuse
+from .support.scripted import CloseOnReuse, full_backlog
 
 GETS = """
 import sys, requests
@@ -265,27 +265,10 @@ def test_a_broken_post_with_retries_set_is_not_told_to_set_retries(
 
 
 def test_a_connect_timeout_is_counted_as_one(metrics: Metrics) -> None:
-    # A loopback listener whose backlog is full: the kernel drops the next SYN, and the
-    # connect times out (no traffic leaves the machine).
-    import socket
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    try:
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(("127.0.0.1", port))
-            fillers.append(filler)
+    with full_backlog() as port:
         s = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
         with pytest.raises(requests.ConnectTimeout):
             s.get(f"http://127.0.0.1:{port}/", timeout=(0.2, 10))
-    finally:
-        for sock in (listener, *fillers):
-            sock.close()
     points = metrics.collect()
     assert metrics.value(points, "urllib3.pool.timeouts.connect", server__port=port) == 1
     assert metrics.value(points, "urllib3.pool.timeouts.read", server__port=port) == 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
@@ -52,3 +54,25 @@ class CloseOnReuse:
     def close(self) -> None:
         self._stop = True
         self.sock.close()
+
+
+@contextlib.contextmanager
+def full_backlog() -> Iterator[int]:
+    """A loopback listener that never accepts, its backlog filled: the kernel drops the next
+    SYN, so a connect to the port it yields hangs until its timeout (nothing leaves the
+    machine)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        yield port
+    finally:
+        for sock in (listener, *fillers):
+            sock.close()
