@@ -90,6 +90,35 @@ def test_reuse_names_the_connection_and_its_idle_time_on_the_request_span(
     assert second.attributes["urllib3.pool.connection.idle_time"] >= 0.05
 
 
+def test_reuse_with_no_real_span_current_sets_nothing_and_fails_nothing(
+    metrics: Metrics, spans: Spans, server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The span sink reads the current span from the context by the key the API files it under
+    # (learnt through set_span_in_context): something else stored under that key, or a span
+    # that does not record, is nothing to act on, as get_current_span() would say.
+    from opentelemetry import context, trace
+
+    s = session(metrics, spans)
+    s.get(server.url)  # the connection, opened outside any span
+    key = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, context.Context())))
+    token = context.attach(context.set_value(key, "not a span"))
+    try:
+        assert s.get(server.url).text == "ok"
+    finally:
+        context.detach(token)
+    with spans.tracer.start_as_current_span("outer"):
+        unsampled = trace.NonRecordingSpan(trace.get_current_span().get_span_context())
+        with trace.use_span(unsampled):
+            assert s.get(server.url).text == "ok"
+    with spans.tracer.start_as_current_span("traced"):
+        assert s.get(server.url).text == "ok"
+    outer, traced = (sp for sp in spans.finished() if sp.name in ("outer", "traced"))
+    assert "urllib3.pool.connection.id" not in outer.attributes
+    assert traced.attributes["urllib3.pool.connection.id"] >= 1
+    assert metrics.value(metrics.collect(), "urllib3.pool.connections.reused") == 3
+    assert "poolscope" not in caplog.text  # no sink failure reported
+
+
 def test_stale_connection_is_a_dropped_event_and_a_new_setup_span(
     metrics: Metrics, spans: Spans
 ) -> None:

@@ -155,9 +155,10 @@ class Recorder:
         if idle_times is not None and idle is not None:
             idle_times.append(idle)
         event = None
-        for sink, gate in sinks:
+        for sink, on_reuse in sinks:
             try:
-                if gate is not None and not gate():
+                if on_reuse is not None:  # it takes reuses itself (the span sink)
+                    on_reuse(cs.id, idle)
                     continue
                 if event is None:
                     event = PoolEvent(EventKind.REUSED, cs.pool.key, cs.id, idle, requests=served)
