@@ -140,17 +140,22 @@ class Recorder:
             self._emit(cs.pool, event)
 
     def connection_reused(self, cs: ConnState) -> None:
-        # The checkout hook, installed in every pool once the recorder counts.
-        served = cs.count_reuse()
-        idle_times = cs.stats.idle_times
+        # The checkout hook, installed in every pool once the recorder counts: the reuse
+        # path of every request then, so ConnState.count_reuse() is inlined here.
+        cs.checkout = False
+        served = cs.requests
+        cs.requests = served + 1
+        stats = cs.stats
+        stats.reused += 1
+        idle_times = stats.idle_times
         sinks = self.sinks.reuse
         if idle_times is None and not sinks:
             return
-        # 0.0: it went idle before its pool stamped returns (a sink that acts on reuses
-        # appeared since), so how long it sat is not known.
         now = _now()
+        # None: it went idle before its pool stamped returns (a sink that acts on reuses
+        # appeared since), so how long it sat is not known.
         idle = now - cs.idle_since if cs.idle_since else None
-        if cs.stats.use_times is not None:
+        if stats.use_times is not None:
             cs.taken_at = now
         if idle_times is not None and idle is not None:
             idle_times.append(idle)

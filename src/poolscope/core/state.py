@@ -123,8 +123,9 @@ class ConnState:
 
     def count_reuse(self) -> int:
         """Count the request just sent on this open connection as a reuse; returns how many
-        requests it had served before. The one place a reuse is counted: by the pool's
-        checkout hook as it happens, else once the connection comes back or is closed."""
+        requests it had served before. Counted by the pool's checkout hook as it happens
+        (Recorder.connection_reused, which does the same inline), else here, once the
+        connection comes back or is closed."""
         self.checkout = False
         served = self.requests
         self.requests = served + 1
