@@ -256,6 +256,31 @@ def test_the_two_puts_differ_only_by_the_shutdown_test() -> None:
     assert stripped == ast.unparse(old)
 
 
+def negative_timeouts(q: Any) -> list[Any]:
+    # A blocking get() or put() with a negative timeout is a ValueError whether or not it would
+    # wait; a non-blocking one ignores its timeout; an unbounded queue's put() never checks it.
+    q.put("a")
+    seen: list[Any] = [attempt(lambda: q.get(timeout=-1)), q.qsize()]
+    seen += [attempt(lambda: q.put("b", timeout=-1)), q.qsize()]
+    seen += [attempt(lambda: q.put("b", block=False, timeout=-1)), q.qsize()]
+    seen += [attempt(lambda: q.get(block=False, timeout=-1)), q.qsize()]
+    seen += [attempt(lambda: q.get(timeout=-0.5)), attempt(lambda: q.get(block=False, timeout=-1))]
+    seen += [attempt(lambda: q.get(timeout=0)), attempt(lambda: q.put("c", timeout=0))]
+    return seen
+
+
+@pytest.mark.parametrize("maxsize", [2, 0], ids=["bounded", "unbounded"])
+@pytest.mark.parametrize("base", BASES, ids=lambda b: b.__name__)
+def test_negative_timeouts_are_refused_as_stdlibs_refuses_them(
+    base: type[Any], maxsize: int
+) -> None:
+    plain = bounded(negative_timeouts, base(maxsize))
+    instrumented = bounded(negative_timeouts, instrumented_queue_class(base)(maxsize))
+    refused = ("raised", "ValueError")
+    assert plain[0] == refused and plain[2] == (refused if maxsize else ("ok", None))
+    assert instrumented == plain
+
+
 # -- In a urllib3 pool -------------------------------------------------------------------------
 
 

@@ -51,6 +51,8 @@ class InstrumentedQueueMixin(_QueueBase):
                 if not block:
                     raise queue.Empty
                 self._wait_for_item(timeout)
+            elif block and timeout is not None and timeout < 0:
+                raise ValueError("'timeout' must be a non-negative number")  # as stdlib's
             item = self._get()
             self.not_full.notify()
         if self._poolscope_counting and item is not None:  # None: room for a new connection
@@ -120,6 +122,8 @@ class InstrumentedQueueMixin(_QueueBase):
             with self.not_full:
                 if self.is_shutdown or (self.maxsize > 0 and self._qsize() >= self.maxsize):
                     self._put_when_full(item, block, timeout, idled)  # or ShutDown
+                elif block and timeout is not None and timeout < 0 and self.maxsize > 0:
+                    self._put_when_full(item, block, timeout, idled)  # ValueError, as stdlib's
                 self._put(item)
                 self.unfinished_tasks += 1
                 self.not_empty.notify()
@@ -168,6 +172,8 @@ class InstrumentedQueueMixin(_QueueBase):
             with self.not_full:
                 if self.maxsize > 0 and self._qsize() >= self.maxsize:
                     self._put_when_full(item, block, timeout, idled)
+                elif block and timeout is not None and timeout < 0 and self.maxsize > 0:
+                    self._put_when_full(item, block, timeout, idled)  # ValueError, as stdlib's
                 self._put(item)
                 self.unfinished_tasks += 1
                 self.not_empty.notify()
@@ -180,8 +186,9 @@ class InstrumentedQueueMixin(_QueueBase):
     def _put_when_full(
         self, item: Any, block: bool, timeout: float | None, idled: ConnState | None
     ) -> None:
-        # Runs with self.not_full held, the queue full (or, from Python 3.13, shut down);
-        # returns once there is room, as queue.Queue.put does.
+        # Runs with self.not_full held, the queue full, shut down (from Python 3.13) or the
+        # timeout negative (a ValueError, full or not, as queue.Queue.put's); returns once there
+        # is room, as queue.Queue.put does.
         try:
             self._refuse_put()
             if not block:
