@@ -141,6 +141,48 @@ def test_a_connection_in_use_while_its_manager_is_instrumented_is_counted_once_b
     poolscope.uninstrument_pool_manager(pm)
 
 
+def test_instrumenting_and_uninstrumenting_a_busy_pool_manager_breaks_no_request(
+    metrics: Metrics, server: LoopbackServer
+) -> None:
+    # A pool's queue changes class both ways while other threads check connections out and
+    # return them; the attributes its get() and put() read must be there at every moment.
+    import threading
+
+    pm = PoolManager(maxsize=4, block=True)
+    pm.request("GET", server.url)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    done = [0] * 4
+
+    def hammer(i: int) -> None:
+        while not stop.is_set():
+            try:
+                assert pm.request("GET", server.url).data == b"ok"
+                done[i] += 1
+            except BaseException as exc:  # any failure is the finding
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between almost any two bytecodes
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(200):
+            poolscope.instrument_pool_manager(pm, meter_provider=metrics.provider)
+            poolscope.uninstrument_pool_manager(pm)
+    finally:
+        sys.setswitchinterval(interval)
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert failures == []
+    assert min(done) > 0
+    pool = pm.connection_from_url(server.url)
+    assert type(pool) is urllib3.HTTPConnectionPool and type(pool.pool).__name__ == "LifoQueue"
+
+
 def test_instrument_pool_manager_refuses_other_things() -> None:
     with pytest.raises(TypeError, match="takes a urllib3 PoolManager or ProxyManager, not Session"):
         poolscope.instrument_pool_manager(requests.Session())  # type: ignore[type-var]

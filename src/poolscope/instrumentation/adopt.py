@@ -34,6 +34,8 @@ def adopt_pool(pool: Any, recorder: Recorder) -> None:
         attach_pool(pool, recorder)
         return
     with q.mutex:
+        q._poolscope = None  # what the instrumented get() and put() read, before they can run
+        q._poolscope_counting = False
         q.__class__ = instrumented_queue_class(type(q))
         ps = attach_pool(pool, recorder)
         for conn in q.queue:
@@ -52,9 +54,10 @@ def detach_pool(pool: Any) -> None:
     q = pool.pool
     if q is not None:
         with q.mutex:
-            for name in ("_poolscope", "_poolscope_counting"):
-                if name in vars(q):
-                    delattr(q, name)
+            # Its two attributes stay, inert: a get() or put() of another thread may be in the
+            # instrumented code still, which reads them (they have no class default).
+            q._poolscope = None
+            q._poolscope_counting = False
             base_queue = next(
                 c for c in type(q).__mro__ if not issubclass(c, InstrumentedQueueMixin)
             )

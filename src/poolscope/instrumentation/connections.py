@@ -34,7 +34,11 @@ class InstrumentedConnectionMixin(_ConnectionBase):
     can take this class (``__class__`` assignment) and give it back unchanged.
     """
 
-    _poolscope: ConnState | None = None  # set by the pool right after construction
+    # Set by the pool right after construction. No class default: from Python 3.12 a class
+    # attribute of the same name keeps the interpreter from specializing the instance reads
+    # the pool's checkouts and returns make (see idle_queue.py); its own methods here run once
+    # per connection and read it with getattr().
+    _poolscope: ConnState | None
     _poolscope_tls = False
     _poolscope_base: type[Any] = HTTPConnection
 
@@ -52,7 +56,7 @@ class InstrumentedConnectionMixin(_ConnectionBase):
         # The TCP part of connect(); what connect() spends beyond it is TLS (and tunnelling).
         start = _now()
         sock = super()._new_conn()
-        cs = self._poolscope
+        cs = getattr(self, "_poolscope", None)
         if cs is not None:
             cs.tcp_time = _now() - start
             if cs.timing is not None:
@@ -60,7 +64,7 @@ class InstrumentedConnectionMixin(_ConnectionBase):
         return sock
 
     def connect(self) -> None:
-        cs = self._poolscope
+        cs = getattr(self, "_poolscope", None)
         if cs is None:
             return super().connect()
         recorder = cs.pool.recorder
@@ -96,7 +100,7 @@ class InstrumentedConnectionMixin(_ConnectionBase):
             internal_error("connect")
 
     def close(self) -> None:
-        cs = self._poolscope
+        cs = getattr(self, "_poolscope", None)
         if cs is not None:
             try:
                 account_close(cs)  # reads who called close(): see callsites

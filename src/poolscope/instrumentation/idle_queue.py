@@ -33,11 +33,18 @@ else:
 class InstrumentedQueueMixin(_QueueBase):
     """A pool's queue of idle connections that reports waits, checkouts and returns."""
 
-    _poolscope: PoolState | None = None  # set once the pool that owns it is set up
-    # Whether checkouts and returns are counted (PoolState.counting). Set on each instance
-    # when its pool is set up, as an instance attribute: CPython 3.11 specializes reading one,
-    # not a class attribute read through the instance.
-    _poolscope_counting = False
+    # The state of the pool that owns it, once that pool is set up; and whether checkouts and
+    # returns are counted (a copy of PoolState.counting). Both are instance attributes with no
+    # class default, set before get() or put() can run (by __init__, or by adopt_pool before
+    # it gives an existing queue this class): CPython specializes reading an instance
+    # attribute, but from 3.12 not one that a class attribute of the same name shadows.
+    _poolscope: PoolState | None
+    _poolscope_counting: bool
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._poolscope = None
+        self._poolscope_counting = False
+        super().__init__(*args, **kwargs)
 
     # get() and put() are queue.Queue's, reimplemented with the same contract (stdlib's are
     # Python too, so this costs no extra frame): under the queue's own lock we learn whether a
