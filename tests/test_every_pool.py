@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,8 +147,6 @@ def test_instrumenting_and_uninstrumenting_a_busy_pool_manager_breaks_no_request
 ) -> None:
     # A pool's queue changes class both ways while other threads check connections out and
     # return them; the attributes its get() and put() read must be there at every moment.
-    import threading
-
     pm = PoolManager(maxsize=4, block=True)
     pm.request("GET", server.url)
     stop = threading.Event()
