@@ -10,7 +10,8 @@ It owns:
   ``is_contrib`` says which configurations switch a contrib instrumentation on (process-wide:
   their ``ContribRequest`` switches it off and on again; ``uninstrument_contrib`` switches off
   any), ``ON_TOP_OF_CONTRIB`` pairs each "contrib + poolscope" configuration with its contrib
-  one, and ``sdk_providers`` gives an OpenTelemetry SDK with in-memory exporters;
+  one, ``SDK_CONTROL`` the SDK row with the bare client beside an unused SDK, and
+  ``sdk_providers`` gives an OpenTelemetry SDK with in-memory exporters;
 - what a configuration's requests run inside: ``surroundings(kind)`` (an INFO handler for
   logging mode) and ``repeat(call, n)``, the plain per-request loop;
 - the command line: ``parser(doc)`` and the ``--client`` option, ``exit_on_sigterm()`` so a
@@ -103,6 +104,7 @@ def nginx() -> Iterator[str]:
 CONFIGURATIONS = {
     "requests": [
         "bare",
+        "bare, SDK set up",
         "poolscope, no SDK",
         "poolscope, SDK",
         "poolscope, logging",
@@ -111,6 +113,7 @@ CONFIGURATIONS = {
     ],
     "urllib3": [
         "bare",
+        "bare, SDK set up",
         "poolscope, no SDK",
         "poolscope, SDK",
         "poolscope, logging",
@@ -126,6 +129,16 @@ ON_TOP_OF_CONTRIB = {
     "otel-requests + poolscope": "otel-requests",
     "otel-urllib3 + poolscope": "otel-urllib3",
 }
+
+
+# The SDK rows against a control: the bare client in a process where the same SDK providers
+# are set up and never used. Setting the SDK up changes what CPython makes of the bare client's
+# own path: its resource detection runs a thread pool, whose Future makes a threading.Condition
+# on an RLock, and from then on (3.11) no Condition.notify() in the process specializes its
+# self._is_owned() lookup, two of which every urllib3 request makes (the pool queue's get and
+# put). That is a cost of having the SDK (or any thread pool), not of poolscope.
+SDK_CONTROL = {"poolscope, SDK": "bare, SDK set up"}
+_unused: list[Any] = []  # the control's SDK providers
 
 
 def is_contrib(kind: str) -> bool:
@@ -151,6 +164,8 @@ def sdk_providers() -> tuple[Any, Any]:
 
 def make_requests(kind: str, url: str) -> Callable[[], Any]:
     s = requests.Session()
+    if kind == "bare, SDK set up":
+        _unused.append(sdk_providers())  # kept alive, never used; the request is bare's
     if kind == "poolscope, no SDK":
         poolscope.instrument_session(s)
     elif kind == "poolscope, SDK":
@@ -171,6 +186,8 @@ def make_requests(kind: str, url: str) -> Callable[[], Any]:
 
 def make_urllib3(kind: str, url: str) -> Callable[[], Any]:
     pm = urllib3.PoolManager()
+    if kind == "bare, SDK set up":
+        _unused.append(sdk_providers())  # kept alive, never used; the request is bare's
     if kind == "poolscope, no SDK":
         poolscope.instrument_pool_manager(pm)
     elif kind == "poolscope, SDK":

@@ -21,7 +21,9 @@ cost of one request with start-up, imports and the first connection taken out.
 
 The traced request path is the "contrib + poolscope" rows: the contrib instrumentation makes a
 request span current for each request, and poolscope adds its link and span event to it. Below
-each client's table, "poolscope on top of contrib" is that row over the contrib row alone.
+each client's table, "poolscope on top of contrib" is that row over the contrib row alone, and
+"poolscope over its control" the SDK row over the bare client in a process where the same SDK
+is set up and never used ("bare, SDK set up"; harness.SDK_CONTROL says why it differs from bare).
 
 Most of what moves a count from one memory layout to the next is CPython's method cache (see
 _shift_layout): a lookup that misses it runs find_name_in_mro, which walks the class's MRO.
@@ -305,7 +307,8 @@ def main() -> None:
             "collisions)"
         )
     wanted = set(args.only or known) | {"bare"}
-    wanted |= {harness.ON_TOP_OF_CONTRIB[k] for k in wanted if k in harness.ON_TOP_OF_CONTRIB}
+    for pairs in (harness.ON_TOP_OF_CONTRIB, harness.SDK_CONTROL):
+        wanted |= {pairs[k] for k in wanted if k in pairs}
     measure = cache_count if args.cache else count
     saved: dict[str, Any] = {
         "machine": harness.describe_machine(),
@@ -452,9 +455,12 @@ def report(per: dict[str, list[Count]], bare_kind: str, layouts: int, each: bool
 
 
 def report_on_top(per: dict[str, list[Count]], layouts: int) -> None:
-    """poolscope on top of contrib: each "contrib + poolscope" row over its contrib row, as the
-    mean over layouts of the added instructions over the contrib row's mean (as in report)."""
-    for kind, base in harness.ON_TOP_OF_CONTRIB.items():
+    """poolscope on top of contrib: each "contrib + poolscope" row over its contrib row, and
+    the SDK row over its control (harness.SDK_CONTROL), as the mean over layouts of the added
+    instructions over the base row's mean (as in report)."""
+    rows = [("poolscope on top of contrib", k, b) for k, b in harness.ON_TOP_OF_CONTRIB.items()]
+    rows += [("poolscope over its control", k, b) for k, b in harness.SDK_CONTROL.items()]
+    for title, kind, base in rows:
         if kind not in per or base not in per:
             continue
         pairs = list(zip(per[kind], per[base], strict=True))
@@ -465,10 +471,7 @@ def report_on_top(per: dict[str, list[Count]], layouts: int) -> None:
         ]
         mean_base = statistics.fmean(b.instructions for _, b in pairs)
         mean_base_own = statistics.fmean(b.instructions - b.miss_instructions for _, b in pairs)
-        line = (
-            f"  poolscope on top of contrib ({kind} / {base}): "
-            f"{1 + statistics.fmean(added) / mean_base:.4f}"
-        )
+        line = f"  {title} ({kind} / {base}): {1 + statistics.fmean(added) / mean_base:.4f}"
         if layouts > 1:
             se = statistics.stdev(added) / len(added) ** 0.5
             line += f" ± {2 * se / mean_base:.4f} (2 SE)"
