@@ -131,12 +131,13 @@ ON_TOP_OF_CONTRIB = {
 }
 
 
-# The SDK rows against a control: the bare client in a process where the same SDK providers
-# are set up and never used. Setting the SDK up changes what CPython makes of the bare client's
-# own path: its resource detection runs a thread pool, whose Future makes a threading.Condition
-# on an RLock, and from then on (3.11) no Condition.notify() in the process specializes its
-# self._is_owned() lookup, two of which every urllib3 request makes (the pool queue's get and
-# put). That is a cost of having the SDK (or any thread pool), not of poolscope.
+# The SDK row against a control: the bare client in a process where the same SDK providers are
+# set up and never used. Setting the SDK up changes what CPython makes of the bare client's own
+# path, in either direction: its resource detection runs a thread pool, whose Future makes a
+# threading.Condition on an RLock, after which (3.11) no Condition.notify() in the process
+# specializes its self._is_owned() lookup, two of which every urllib3 request makes; and the
+# objects it creates move the method cache's collisions. Neither is poolscope's cost; the
+# control row shows how far they move bare.
 SDK_CONTROL = {"poolscope, SDK": "bare, SDK set up"}
 _unused: list[Any] = []  # the control's SDK providers
 
