@@ -35,6 +35,23 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
+def test_reuses_are_logged_from_the_moment_debug_is_on(
+    caplog: pytest.LogCaptureFixture, server: LoopbackServer
+) -> None:
+    # No reuse event is built while the logger is not enabled for DEBUG; it is asked on every
+    # reuse, so turning DEBUG on takes effect with the next request, pools already counting.
+    caplog.set_level(logging.INFO, logger="poolscope")
+    s = poolscope.instrument_session(requests.Session(), mode="logging")
+    s.get(server.url)
+    s.get(server.url)
+    assert events(caplog, server) == ["connection_created"]
+    caplog.set_level(logging.DEBUG, logger="poolscope")
+    s.get(server.url)
+    assert events(caplog, server) == ["connection_created", "connection_reused"]
+    (reused,) = [r for r in ours(caplog, server) if r.poolscope_event == "connection_reused"]
+    assert "it had served 2 request(s)" in reused.getMessage()
+
+
 def test_event_sequence_and_fields(
     debug_logs: pytest.LogCaptureFixture, server: LoopbackServer
 ) -> None:

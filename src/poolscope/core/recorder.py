@@ -160,10 +160,12 @@ class Recorder:
         if idle_times is not None and idle is not None:
             idle_times.append(idle)
         event = None
-        for sink, on_reuse in sinks:
+        for sink, on_reuse, gate in sinks:
             try:
                 if on_reuse is not None:  # it takes reuses itself (the span sink)
                     on_reuse(cs.id, idle)
+                    continue
+                if gate is not None and not gate():  # nothing to do with an event now
                     continue
                 if event is None:
                     event = PoolEvent(EventKind.REUSED, cs.pool.key, cs.id, idle, requests=served)

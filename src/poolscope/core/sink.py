@@ -15,6 +15,8 @@ from typing import ClassVar
 from .errors import sink_failed
 from .events import EventKind, PoolEvent
 
+_OnReuse = Callable[[int, float | None], None]
+
 
 class Sink:
     """Base class of every consumer of pool events.
@@ -51,6 +53,12 @@ class Sink:
         it did not need, a gate and a second span lookup made up some 40% of what poolscope
         cost (docs/performance.md). Never called otherwise."""
 
+    def gate(self) -> bool:
+        """Asked on each reuse before a REUSED event is built for a sink that takes events (no
+        ``on_reuse``): False means it would do nothing with one now (the log sink, while its
+        logger is not enabled for DEBUG). Only asked when a sink overrides it."""
+        return True
+
 
 class Sinks:
     """A recorder's sinks, indexed by what each wants; every call into them is contained."""
@@ -58,8 +66,9 @@ class Sinks:
     def __init__(self) -> None:
         self.all: tuple[Sink, ...] = ()
         self.wanted: dict[EventKind, tuple[Sink, ...]] = {kind: () for kind in EventKind}
-        # The sinks of reuses, each with its own on_reuse when it has one (else it gets events).
-        self.reuse: tuple[tuple[Sink, Callable[[int, float | None], None] | None], ...] = ()
+        # The sinks of reuses, each with its own on_reuse when it has one (else it gets events)
+        # and its gate when it has one.
+        self.reuse: tuple[tuple[Sink, _OnReuse | None, Callable[[], bool] | None], ...] = ()
         self.keep_idle_times = False
         self.keep_use_times = False
         self._failed: set[int] = set()
@@ -70,7 +79,8 @@ class Sinks:
             self.wanted[kind] = (*self.wanted[kind], sink)
         if EventKind.REUSED in sink.kinds:
             on_reuse = sink.on_reuse if type(sink).on_reuse is not Sink.on_reuse else None
-            self.reuse = (*self.reuse, (sink, on_reuse))
+            gate = sink.gate if type(sink).gate is not Sink.gate else None
+            self.reuse = (*self.reuse, (sink, on_reuse, gate))
         self.keep_idle_times = self.keep_idle_times or sink.keeps_idle_times
         self.keep_use_times = self.keep_use_times or sink.keeps_use_times
 

@@ -121,6 +121,10 @@ class LoggingSink(Sink):
     def __init__(self, target: logging.Logger = logger) -> None:
         self._logger = target
 
+    def gate(self) -> bool:
+        """A reuse is logged at DEBUG: no event is built for it while that is off."""
+        return self._logger.isEnabledFor(logging.DEBUG)
+
     def handle(self, event: PoolEvent) -> None:
         level = _LEVELS[event.kind]
         if self._logger.isEnabledFor(level):
