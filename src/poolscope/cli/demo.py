@@ -212,12 +212,11 @@ _SHOWN = (
 def _print_advice(out: TextIO, *servers: LoopbackServer) -> None:
     """The report's advice for this scenario's servers only."""
     gc.collect()  # let evicted and closed pools finish closing their connections
-    ports = [f":{server.port}" for server in servers]
-    advice = [
-        a
-        for a in build_report().advice
-        if any(a.origin.endswith(p) or f"{p}," in a.origin for p in ports)
-    ]
+    # By origin, host and port: A and B listen on two hosts, so an earlier scenario's A may
+    # have had the port this one's B has (a port alone once showed an earlier advice again).
+    # Advice on several pools (evictions) names their origins separated by commas.
+    origins = {f"http://{server.host}:{server.port}" for server in servers}
+    advice = [a for a in build_report().advice if origins & set(a.origin.split(", "))]
     if not advice:
         print("  report: no problems found\n", file=out)
         return
