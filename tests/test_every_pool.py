@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -26,6 +27,7 @@ from poolscope.loopback import LoopbackServer
 from .support.fake_apis import FakeAPI, json_app
 from .support.metrics import Metrics
 from .support.proxy import Proxy
+from .support.threads import wait_for_waiters
 
 POOLSCOPE_RUN = [sys.executable, "-m", "poolscope", "run"]
 CREATED = "urllib3.pool.connections.created"
@@ -180,6 +182,96 @@ def test_instrumenting_and_uninstrumenting_a_busy_pool_manager_breaks_no_request
     assert min(done) > 0
     pool = pm.connection_from_url(server.url)
     assert type(pool) is urllib3.HTTPConnectionPool and type(pool.pool).__name__ == "LifoQueue"
+
+
+# The two moments that test cannot hit at will. The queue's class changes under its lock, so an
+# instrumented get() or put() of another thread is either before the lock or waiting on it (its
+# lock released): from there on it runs with the class it finds, stdlib's.
+
+
+def test_a_checkout_waiting_as_its_pool_manager_is_uninstrumented_gets_the_connection(
+    metrics: Metrics, server: LoopbackServer
+) -> None:
+    pm = PoolManager(maxsize=1, block=True)
+    poolscope.instrument_pool_manager(pm, meter_provider=metrics.provider)
+    pool = pm.connection_from_url(server.url)
+    held = pool.request("GET", "/", preload_content=False)  # the pool's one connection
+    seen: list[Any] = []
+
+    def checkout() -> None:
+        try:
+            seen.append(pool.request("GET", "/").data)
+        except Exception as exc:
+            seen.append(exc)
+
+    waiter = threading.Thread(target=checkout)
+    waiter.start()
+    wait_for_waiters(pool.pool.not_empty, 1)  # in the instrumented get(), waiting
+    poolscope.uninstrument_pool_manager(pm)
+    assert held.read() == b"ok"
+    held.release_conn()
+    waiter.join(10)
+    assert seen == [b"ok"]
+    assert server.connections == 1
+
+
+class _Announced(urllib3.connection.HTTPConnection):
+    """A connection that runs ``on_lookup`` (once) when its ``_poolscope`` is looked up and
+    missing: as the instrumented put() asks a connection made before instrumenting."""
+
+    on_lookup: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_poolscope" and self.on_lookup is not None:
+            run, self.on_lookup = self.on_lookup, None
+            run()
+        raise AttributeError(name)
+
+
+def test_a_connection_returning_as_its_pool_manager_is_uninstrumented_goes_back(
+    metrics: Metrics, server: LoopbackServer
+) -> None:
+    pm = PoolManager()
+    pool = pm.connection_from_url(server.url)
+    pool.ConnectionCls = _Announced
+    held = pool.request("GET", "/", preload_content=False)  # made before instrumenting
+    poolscope.instrument_pool_manager(pm, meter_provider=metrics.provider)
+    assert pool.pool._poolscope_counting  # its return is counted: the put() adopts it
+    held.connection.on_lookup = lambda: poolscope.uninstrument_pool_manager(pm)
+    assert held.read() == b"ok"
+    held.release_conn()  # in the instrumented put(), before its lock: the class changes
+    assert held.connection is None and pool.num_connections == 1
+    assert pool.request("GET", "/").data == b"ok"
+    assert server.connections == 1  # it went back, and was reused
+
+
+def test_a_connection_closing_as_its_pool_manager_is_uninstrumented_closes(
+    server: LoopbackServer,
+) -> None:
+    # The connection's close() reports first, then closes: a log handler that uninstruments
+    # the manager as the close is reported gives the connection its own class in between.
+    pm = PoolManager()
+    poolscope.instrument_pool_manager(pm, mode="logging")
+    assert pm.request("GET", server.url).data == b"ok"
+    pool = pm.connection_from_url(server.url)
+    (conn,) = [c for c in pool.pool.queue if c is not None]
+
+    class Uninstrumenting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.poolscope_event == "connection_closed":  # type: ignore[attr-defined]
+                poolscope.uninstrument_pool_manager(pm)
+
+    handler = Uninstrumenting()
+    log = logging.getLogger("poolscope.pool")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        pool.close()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    assert type(conn) is urllib3.connection.HTTPConnection and conn.sock is None
 
 
 def test_instrument_pool_manager_refuses_other_things() -> None:

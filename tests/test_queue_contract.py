@@ -10,7 +10,6 @@ import pathlib
 import queue
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +24,7 @@ from poolscope.instrumentation.idle_queue import InstrumentedLifoQueue, instrume
 from poolscope.loopback import LoopbackServer
 
 from .support.metrics import Metrics
+from .support.threads import wait_for_waiters
 
 needs_shutdown = pytest.mark.skipif(
     sys.version_info < (3, 13), reason="queue.Queue.shutdown() is new in Python 3.13"
@@ -37,14 +37,6 @@ def attempt(call: Callable[[], Any]) -> tuple[str, Any]:
         return ("ok", call())
     except Exception as exc:
         return ("raised", type(exc).__name__)
-
-
-def wait_for_waiters(condition: threading.Condition, count: int) -> None:
-    """Until ``count`` threads wait on ``condition`` (CPython's Condition lists them)."""
-    deadline = time.monotonic() + 10
-    while len(condition._waiters) < count:  # type: ignore[attr-defined]
-        assert time.monotonic() < deadline, "the threads never waited"
-        time.sleep(0.005)
 
 
 def in_threads(

@@ -68,6 +68,7 @@ class InstrumentedConnectionMixin(_ConnectionBase):
         if cs is None:
             return super().connect()
         recorder = cs.pool.recorder
+        is_tls = self._poolscope_tls  # read now: by the end, the class may be the base's
         cs.tcp_time = None
         timing = cs.timing = phases.begin() if recorder.sinks.wants_phases() else None
         start = _now()
@@ -86,11 +87,11 @@ class InstrumentedConnectionMixin(_ConnectionBase):
         total = _now() - start
         try:
             tls = tls_version = None
-            if self._poolscope_tls and cs.tcp_time is not None:
+            if is_tls and cs.tcp_time is not None:
                 tls = total - cs.tcp_time
             if timing is not None:
                 phases.end(timing)
-                tls_version = _tls_version(self.sock) if self._poolscope_tls else None
+                tls_version = _tls_version(self.sock) if is_tls else None
             # The socket's timeout is the connect timeout until urllib3 sets the read one (a
             # socket that cannot say, as pyOpenSSL's wrapper, counts as timed: not known).
             gettimeout = getattr(self.sock, "gettimeout", None)
@@ -100,13 +101,14 @@ class InstrumentedConnectionMixin(_ConnectionBase):
             internal_error("connect")
 
     def close(self) -> None:
+        close = super().close  # first: what runs next may give the connection its own class
         cs = getattr(self, "_poolscope", None)
         if cs is not None:
             try:
                 account_close(cs)  # reads who called close(): see callsites
             except Exception:
                 internal_error("close")
-        super().close()
+        close()
 
 
 def _tls_version(sock: Any) -> str | None:

@@ -54,10 +54,10 @@ class InstrumentedQueueMixin(_QueueBase):
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         with self.not_empty:
             if not self._qsize():
-                self._refuse_get()  # shut down (and empty): ShutDown, from Python 3.13
+                _refuse_get(self)  # shut down (and empty): ShutDown, from Python 3.13
                 if not block:
                     raise queue.Empty
-                self._wait_for_item(timeout)
+                _wait_for_item(self, timeout)
             elif block and timeout is not None and timeout < 0:
                 raise ValueError("'timeout' must be a non-negative number")  # as stdlib's
             item = self._get()
@@ -105,7 +105,7 @@ class InstrumentedQueueMixin(_QueueBase):
                 except AttributeError:  # a connection of a class poolscope did not make
                     cs = None
                 if cs is None:
-                    cs = self._adopt(item)
+                    cs = _adopt(self, item)
                 if cs is not None and cs.open and not cs.in_pool:
                     if cs.checkout:
                         # A reuse the checkout hook did not count (the pool took its hook
@@ -128,22 +128,12 @@ class InstrumentedQueueMixin(_QueueBase):
                         cs.taken_at = 0.0
             with self.not_full:
                 if self.is_shutdown or (self.maxsize > 0 and self._qsize() >= self.maxsize):
-                    self._put_when_full(item, block, timeout, idled)  # or ShutDown
+                    _put_when_full(self, item, block, timeout, idled)  # or ShutDown
                 elif block and timeout is not None and timeout < 0 and self.maxsize > 0:
-                    self._put_when_full(item, block, timeout, idled)  # ValueError, as stdlib's
+                    _put_when_full(self, item, block, timeout, idled)  # ValueError, as stdlib's
                 self._put(item)
                 self.unfinished_tasks += 1
                 self.not_empty.notify()
-
-        def _refuse_get(self) -> None:
-            # With self.not_empty held: ShutDown if the queue is shut down and empty.
-            if self.is_shutdown and not self._qsize():
-                raise queue.ShutDown
-
-        def _refuse_put(self) -> None:
-            # With self.not_full held: ShutDown if the queue is shut down.
-            if self.is_shutdown:
-                raise queue.ShutDown
 
     else:  # before Python 3.13, queues have no shutdown
 
@@ -155,7 +145,7 @@ class InstrumentedQueueMixin(_QueueBase):
                 except AttributeError:  # a connection of a class poolscope did not make
                     cs = None
                 if cs is None:
-                    cs = self._adopt(item)
+                    cs = _adopt(self, item)
                 if cs is not None and cs.open and not cs.in_pool:
                     if cs.checkout:
                         # A reuse the checkout hook did not count (the pool took its hook
@@ -178,102 +168,12 @@ class InstrumentedQueueMixin(_QueueBase):
                         cs.taken_at = 0.0
             with self.not_full:
                 if self.maxsize > 0 and self._qsize() >= self.maxsize:
-                    self._put_when_full(item, block, timeout, idled)
+                    _put_when_full(self, item, block, timeout, idled)
                 elif block and timeout is not None and timeout < 0 and self.maxsize > 0:
-                    self._put_when_full(item, block, timeout, idled)  # ValueError, as stdlib's
+                    _put_when_full(self, item, block, timeout, idled)  # ValueError, as stdlib's
                 self._put(item)
                 self.unfinished_tasks += 1
                 self.not_empty.notify()
-
-        def _refuse_get(self) -> None:
-            pass
-
-        _refuse_put = _refuse_get
-
-    def _put_when_full(
-        self, item: Any, block: bool, timeout: float | None, idled: ConnState | None
-    ) -> None:
-        # Runs with self.not_full held, the queue full, shut down (from Python 3.13) or the
-        # timeout negative (a ValueError, full or not, as queue.Queue.put's); returns once there
-        # is room, as queue.Queue.put does.
-        try:
-            self._refuse_put()
-            if not block:
-                # urllib3 closes a connection that finds its pool full: that close is a
-                # discard.
-                cs = getattr(item, "_poolscope", None)
-                if cs is not None:
-                    cs.discarding = True
-                raise queue.Full
-            self._wait_for_room(timeout)
-        except BaseException:
-            if idled is not None:  # it never entered the queue
-                idled.in_pool = False
-                idled.stats.idle -= 1
-            raise
-
-    def _wait_for_room(self, timeout: float | None) -> None:
-        # The blocking branch of queue.Queue.put; urllib3 never takes it (it puts with
-        # block=False), but the contract is kept.
-        if timeout is None:
-            while self._qsize() >= self.maxsize:
-                self.not_full.wait()
-                self._refuse_put()
-        elif timeout < 0:
-            raise ValueError("'timeout' must be a non-negative number")
-        else:
-            endtime = _monotonic() + timeout
-            while self._qsize() >= self.maxsize:
-                remaining = endtime - _monotonic()
-                if remaining <= 0.0:
-                    raise queue.Full
-                self.not_full.wait(remaining)
-                self._refuse_put()
-
-    def _adopt(self, conn: Any) -> ConnState | None:
-        # A connection made before its pool was instrumented, coming back: track it from now.
-        ps = self._poolscope
-        if ps is None:
-            return None
-        try:
-            cs: ConnState = adopt_connection(ps, conn)
-        except Exception:
-            internal_error("adopt connection")
-            return None
-        return cs
-
-    def _wait_for_item(self, timeout: float | None) -> None:
-        # Runs with self.not_empty held, like the loop it replaces in queue.Queue.get.
-        if timeout is not None and timeout < 0:
-            raise ValueError("'timeout' must be a non-negative number")
-        ps = self._poolscope
-        if ps is not None:
-            try:
-                ps.recorder.wait_started(ps, timeout)
-            except Exception:
-                internal_error("wait")
-        start = _now()
-        timed_out = False
-        try:
-            if timeout is None:
-                while not self._qsize():
-                    self.not_empty.wait()
-                    self._refuse_get()
-            else:
-                endtime = _monotonic() + timeout
-                while not self._qsize():
-                    remaining = endtime - _monotonic()
-                    if remaining <= 0.0:
-                        timed_out = True
-                        raise queue.Empty
-                    self.not_empty.wait(remaining)
-                    self._refuse_get()
-        finally:
-            if ps is not None:
-                try:
-                    ps.recorder.wait_ended(ps, _now() - start, timed_out)
-                except Exception:
-                    internal_error("wait")
 
 
 class InstrumentedLifoQueue(InstrumentedQueueMixin, queue.LifoQueue):  # type: ignore[type-arg]
@@ -299,3 +199,121 @@ def _count_use(stats: PoolStats, used: float) -> None:
         stats.use_times.append(used)
         if used > stats.slowest:
             stats.slowest = used
+
+
+# What get() and put() call beyond stdlib's queue: functions, not methods. adopt_pool and
+# detach_pool change a queue's class under its lock while other threads use it, so a get() or
+# put() that began with one class (before taking the lock, or waiting on it, the lock released)
+# may go on with the other: it must call nothing that only one of them has.
+
+if sys.version_info >= (3, 13):
+
+    def _refuse_get(q: InstrumentedQueueMixin) -> None:
+        # With q.not_empty held: ShutDown if the queue is shut down and empty.
+        if q.is_shutdown and not q._qsize():
+            raise queue.ShutDown
+
+    def _refuse_put(q: InstrumentedQueueMixin) -> None:
+        # With q.not_full held: ShutDown if the queue is shut down.
+        if q.is_shutdown:
+            raise queue.ShutDown
+
+else:  # before Python 3.13, queues have no shutdown
+
+    def _refuse_get(q: InstrumentedQueueMixin) -> None:
+        pass
+
+    _refuse_put = _refuse_get
+
+
+def _put_when_full(
+    q: InstrumentedQueueMixin,
+    item: Any,
+    block: bool,
+    timeout: float | None,
+    idled: ConnState | None,
+) -> None:
+    # Runs with q.not_full held, the queue full, shut down (from Python 3.13) or the
+    # timeout negative (a ValueError, full or not, as queue.Queue.put's); returns once there
+    # is room, as queue.Queue.put does.
+    try:
+        _refuse_put(q)
+        if not block:
+            # urllib3 closes a connection that finds its pool full: that close is a
+            # discard.
+            cs = getattr(item, "_poolscope", None)
+            if cs is not None:
+                cs.discarding = True
+            raise queue.Full
+        _wait_for_room(q, timeout)
+    except BaseException:
+        if idled is not None:  # it never entered the queue
+            idled.in_pool = False
+            idled.stats.idle -= 1
+        raise
+
+
+def _wait_for_room(q: InstrumentedQueueMixin, timeout: float | None) -> None:
+    # The blocking branch of queue.Queue.put; urllib3 never takes it (it puts with
+    # block=False), but the contract is kept.
+    if timeout is None:
+        while q._qsize() >= q.maxsize:
+            q.not_full.wait()
+            _refuse_put(q)
+    elif timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+    else:
+        endtime = _monotonic() + timeout
+        while q._qsize() >= q.maxsize:
+            remaining = endtime - _monotonic()
+            if remaining <= 0.0:
+                raise queue.Full
+            q.not_full.wait(remaining)
+            _refuse_put(q)
+
+
+def _adopt(q: InstrumentedQueueMixin, conn: Any) -> ConnState | None:
+    # A connection made before its pool was instrumented, coming back: track it from now.
+    ps = q._poolscope
+    if ps is None:
+        return None
+    try:
+        cs: ConnState = adopt_connection(ps, conn)
+    except Exception:
+        internal_error("adopt connection")
+        return None
+    return cs
+
+
+def _wait_for_item(q: InstrumentedQueueMixin, timeout: float | None) -> None:
+    # Runs with q.not_empty held, like the loop it replaces in queue.Queue.get.
+    if timeout is not None and timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+    ps = q._poolscope
+    if ps is not None:
+        try:
+            ps.recorder.wait_started(ps, timeout)
+        except Exception:
+            internal_error("wait")
+    start = _now()
+    timed_out = False
+    try:
+        if timeout is None:
+            while not q._qsize():
+                q.not_empty.wait()
+                _refuse_get(q)
+        else:
+            endtime = _monotonic() + timeout
+            while not q._qsize():
+                remaining = endtime - _monotonic()
+                if remaining <= 0.0:
+                    timed_out = True
+                    raise queue.Empty
+                q.not_empty.wait(remaining)
+                _refuse_get(q)
+    finally:
+        if ps is not None:
+            try:
+                ps.recorder.wait_ended(ps, _now() - start, timed_out)
+            except Exception:
+                internal_error("wait")

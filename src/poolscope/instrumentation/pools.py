@@ -102,10 +102,11 @@ class InstrumentedPoolMixin(_PoolBase):
         return conn
 
     def close(self) -> None:
+        close = super().close  # first, as the connection's close() (see there)
         ps = getattr(self, "_poolscope", None)
         if ps is not None:
             ps.closing()
-        super().close()
+        close()
 
 
 class CheckoutHookMixin(InstrumentedPoolMixin):
