@@ -90,11 +90,12 @@ class InstrumentedQueueMixin(_QueueBase):
     #
     # From Python 3.13 queue.Queue has shutdown() (inherited as it is), and its get() and put()
     # raise queue.ShutDown: put() once the queue is shut down, get() once it is shut down and
-    # empty (an immediate shutdown empties it). What differs is defined as the class is made,
-    # for the interpreter running. From 3.13, put() tests is_shutdown under the lock as
-    # stdlib's does (one attribute test; the two puts are otherwise the same, which
-    # tests/test_queue_contract.py checks). get() tests it only once it finds the queue empty:
-    # stdlib's raises only then too, so a checkout costs what it did.
+    # empty (an immediate shutdown empties it). What differs is defined as the class (put())
+    # and the module (_refuse_get(), _refuse_put()) are made, for the interpreter running.
+    # From 3.13, put() tests is_shutdown under the lock as stdlib's does (one attribute test;
+    # the two puts are otherwise the same, which tests/test_queue_contract.py checks). get()
+    # tests it only once it finds the queue empty: stdlib's raises only then too, so a
+    # checkout costs what it did.
     if sys.version_info >= (3, 13):
 
         def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
