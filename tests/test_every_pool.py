@@ -22,6 +22,8 @@ import urllib3.connectionpool
 from urllib3.poolmanager import PoolManager
 
 import poolscope
+from poolscope.instrumentation.connections import InstrumentedConnectionMixin
+from poolscope.instrumentation.pools import InstrumentedPoolMixin
 from poolscope.loopback import LoopbackServer
 
 from .support.fake_apis import FakeAPI, json_app
@@ -272,6 +274,26 @@ def test_a_connection_closing_as_its_pool_manager_is_uninstrumented_closes(
         log.removeHandler(handler)
         log.setLevel(level)
     assert type(conn) is urllib3.connection.HTTPConnection and conn.sock is None
+
+
+def test_a_method_begun_before_uninstrumenting_does_what_the_objects_own_class_does(
+    server: LoopbackServer,
+) -> None:
+    # Another thread may give a pool or a connection its own class back between the lookup of
+    # one of poolscope's methods and the method's first line: it then runs on a plain object.
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", server.port)
+    conn = urllib3.connection.HTTPConnection("127.0.0.1", server.port)
+    assert InstrumentedConnectionMixin.__str__(conn) == str(conn)
+    assert InstrumentedConnectionMixin.__repr__(conn) == repr(conn)
+    InstrumentedConnectionMixin._new_conn(conn).close()
+    InstrumentedConnectionMixin.connect(conn)
+    assert conn.sock is not None
+    InstrumentedConnectionMixin.close(conn)
+    assert conn.sock is None
+    assert InstrumentedPoolMixin.__str__(pool) == str(pool)
+    assert type(InstrumentedPoolMixin._new_conn(pool)) is urllib3.connection.HTTPConnection
+    InstrumentedPoolMixin.close(pool)
+    assert pool.pool is None
 
 
 def test_instrument_pool_manager_refuses_other_things() -> None:

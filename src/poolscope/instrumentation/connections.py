@@ -43,19 +43,22 @@ class InstrumentedConnectionMixin(_ConnectionBase):
     _poolscope_base: type[Any] = HTTPConnection
 
     # Exception messages embed str() or repr() of the connection: keep them exactly urllib3's.
+    # Each method takes its base's method with base_method(), not super(): see there.
+
     def __str__(self) -> str:
-        return as_base_name(super().__str__(), self)
+        return as_base_name(base_method(_MIXIN, self, "__str__")(), self)
 
     def __repr__(self) -> str:
-        base = self._poolscope_base
-        if base.__repr__ is object.__repr__:  # type: ignore[comparison-overlap]
+        base = getattr(type(self), "_poolscope_base", type(self))
+        if base.__repr__ is object.__repr__:
             return f"<{base.__module__}.{base.__qualname__} object at {id(self):#x}>"
-        return as_base_name(super().__repr__(), self)
+        return as_base_name(base_method(_MIXIN, self, "__repr__")(), self)
 
     def _new_conn(self) -> Any:
         # The TCP part of connect(); what connect() spends beyond it is TLS (and tunnelling).
+        new_conn = base_method(_MIXIN, self, "_new_conn")
         start = _now()
-        sock = super()._new_conn()
+        sock = new_conn()
         cs = getattr(self, "_poolscope", None)
         if cs is not None:
             cs.tcp_time = _now() - start
@@ -64,16 +67,18 @@ class InstrumentedConnectionMixin(_ConnectionBase):
         return sock
 
     def connect(self) -> None:
+        connect = base_method(_MIXIN, self, "connect")
         cs = getattr(self, "_poolscope", None)
         if cs is None:
-            return super().connect()
+            connect()
+            return
         recorder = cs.pool.recorder
         is_tls = self._poolscope_tls  # read now: by the end, the class may be the base's
         cs.tcp_time = None
         timing = cs.timing = phases.begin() if recorder.sinks.wants_phases() else None
         start = _now()
         try:
-            super().connect()
+            connect()
         except BaseException as exc:
             elapsed = _now() - start
             try:
@@ -101,7 +106,7 @@ class InstrumentedConnectionMixin(_ConnectionBase):
             internal_error("connect")
 
     def close(self) -> None:
-        close = super().close  # first: what runs next may give the connection its own class
+        close = base_method(_MIXIN, self, "close")  # first: reporting it may uninstrument
         cs = getattr(self, "_poolscope", None)
         if cs is not None:
             try:
@@ -116,12 +121,29 @@ def _tls_version(sock: Any) -> str | None:
     return version() if callable(version) else None  # e.g. "TLSv1.3"
 
 
+_MIXIN = InstrumentedConnectionMixin
+
+
+def base_method(mixin: type[Any], obj: Any, name: str) -> Any:
+    """``obj``'s method ``name`` as it would be without ``mixin``: super()'s.
+
+    Another thread may give ``obj`` its own class back (uninstrumenting it) at any moment,
+    even between the lookup of one of ``mixin``'s methods and its first line; super() then
+    raises TypeError, and the method is the one ``obj``'s class has now."""
+    try:
+        return getattr(super(mixin, obj), name)
+    except TypeError:  # no longer an instance of mixin
+        return getattr(obj, name)
+
+
 def as_base_name(text: str, obj: Any) -> str:
     """``text`` with the instrumented class's name, where it leads, put back to its base's."""
-    ours = type(obj).__name__
+    cls = type(obj)
+    base = getattr(cls, "_poolscope_base", cls)  # cls itself: uninstrumented meanwhile
+    ours = cls.__name__
     for prefix in (ours, "<" + ours):
         if text.startswith(prefix):
-            return prefix.replace(ours, type(obj)._poolscope_base.__name__) + text[len(prefix) :]
+            return prefix.replace(ours, base.__name__) + text[len(prefix) :]
     return text
 
 

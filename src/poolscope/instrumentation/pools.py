@@ -28,6 +28,7 @@ from .connections import (
     InstrumentedHTTPSConnection,
     adopt_connection,
     as_base_name,
+    base_method,
     instrumented_connection_class,
 )
 from .idle_queue import InstrumentedLifoQueue, instrumented_queue_class
@@ -84,25 +85,28 @@ class InstrumentedPoolMixin(_PoolBase):
         super().__init__(*args, **kwargs)
         sync_counting(self, attach_pool(self, recorder))
 
+    # Each method takes its base's method with base_method(), not super(): another thread may
+    # give the pool its own class back at any moment (see connections.base_method).
+
     def __str__(self) -> str:
         # Exception messages (MaxRetryError, EmptyPoolError) embed str(pool): keep urllib3's.
-        return as_base_name(super().__str__(), self)
+        return as_base_name(base_method(InstrumentedPoolMixin, self, "__str__")(), self)
 
     def _new_conn(self) -> Any:
-        conn = super()._new_conn()
+        conn = base_method(InstrumentedPoolMixin, self, "_new_conn")()
         ps = getattr(self, "_poolscope", None)
         if ps is not None:
             try:
                 if not isinstance(conn, InstrumentedConnectionMixin):
                     conn.__class__ = instrumented_connection_class(type(conn))
-                conn._poolscope = ps.recorder.new_connection(ps, conn)  # type: ignore[attr-defined]
+                conn._poolscope = ps.recorder.new_connection(ps, conn)
             except Exception:
                 internal_error("new connection")
             sync_counting(self, ps)
         return conn
 
     def close(self) -> None:
-        close = super().close  # first, as the connection's close() (see there)
+        close = base_method(InstrumentedPoolMixin, self, "close")
         ps = getattr(self, "_poolscope", None)
         if ps is not None:
             ps.closing()
