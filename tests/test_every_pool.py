@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import pathlib
+import queue
 import shutil
 import socket
 import subprocess
@@ -19,11 +20,13 @@ import requests
 import urllib3
 import urllib3.connection
 import urllib3.connectionpool
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import NoOpTracerProvider
 from urllib3.poolmanager import PoolManager
 
 import poolscope
 from poolscope.instrumentation.connections import InstrumentedConnectionMixin
-from poolscope.instrumentation.pools import InstrumentedPoolMixin
+from poolscope.instrumentation.pools import InstrumentedPoolMixin, start_counting
 from poolscope.loopback import LoopbackServer
 
 from .support.fake_apis import FakeAPI, json_app
@@ -186,9 +189,11 @@ def test_instrumenting_and_uninstrumenting_a_busy_pool_manager_breaks_no_request
     assert type(pool) is urllib3.HTTPConnectionPool and type(pool.pool).__name__ == "LifoQueue"
 
 
-# The two moments that test cannot hit at will. The queue's class changes under its lock, so an
-# instrumented get() or put() of another thread is either before the lock or waiting on it (its
-# lock released): from there on it runs with the class it finds, stdlib's.
+# The moments the busy test above cannot hit at will, each made to happen. The queue's class
+# changes under its lock, so an instrumented get() or put() of another thread is either not yet
+# holding the lock or waiting on one of its conditions (which releases it): it then carries on
+# with a queue whose class is stdlib's again (the next two tests). Pools and connections change
+# class with no lock (the three after).
 
 
 def test_a_checkout_waiting_as_its_pool_manager_is_uninstrumented_gets_the_connection(
@@ -206,7 +211,7 @@ def test_a_checkout_waiting_as_its_pool_manager_is_uninstrumented_gets_the_conne
         except Exception as exc:
             seen.append(exc)
 
-    waiter = threading.Thread(target=checkout)
+    waiter = threading.Thread(target=checkout, daemon=True)
     waiter.start()
     wait_for_waiters(pool.pool.not_empty, 1)  # in the instrumented get(), waiting
     poolscope.uninstrument_pool_manager(pm)
@@ -260,7 +265,7 @@ def test_a_connection_closing_as_its_pool_manager_is_uninstrumented_closes(
 
     class Uninstrumenting(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if record.poolscope_event == "connection_closed":  # type: ignore[attr-defined]
+            if getattr(record, "poolscope_event", None) == "connection_closed":
                 poolscope.uninstrument_pool_manager(pm)
 
     handler = Uninstrumenting()
@@ -277,10 +282,11 @@ def test_a_connection_closing_as_its_pool_manager_is_uninstrumented_closes(
 
 
 def test_a_method_begun_before_uninstrumenting_does_what_the_objects_own_class_does(
-    server: LoopbackServer,
+    metrics: Metrics, server: LoopbackServer
 ) -> None:
     # Another thread may give a pool or a connection its own class back between the lookup of
-    # one of poolscope's methods and the method's first line: it then runs on a plain object.
+    # one of poolscope's methods and the method's first line, or later in the method: it then
+    # runs on a plain object, which may still hold the state it read before.
     pool = urllib3.HTTPConnectionPool("127.0.0.1", server.port)
     conn = urllib3.connection.HTTPConnection("127.0.0.1", server.port)
     assert InstrumentedConnectionMixin.__str__(conn) == str(conn)
@@ -290,10 +296,60 @@ def test_a_method_begun_before_uninstrumenting_does_what_the_objects_own_class_d
     assert conn.sock is not None
     InstrumentedConnectionMixin.close(conn)
     assert conn.sock is None
+    instrumented = poolscope.InstrumentedHTTPConnectionPool(
+        "127.0.0.1", server.port, meter_provider=metrics.provider
+    )
+    reporting = instrumented._new_conn()
+    reporting.__class__ = urllib3.connection.HTTPConnection  # its _poolscope kept
+    InstrumentedConnectionMixin.connect(reporting)
+    assert reporting.sock is not None
+    InstrumentedConnectionMixin.close(reporting)
+    assert reporting.sock is None
     assert InstrumentedPoolMixin.__str__(pool) == str(pool)
     assert type(InstrumentedPoolMixin._new_conn(pool)) is urllib3.connection.HTTPConnection
     InstrumentedPoolMixin.close(pool)
     assert pool.pool is None
+
+
+def test_a_pool_that_starts_counting_as_it_is_uninstrumented_keeps_its_own_class(
+    server: LoopbackServer,
+) -> None:
+    # A metrics reader's first collection starts the pools counting, on the reader's thread,
+    # and another thread may uninstrument a pool at any line of that start: each line is tried
+    # in turn (a tracer starts the uninstrumenting thread there and lets it run first, or as
+    # far as the queue's lock, which start_counting may hold).
+    code = start_counting.__code__
+    lines = sorted({n for _, _, n in code.co_lines() if n is not None and n > code.co_firstlineno})
+    for line in lines:
+        pm = PoolManager()
+        poolscope.instrument_pool_manager(
+            pm, meter_provider=NoOpMeterProvider(), tracer_provider=NoOpTracerProvider()
+        )
+        assert pm.request("GET", server.url).data == b"ok"
+        pool = pm.connection_from_url(server.url)
+        assert not pool._poolscope.counting  # no SDK: nothing acts on reuses yet
+        other = threading.Thread(target=poolscope.uninstrument_pool_manager, args=(pm,))
+
+        def on_line(
+            frame: Any, event: str, arg: Any, line: int = line, other: threading.Thread = other
+        ) -> Any:
+            if event == "line" and frame.f_lineno == line and other.ident is None:
+                other.start()
+                other.join(0.2)
+            return on_line
+
+        sys.settrace(lambda frame, event, arg: on_line if frame.f_code is code else None)
+        try:
+            start_counting(pool)
+        finally:
+            sys.settrace(None)
+        if other.ident is None:  # a line this start does not run: uninstrumented after it
+            other.start()
+        other.join(10)
+        assert (type(pool), type(pool.pool)) == (urllib3.HTTPConnectionPool, queue.LifoQueue), line
+        assert "_poolscope_with_hook" not in vars(urllib3.HTTPConnectionPool), line
+    poolscope.instrument_pool_manager(pm, mode="logging")  # it is a pool like any other again
+    assert pm.connection_from_url(server.url)._poolscope.counting
 
 
 def test_instrument_pool_manager_refuses_other_things() -> None:

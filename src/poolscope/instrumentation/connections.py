@@ -39,24 +39,27 @@ class InstrumentedConnectionMixin(_ConnectionBase):
     # the pool's checkouts and returns make (see idle_queue.py); its own methods here run once
     # per connection and read it with getattr().
     _poolscope: ConnState | None
-    _poolscope_tls = False
     _poolscope_base: type[Any] = HTTPConnection
 
+    # Another thread may give the connection its own class back (uninstrumenting) at any
+    # moment, even between the lookup of one of these methods and its first line: each takes
+    # its base's method with base_method() below, not super(), and reads nothing that only
+    # this class has.
+
     # Exception messages embed str() or repr() of the connection: keep them exactly urllib3's.
-    # Each method takes its base's method with base_method(), not super(): see there.
 
     def __str__(self) -> str:
-        return as_base_name(base_method(_MIXIN, self, "__str__")(), self)
+        return as_base_name(base_method(InstrumentedConnectionMixin, self, "__str__")(), self)
 
     def __repr__(self) -> str:
         base = getattr(type(self), "_poolscope_base", type(self))
         if base.__repr__ is object.__repr__:
             return f"<{base.__module__}.{base.__qualname__} object at {id(self):#x}>"
-        return as_base_name(base_method(_MIXIN, self, "__repr__")(), self)
+        return as_base_name(base_method(InstrumentedConnectionMixin, self, "__repr__")(), self)
 
     def _new_conn(self) -> Any:
         # The TCP part of connect(); what connect() spends beyond it is TLS (and tunnelling).
-        new_conn = base_method(_MIXIN, self, "_new_conn")
+        new_conn = base_method(InstrumentedConnectionMixin, self, "_new_conn")
         start = _now()
         sock = new_conn()
         cs = getattr(self, "_poolscope", None)
@@ -67,13 +70,13 @@ class InstrumentedConnectionMixin(_ConnectionBase):
         return sock
 
     def connect(self) -> None:
-        connect = base_method(_MIXIN, self, "connect")
+        connect = base_method(InstrumentedConnectionMixin, self, "connect")
         cs = getattr(self, "_poolscope", None)
         if cs is None:
             connect()
             return
         recorder = cs.pool.recorder
-        is_tls = self._poolscope_tls  # read now: by the end, the class may be the base's
+        is_tls = isinstance(self, HTTPSConnection)
         cs.tcp_time = None
         timing = cs.timing = phases.begin() if recorder.sinks.wants_phases() else None
         start = _now()
@@ -106,7 +109,9 @@ class InstrumentedConnectionMixin(_ConnectionBase):
             internal_error("connect")
 
     def close(self) -> None:
-        close = base_method(_MIXIN, self, "close")  # first: reporting it may uninstrument
+        close = base_method(
+            InstrumentedConnectionMixin, self, "close"
+        )  # first: reporting it may uninstrument
         cs = getattr(self, "_poolscope", None)
         if cs is not None:
             try:
@@ -121,15 +126,9 @@ def _tls_version(sock: Any) -> str | None:
     return version() if callable(version) else None  # e.g. "TLSv1.3"
 
 
-_MIXIN = InstrumentedConnectionMixin
-
-
 def base_method(mixin: type[Any], obj: Any, name: str) -> Any:
-    """``obj``'s method ``name`` as it would be without ``mixin``: super()'s.
-
-    Another thread may give ``obj`` its own class back (uninstrumenting it) at any moment,
-    even between the lookup of one of ``mixin``'s methods and its first line; super() then
-    raises TypeError, and the method is the one ``obj``'s class has now."""
+    """The bound method ``name`` that ``super(mixin, obj)`` finds; once another thread has
+    given ``obj`` its own class back (super() then raises TypeError), that class's method."""
     try:
         return getattr(super(mixin, obj), name)
     except TypeError:  # no longer an instance of mixin
@@ -156,7 +155,6 @@ class InstrumentedHTTPConnection(InstrumentedConnectionMixin, HTTPConnection):
 class InstrumentedHTTPSConnection(InstrumentedConnectionMixin, HTTPSConnection):
     """urllib3's ``HTTPSConnection``, reporting TLS handshake time as well."""
 
-    _poolscope_tls = True
     _poolscope_base = HTTPSConnection
 
 
@@ -177,7 +175,6 @@ def instrumented_connection_class(base: type[Any]) -> type[Any]:
             (InstrumentedConnectionMixin, base),
             {
                 "__module__": __name__,
-                "_poolscope_tls": issubclass(base, HTTPSConnection),
                 "_poolscope_base": base,
             },
         )

@@ -90,8 +90,8 @@ class InstrumentedQueueMixin(_QueueBase):
     #
     # From Python 3.13 queue.Queue has shutdown() (inherited as it is), and its get() and put()
     # raise queue.ShutDown: put() once the queue is shut down, get() once it is shut down and
-    # empty (an immediate shutdown empties it). What differs is defined as the class (put())
-    # and the module (_refuse_get(), _refuse_put()) are made, for the interpreter running.
+    # empty (an immediate shutdown empties it). What differs is chosen once, at import, for
+    # the interpreter running: put() here, _refuse_get() and _refuse_put() below the class.
     # From 3.13, put() tests is_shutdown under the lock as stdlib's does (one attribute test;
     # the two puts are otherwise the same, which tests/test_queue_contract.py checks). get()
     # tests it only once it finds the queue empty: stdlib's raises only then too, so a
@@ -204,8 +204,9 @@ def _count_use(stats: PoolStats, used: float) -> None:
 
 # What get() and put() call beyond stdlib's queue: functions, not methods. adopt_pool and
 # detach_pool change a queue's class under its lock while other threads use it, so a get() or
-# put() that began with one class (before taking the lock, or waiting on it, the lock released)
-# may go on with the other: it must call nothing that only one of them has.
+# put() that began with one class (one not yet holding the lock, or waiting on not_empty or
+# not_full, which releases it) may carry on with the other: it must call nothing that only one
+# of them has. Their ``q`` is typed as the instrumented queue, but may be stdlib's by then.
 
 if sys.version_info >= (3, 13):
 

@@ -85,8 +85,9 @@ class InstrumentedPoolMixin(_PoolBase):
         super().__init__(*args, **kwargs)
         sync_counting(self, attach_pool(self, recorder))
 
-    # Each method takes its base's method with base_method(), not super(): another thread may
-    # give the pool its own class back at any moment (see connections.base_method).
+    # Another thread may give the pool its own class back (uninstrumenting) at any moment,
+    # even between the lookup of one of these methods and its first line: each takes its
+    # base's method with base_method(), not super() (see the connection mixin).
 
     def __str__(self) -> str:
         # Exception messages (MaxRetryError, EmptyPoolError) embed str(pool): keep urllib3's.
@@ -171,15 +172,20 @@ def start_counting(pool: Any) -> None:
     ps: PoolState | None = getattr(pool, "_poolscope", None)
     if ps is None or ps.counting:
         return
-    if not isinstance(pool, CheckoutHookMixin):
-        pool.__class__ = with_checkout_hook(type(pool))
     q = pool.pool
     if q is None:  # closed: nothing left to count
+        if not isinstance(pool, CheckoutHookMixin):
+            pool.__class__ = with_checkout_hook(type(pool))
         ps.counting = True
         return
     with q.mutex:
-        if ps.counting:
+        # Asked on a metrics reader's thread too: the pool may have been uninstrumented since
+        # (detach_pool changes the queue's class under this lock), and then keeps its class.
+        attached: PoolState | None = getattr(pool, "_poolscope", None)
+        if ps.counting or attached is not ps:
             return
+        if not isinstance(pool, CheckoutHookMixin):
+            pool.__class__ = with_checkout_hook(type(pool))
         for conn in q.queue:
             if conn is None:
                 continue
