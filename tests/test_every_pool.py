@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import pathlib
-import queue
 import shutil
 import socket
 import subprocess
@@ -26,13 +25,15 @@ from urllib3.poolmanager import PoolManager
 
 import poolscope
 from poolscope.instrumentation.connections import InstrumentedConnectionMixin
+from poolscope.instrumentation.idle_queue import InstrumentedQueueMixin
+from poolscope.instrumentation.managers import detach_manager
 from poolscope.instrumentation.pools import InstrumentedPoolMixin, start_counting
 from poolscope.loopback import LoopbackServer
 
 from .support.fake_apis import FakeAPI, json_app
 from .support.metrics import Metrics
 from .support.proxy import Proxy
-from .support.threads import wait_for_waiters
+from .support.threads import lines_of, switch_at, wait_for_waiters
 
 POOLSCOPE_RUN = [sys.executable, "-m", "poolscope", "run"]
 CREATED = "urllib3.pool.connections.created"
@@ -311,16 +312,26 @@ def test_a_method_begun_before_uninstrumenting_does_what_the_objects_own_class_d
     assert pool.pool is None
 
 
+def uninstrumented(pm: PoolManager) -> bool:
+    """Whether the manager and every pool it holds have their own classes back."""
+    plain = {"http": urllib3.HTTPConnectionPool, "https": urllib3.HTTPSConnectionPool}
+    return (
+        "_new_pool" not in vars(pm)
+        and pm.pool_classes_by_scheme == plain
+        and all(
+            type(p) in plain.values() and not isinstance(p.pool, InstrumentedQueueMixin)
+            for p in pm.pools._container.values()
+        )
+        and "_poolscope_with_hook" not in vars(urllib3.HTTPConnectionPool)
+    )
+
+
 def test_a_pool_that_starts_counting_as_it_is_uninstrumented_keeps_its_own_class(
     server: LoopbackServer,
 ) -> None:
-    # A metrics reader's first collection starts the pools counting, on the reader's thread,
-    # and another thread may uninstrument a pool at any line of that start: each line is tried
-    # in turn (a tracer starts the uninstrumenting thread there and lets it run first, or as
-    # far as the queue's lock, which start_counting may hold).
-    code = start_counting.__code__
-    lines = sorted({n for _, _, n in code.co_lines() if n is not None and n > code.co_firstlineno})
-    for line in lines:
+    # A metrics reader's first collection starts the pools counting, on the reader's thread;
+    # another thread may uninstrument the manager at any line of that start.
+    for line in lines_of(start_counting.__code__):
         pm = PoolManager()
         poolscope.instrument_pool_manager(
             pm, meter_provider=NoOpMeterProvider(), tracer_provider=NoOpTracerProvider()
@@ -329,27 +340,37 @@ def test_a_pool_that_starts_counting_as_it_is_uninstrumented_keeps_its_own_class
         pool = pm.connection_from_url(server.url)
         assert not pool._poolscope.counting  # no SDK: nothing acts on reuses yet
         other = threading.Thread(target=poolscope.uninstrument_pool_manager, args=(pm,))
-
-        def on_line(
-            frame: Any, event: str, arg: Any, line: int = line, other: threading.Thread = other
-        ) -> Any:
-            if event == "line" and frame.f_lineno == line and other.ident is None:
-                other.start()
-                other.join(0.2)
-            return on_line
-
-        sys.settrace(lambda frame, event, arg: on_line if frame.f_code is code else None)
-        try:
+        with switch_at(start_counting.__code__, line, other):
             start_counting(pool)
-        finally:
-            sys.settrace(None)
-        if other.ident is None:  # a line this start does not run: uninstrumented after it
-            other.start()
-        other.join(10)
-        assert (type(pool), type(pool.pool)) == (urllib3.HTTPConnectionPool, queue.LifoQueue), line
-        assert "_poolscope_with_hook" not in vars(urllib3.HTTPConnectionPool), line
+        assert uninstrumented(pm), line
     poolscope.instrument_pool_manager(pm, mode="logging")  # it is a pool like any other again
     assert pm.connection_from_url(server.url)._poolscope.counting
+
+
+def test_a_pool_made_as_its_manager_is_uninstrumented_is_left_plain(
+    server: LoopbackServer, server_b: LoopbackServer
+) -> None:
+    # A request to a new host makes its pool through the manager's hook while another thread
+    # uninstruments the manager: at any line of the hook, and any line of the uninstrumenting.
+    pm = PoolManager()
+    poolscope.instrument_pool_manager(pm, mode="logging")
+    hook = pm._new_pool.__code__
+    poolscope.uninstrument_pool_manager(pm)
+    for code, line in [(hook, n) for n in lines_of(hook)] + [
+        (detach_manager.__code__, n) for n in lines_of(detach_manager.__code__)
+    ]:
+        pm = PoolManager()
+        poolscope.instrument_pool_manager(pm, mode="logging")
+        assert pm.request("GET", server.url).data == b"ok"
+        if code is hook:
+            other = threading.Thread(target=poolscope.uninstrument_pool_manager, args=(pm,))
+            with switch_at(code, line, other):
+                assert pm.request("GET", server_b.url).data == b"ok"
+        else:
+            other = threading.Thread(target=pm.request, args=("GET", server_b.url))
+            with switch_at(code, line, other):
+                poolscope.uninstrument_pool_manager(pm)
+        assert len(pm.pools) == 2 and uninstrumented(pm), (code.co_name, line)
 
 
 def test_instrument_pool_manager_refuses_other_things() -> None:

@@ -1,10 +1,17 @@
 """Provides ``in_two_threads``: two requests in flight at the same time on one session, so a
-pool needs a second connection; and ``wait_for_waiters``: until threads wait on a condition."""
+pool needs a second connection; ``wait_for_waiters``: until threads wait on a condition; and
+``switch_at``: another thread runs at a chosen line of a function, as a thread switch would
+have it (with ``lines_of``, every line in turn)."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from types import CodeType
+from typing import Any
 
 import requests
 
@@ -33,3 +40,31 @@ def wait_for_waiters(condition: threading.Condition, count: int) -> None:
     while len(condition._waiters) < count:  # type: ignore[attr-defined]
         assert time.monotonic() < deadline, "the threads never waited"
         time.sleep(0.005)
+
+
+def lines_of(code: CodeType) -> list[int]:
+    """The lines of a function's body, for ``switch_at``."""
+    return sorted({n for _, _, n in code.co_lines() if n is not None and n > code.co_firstlineno})
+
+
+@contextlib.contextmanager
+def switch_at(code: CodeType, line: int, other: threading.Thread) -> Iterator[None]:
+    """Within the block, when this thread first reaches ``line`` of ``code``, ``other`` starts
+    and runs first: to its end, or as far as a lock this thread holds (then, after 0.2 s, both
+    go on). A line never reached starts ``other`` after the block; it is joined there."""
+
+    def on_line(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == line and other.ident is None:
+            other.start()
+            other.join(0.2)
+        return on_line
+
+    sys.settrace(lambda frame, event, arg: on_line if frame.f_code is code else None)
+    try:
+        yield
+    finally:
+        sys.settrace(None)
+        if other.ident is None:
+            other.start()
+        other.join(10)
+        assert not other.is_alive(), "the other thread did not finish"

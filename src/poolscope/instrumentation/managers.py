@@ -74,12 +74,14 @@ def attach_manager(
     state = ManagerState(recorder, pm, library or building_library(), implicit)
     if current is not None:
         state.id = current.id  # the same manager, taken over: one line in the report
-    pm._poolscope = state
-    # PoolManager.__init__ stores urllib3's module-level dict itself: rebind, never mutate.
-    pm.pool_classes_by_scheme = state.instrumented_classes
-    pm._new_pool = _new_pool_hook(pm, state)
-    pm.pools.dispose_func = _dispose_hook(pm, state)
+    # urllib3 makes a manager's pools under the pools' lock: with the hooks set and the pools
+    # listed under it too, a pool made meanwhile is either listed here or made by the hook.
     with pm.pools.lock:
+        pm._poolscope = state
+        # PoolManager.__init__ stores urllib3's module-level dict itself: rebind, never mutate.
+        pm.pool_classes_by_scheme = state.instrumented_classes
+        pm._new_pool = _new_pool_hook(pm, state)
+        pm.pools.dispose_func = _dispose_hook(pm, state)
         existing = list(pm.pools._container.values())
     for pool in existing:
         ps = getattr(pool, "_poolscope", None)
@@ -96,6 +98,8 @@ def _new_pool_hook(pm: Any, state: ManagerState) -> Callable[..., Any]:
     def _new_pool(*args: Any, **kwargs: Any) -> Any:
         manager = pm_ref()
         assert manager is not None  # it is calling us
+        if getattr(manager, "_poolscope", None) is not state:  # uninstrumented meanwhile
+            return new_pool(manager, *args, **kwargs)
         classes = manager.pool_classes_by_scheme
         if classes is not state.instrumented_classes:
             # Code that sets its own pool classes after construction (botocore does): the
@@ -158,14 +162,16 @@ def detach_manager(pm: Any, *, implicit_only: bool = False) -> None:
     state: ManagerState | None = getattr(pm, "_poolscope", None)
     if state is None or (implicit_only and not state.implicit):
         return
-    del pm._poolscope
+    # urllib3 makes a manager's pools under the pools' lock: with the hooks taken out and the
+    # pools listed under it too, a pool made meanwhile is either listed here or plain.
     with pm.pools.lock:
+        del pm._poolscope
+        del pm._new_pool
+        pm.pool_classes_by_scheme = state.original_pool_classes
+        pm.pools.dispose_func = state.original_dispose
         current = list(pm.pools._container.values())
     for pool in {id(p): p for p in [*state.pools, *current]}.values():
         detach_pool(pool)
-    del pm._new_pool
-    pm.pool_classes_by_scheme = state.original_pool_classes
-    pm.pools.dispose_func = state.original_dispose
 
 
 def manager_recorder(pm: Any) -> Recorder | None:
