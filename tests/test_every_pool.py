@@ -373,6 +373,51 @@ def test_a_pool_made_as_its_manager_is_uninstrumented_is_left_plain(
         assert len(pm.pools) == 2 and uninstrumented(pm), (code.co_name, line)
 
 
+def _checkout(pm: PoolManager, url: str) -> None:
+    assert pm.request("GET", url).data == b"ok"  # an idle connection, reused
+
+
+def _return(pm: PoolManager, url: str) -> None:
+    r = pm.request("GET", url, preload_content=False)
+    assert r.read() == b"ok"
+    r.release_conn()
+
+
+def _connect(pm: PoolManager, url: str) -> None:
+    assert pm.request("GET", url.replace("127.0.0.1", "localhost")).data == b"ok"  # a new pool
+
+
+def _close(pm: PoolManager, url: str) -> None:
+    pm.clear()
+
+
+@pytest.mark.parametrize(
+    ("method", "action"),
+    [
+        (InstrumentedQueueMixin.get, _checkout),
+        (InstrumentedQueueMixin.put, _return),
+        (InstrumentedConnectionMixin.connect, _connect),
+        (InstrumentedConnectionMixin.close, _close),
+    ],
+    ids=lambda x: getattr(x, "__qualname__", ""),
+)
+def test_a_request_inside_poolscope_as_its_manager_is_uninstrumented_goes_through(
+    method: Any, action: Any, metrics: Metrics, server: LoopbackServer
+) -> None:
+    # Another thread uninstruments the manager at each line, in turn, of a method of poolscope's
+    # that a request runs (with an SDK, so on the counting path): the request goes through.
+    code = method.__code__
+    for line in lines_of(code):
+        pm = PoolManager()
+        poolscope.instrument_pool_manager(pm, meter_provider=metrics.provider)
+        _checkout(pm, server.url)
+        other = threading.Thread(target=poolscope.uninstrument_pool_manager, args=(pm,))
+        with switch_at(code, line, other):
+            action(pm, server.url)
+        assert uninstrumented(pm), line
+        _checkout(pm, server.url)
+
+
 def test_instrument_pool_manager_refuses_other_things() -> None:
     with pytest.raises(TypeError, match="takes a urllib3 PoolManager or ProxyManager, not Session"):
         poolscope.instrument_pool_manager(requests.Session())  # type: ignore[type-var]
