@@ -371,8 +371,13 @@ def load(paths: list[str], each: bool) -> None:
         with open(path) as f:
             files.append(json.load(f))
     first = files[0]
+
+    def measured(saved: dict[str, Any]) -> tuple[str, Any]:
+        # every_python.sh exports each run's code to a directory of its own: not a difference.
+        return re.sub(r" \(exported to [^)]*\)", "", saved["machine"]), saved["requests"]
+
     for path, other in zip(paths, files, strict=True):
-        if other["machine"] != first["machine"] or other["requests"] != first["requests"]:
+        if measured(other) != measured(first):
             raise SystemExit(
                 f"{path} was measured on another commit, interpreter or request count than "
                 f"{paths[0]}: combine only runs of one commit and interpreter."
