@@ -109,9 +109,8 @@ class InstrumentedConnectionMixin(_ConnectionBase):
             internal_error("connect")
 
     def close(self) -> None:
-        close = base_method(
-            InstrumentedConnectionMixin, self, "close"
-        )  # first: reporting it may uninstrument
+        # Taken first: reporting the close may uninstrument (a log handler, say).
+        close = base_method(InstrumentedConnectionMixin, self, "close")
         cs = getattr(self, "_poolscope", None)
         if cs is not None:
             try:
