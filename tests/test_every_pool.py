@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -339,38 +340,12 @@ def test_a_pool_that_starts_counting_as_it_is_uninstrumented_keeps_its_own_class
         assert pm.request("GET", server.url).data == b"ok"
         pool = pm.connection_from_url(server.url)
         assert not pool._poolscope.counting  # no SDK: nothing acts on reuses yet
-        other = threading.Thread(target=poolscope.uninstrument_pool_manager, args=(pm,))
-        with switch_at(start_counting.__code__, line, other):
+        uninstrument = partial(poolscope.uninstrument_pool_manager, pm)
+        with switch_at(start_counting.__code__, line, uninstrument):
             start_counting(pool)
         assert uninstrumented(pm), line
     poolscope.instrument_pool_manager(pm, mode="logging")  # it is a pool like any other again
     assert pm.connection_from_url(server.url)._poolscope.counting
-
-
-def test_a_pool_made_as_its_manager_is_uninstrumented_is_left_plain(
-    server: LoopbackServer, server_b: LoopbackServer
-) -> None:
-    # A request to a new host makes its pool through the manager's hook while another thread
-    # uninstruments the manager: at any line of the hook, and any line of the uninstrumenting.
-    pm = PoolManager()
-    poolscope.instrument_pool_manager(pm, mode="logging")
-    hook = pm._new_pool.__code__
-    poolscope.uninstrument_pool_manager(pm)
-    for code, line in [(hook, n) for n in lines_of(hook)] + [
-        (detach_manager.__code__, n) for n in lines_of(detach_manager.__code__)
-    ]:
-        pm = PoolManager()
-        poolscope.instrument_pool_manager(pm, mode="logging")
-        assert pm.request("GET", server.url).data == b"ok"
-        if code is hook:
-            other = threading.Thread(target=poolscope.uninstrument_pool_manager, args=(pm,))
-            with switch_at(code, line, other):
-                assert pm.request("GET", server_b.url).data == b"ok"
-        else:
-            other = threading.Thread(target=pm.request, args=("GET", server_b.url))
-            with switch_at(code, line, other):
-                poolscope.uninstrument_pool_manager(pm)
-        assert len(pm.pools) == 2 and uninstrumented(pm), (code.co_name, line)
 
 
 def _checkout(pm: PoolManager, url: str) -> None:
@@ -389,6 +364,30 @@ def _connect(pm: PoolManager, url: str) -> None:
 
 def _close(pm: PoolManager, url: str) -> None:
     pm.clear()
+
+
+def test_a_pool_made_as_its_manager_is_uninstrumented_is_left_plain(
+    server: LoopbackServer, server_b: LoopbackServer
+) -> None:
+    # A request to a new host makes its pool through the manager's hook while another thread
+    # uninstruments the manager: at any line of the hook, and any line of the uninstrumenting.
+    pm = PoolManager()
+    poolscope.instrument_pool_manager(pm, mode="logging")
+    hook = pm._new_pool.__code__
+    poolscope.uninstrument_pool_manager(pm)
+    for code, line in [(hook, n) for n in lines_of(hook)] + [
+        (detach_manager.__code__, n) for n in lines_of(detach_manager.__code__)
+    ]:
+        pm = PoolManager()
+        poolscope.instrument_pool_manager(pm, mode="logging")
+        assert pm.request("GET", server.url).data == b"ok"
+        if code is hook:
+            with switch_at(code, line, partial(poolscope.uninstrument_pool_manager, pm)):
+                assert pm.request("GET", server_b.url).data == b"ok"
+        else:
+            with switch_at(code, line, partial(_checkout, pm, server_b.url)):
+                poolscope.uninstrument_pool_manager(pm)
+        assert len(pm.pools) == 2 and uninstrumented(pm), (code.co_name, line)
 
 
 @pytest.mark.parametrize(
@@ -411,8 +410,7 @@ def test_a_request_inside_poolscope_as_its_manager_is_uninstrumented_goes_throug
         pm = PoolManager()
         poolscope.instrument_pool_manager(pm, meter_provider=metrics.provider)
         _checkout(pm, server.url)
-        other = threading.Thread(target=poolscope.uninstrument_pool_manager, args=(pm,))
-        with switch_at(code, line, other):
+        with switch_at(code, line, partial(poolscope.uninstrument_pool_manager, pm)):
             action(pm, server.url)
         assert uninstrumented(pm), line
         _checkout(pm, server.url)

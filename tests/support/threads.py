@@ -9,7 +9,7 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import CodeType
 from typing import Any
 
@@ -48,10 +48,20 @@ def lines_of(code: CodeType) -> list[int]:
 
 
 @contextlib.contextmanager
-def switch_at(code: CodeType, line: int, other: threading.Thread) -> Iterator[None]:
-    """Within the block, when this thread first reaches ``line`` of ``code``, ``other`` starts
-    and runs first: to its end, or as far as a lock this thread holds (then, after 0.2 s, both
-    go on). A line never reached starts ``other`` after the block; it is joined there."""
+def switch_at(code: CodeType, line: int, action: Callable[[], object]) -> Iterator[None]:
+    """Within the block, when this thread first reaches ``line`` of ``code``, another thread
+    runs ``action`` first: to its end, or as far as a lock this thread holds (then, after
+    0.2 s, both go on). A line never reached runs it after the block. What it raises is raised
+    here."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as exc:
+            raised.append(exc)
+
+    other = threading.Thread(target=run, daemon=True)
 
     def on_line(frame: Any, event: str, arg: Any) -> Any:
         if event == "line" and frame.f_lineno == line and other.ident is None:
@@ -59,12 +69,15 @@ def switch_at(code: CodeType, line: int, other: threading.Thread) -> Iterator[No
             other.join(0.2)
         return on_line
 
+    previous = sys.gettrace()
     sys.settrace(lambda frame, event, arg: on_line if frame.f_code is code else None)
     try:
         yield
     finally:
-        sys.settrace(None)
+        sys.settrace(previous)
         if other.ident is None:
             other.start()
         other.join(10)
-        assert not other.is_alive(), "the other thread did not finish"
+    assert not other.is_alive(), "the other thread did not finish"
+    if raised:
+        raise raised[0]
