@@ -195,7 +195,7 @@ def test_instrumenting_and_uninstrumenting_a_busy_pool_manager_breaks_no_request
 # changes under its lock, so an instrumented get() or put() of another thread is either not yet
 # holding the lock or waiting on one of its conditions (which releases it): it then carries on
 # with a queue whose class is stdlib's again (the next two tests). Pools and connections change
-# class with no lock (the three after).
+# class with no lock (the tests after them, the last ones at every line of the code involved).
 
 
 def test_a_checkout_waiting_as_its_pool_manager_is_uninstrumented_gets_the_connection(
