@@ -98,8 +98,6 @@ def _new_pool_hook(pm: Any, state: ManagerState) -> Callable[..., Any]:
     def _new_pool(*args: Any, **kwargs: Any) -> Any:
         manager = pm_ref()
         assert manager is not None  # it is calling us
-        if getattr(manager, "_poolscope", None) is not state:  # uninstrumented meanwhile
-            return new_pool(manager, *args, **kwargs)
         classes = manager.pool_classes_by_scheme
         if classes is not state.instrumented_classes:
             # Code that sets its own pool classes after construction (botocore does): the
