@@ -178,6 +178,8 @@ requests.get(sys.argv[1])
     assert out.returncode == 0, out.stderr
     assert "1 Python process(es) of the program ended without reporting" in out.stderr
     assert report is not None and report["pools"][0]["requests"] == 1  # the parent's only
+    (said,) = report["incomplete"]
+    assert said.startswith("1 Python process(es) of the program ended without reporting")
     assert server.requests == 2
 
 
@@ -257,10 +259,18 @@ sys.exit(7)
 
 
 def test_a_program_killed_by_a_signal_exits_as_the_shell_says(tmp_path: pathlib.Path) -> None:
-    out, report = _run(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    script = """
+import os, signal, sys, requests
+requests.get(sys.argv[1])
+os.kill(os.getpid(), signal.SIGTERM)
+print("not reached")
+"""
+    with LoopbackServer("127.0.0.1") as server:
+        out, report = _run(tmp_path, script, server.url)
     assert out.returncode == 128 + 15
-    assert "1 Python process(es) of the program ended without reporting" in out.stderr
-    assert report is None
+    assert out.stdout == ""
+    assert report is not None and report["pools"][0]["requests"] == 1 == server.requests
+    assert report["incomplete"] == []
 
 
 def test_the_programs_own_instrument_keeps_what_came_before_in_the_report(

@@ -1,17 +1,15 @@
 """Inside every Python process of a ``poolscope run``: instrument it for the report, and write
-what it saw where the parent collects it, however the process ends.
+what it saw where the parent collects it, while it runs and however it ends.
 
 ``poolscope run`` starts the program with a ``sitecustomize`` on its ``PYTHONPATH`` that calls
 :func:`bootstrap`; the environment it passes on reaches the program's Python children too
 (multiprocessing with fork, spawn or forkserver, ``ProcessPoolExecutor``, ``subprocess``). Each
-process writes one JSON file (:mod:`poolscope.reporting.seen`) into the run's folder when it
-ends, at exit or in ``os._exit`` (how multiprocessing's workers end); the parent counts the
-program's first process and those that used a pool. A SIGTERM
-that arrives while it writes waits until the file is written. A process killed by a signal
-before it ends writes nothing (poolscope installs no signal handler, which could keep a process
-from dying): its pools are missing from the report, which counts the processes that reported.
-``multiprocessing.Pool.terminate()`` (which ``with Pool(...)`` calls) races its idle workers'
-own exit: ``pool.close(); pool.join()`` lets every worker end and report.
+process writes one JSON part (:mod:`poolscope.reporting.seen`) into the run's folder: every
+interval while it runs (:mod:`.snapshots`), and a final one when it ends, at exit, in
+``os._exit`` (how multiprocessing's workers end) or by SIGTERM or SIGHUP (:mod:`.signals`). A
+process killed outright (SIGKILL, the OOM killer) leaves its last periodic part, which the
+report counts and says is one. The parent counts the program's first process and those that
+used a pool.
 
 A forked child starts with its parent's counts: it keeps what it had at the fork aside and
 writes only its own work (:func:`poolscope.reporting.seen.since`).
@@ -24,16 +22,25 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
+from collections import Counter
 from typing import Any, NoReturn
 
+from ..core.events import PoolKey
+from ..instrumentation.callsites import pools_in_use_by_threads
+from ..instrumentation.pools import pool_key
 from ..process import instrument_for_report
 from ..reporting.records import all_sinks, renew_locks_after_fork
 from ..reporting.seen import Seen, gather, since, to_json
+from .signals import report_before_dying
+from .snapshots import Snapshotter
 
 ENV_DIR = "POOLSCOPE_RUN_DIR"  # where each process writes what it saw
 ENV_SITE = "POOLSCOPE_RUN_SITE"  # the folder of the sitecustomize (kept for children)
 ENV_TOP = "POOLSCOPE_RUN_TOP"  # set by the program's first process, for its children
+ENV_INTERVAL = "POOLSCOPE_RUN_INTERVAL"  # seconds between snapshots (0: none)
+DEFAULT_INTERVAL = 1.0
 
 SITECUSTOMIZE = '''\
 """Written by poolscope run: instrument this process for the report, then run the
@@ -66,8 +73,11 @@ for _dir in sys.path:
 class _Run:
     directory = ""
     top = False  # the program's first process: it writes even if it saw no pool
-    written_by = 0  # the pid that wrote its part already (a forked child has another)
+    part = ""  # this process's part, written over at each snapshot (a forked child has its own)
+    written_by = 0  # the pid that wrote its final part already (a forked child has another)
     at_fork: Seen | None = None  # what this process had when it was forked
+    snapshots: Snapshotter | None = None
+    lock = threading.Lock()  # one write at a time: a snapshot never lands after the final part
 
 
 def bootstrap() -> None:
@@ -81,31 +91,46 @@ def bootstrap() -> None:
     _started()
     instrument_for_report()
     atexit.register(write)
+    _Run.snapshots = Snapshotter(_write, _interval())
+    report_before_dying(_Run.snapshots)
+    _Run.snapshots.start()
     if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
-        os.register_at_fork(after_in_child=_forked)
+        os.register_at_fork(
+            before=_Run.snapshots.stop,
+            after_in_parent=_Run.snapshots.start,
+            after_in_child=_forked,
+        )
     _wrap_os_exit()
     _wrap_exec()
 
 
 def write() -> None:
-    """Write what this process saw into the run's folder, once per process; never raises."""
+    """Write this process's final part into the run's folder, once per process; never raises."""
+    _write(final=True)
+
+
+def _write(final: bool) -> None:
     pid = os.getpid()
-    if _Run.written_by == pid or not _Run.directory:
-        return
-    _Run.written_by = pid
-    # A SIGTERM sent now (multiprocessing.Pool.terminate() races its workers' own exit) waits
-    # until the part is written, then ends the process as it would have; in a process with
-    # other threads the system may hand it to one of those, which it does not delay.
-    blocked = _block(signal.SIGTERM)
+    # A SIGTERM sent during the final write (multiprocessing.Pool.terminate() races its workers'
+    # own exit) waits until the part is written, then ends the process as it would have; in a
+    # process with other threads the system may hand it to one of those, which it does not delay.
+    blocked = final and threading.current_thread() is threading.main_thread()
+    blocked = blocked and _block(signal.SIGTERM)
     try:
-        seen = gather()
-        if _Run.at_fork is not None:
-            seen = since(seen, _Run.at_fork)
-        # pid and time: a pid the system reuses, or an exec'd image, writes a part of its own
-        path = os.path.join(_Run.directory, f"{pid}-{time.time_ns()}.json")
-        with open(path + ".part", "w", encoding="utf-8") as f:
-            json.dump({"top": _Run.top, "seen": to_json(seen)}, f)
-        os.replace(path + ".part", path)
+        with _Run.lock:
+            if _Run.written_by == pid or not _Run.directory:
+                return
+            if final:
+                _Run.written_by = pid
+            seen = gather()
+            if _Run.at_fork is not None:
+                seen = since(seen, _Run.at_fork)
+            if final:
+                seen.held = _held_at_end(seen)
+            part = {"top": _Run.top, "final": final, "written": time.time(), "seen": to_json(seen)}
+            with open(_Run.part + ".part", "w", encoding="utf-8") as f:
+                json.dump(part, f)
+            os.replace(_Run.part + ".part", _Run.part)
     except FileNotFoundError:
         pass  # the run's folder is gone: the program ended, this process outlived it
     except Exception as exc:
@@ -113,6 +138,21 @@ def write() -> None:
     finally:
         if blocked:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _held_at_end(seen: Seen) -> dict[PoolKey, int]:
+    """Connections still checked out as the process ends that no thread is using: held by
+    responses nobody read or closed. Those a thread is still sending or reading on (in flight
+    when the program was stopped) are not counted."""
+    in_flight = Counter(pool_key(pool) for pool in pools_in_use_by_threads())
+    return {key: n for key, s in seen.stats.items() if (n := s.in_use - in_flight[key]) > 0}
+
+
+def _interval() -> float:
+    try:
+        return float(os.environ.get(ENV_INTERVAL, DEFAULT_INTERVAL))
+    except ValueError:
+        return DEFAULT_INTERVAL
 
 
 def _block(signum: int) -> bool:
@@ -124,8 +164,12 @@ def _block(signum: int) -> bool:
 
 def _started() -> None:
     # The parent tells a process that ended without writing (killed) from one still running.
+    # The part's name has the time too: a pid the system reuses, or an exec'd image, writes a
+    # part of its own.
+    pid = os.getpid()
+    _Run.part = os.path.join(_Run.directory, f"{pid}-{time.time_ns()}.json")
     try:
-        open(os.path.join(_Run.directory, f"{os.getpid()}.started"), "w").close()
+        open(os.path.join(_Run.directory, f"{pid}.started"), "w").close()
     except OSError:
         pass
 
@@ -134,12 +178,15 @@ def _forked() -> None:
     # Another thread of the parent may have held the report's locks at the fork: the child has
     # new ones before it takes any.
     renew_locks_after_fork()
+    _Run.lock = threading.Lock()
     _Run.top = False
     _Run.written_by = 0
     _started()
     _Run.at_fork = gather()
     for sink in all_sinks():
         sink.forget()  # its samples and pool objects were the parent's
+    if _Run.snapshots is not None:
+        _Run.snapshots.restart_in_child()
 
 
 def _wrap_os_exit() -> None:
@@ -181,10 +228,15 @@ def _wrap_exec() -> None:
 
 
 def _before_exec(env: Any) -> None:
-    try:  # the new image, if Python, says it started again; if not, it never reports
-        os.unlink(os.path.join(_Run.directory, f"{os.getpid()}.started"))
-    except OSError:
-        pass
+    if _Run.snapshots is not None:
+        _Run.snapshots.stop()
+    # The new image, if Python, says it started again; if not, it never reports. What this image
+    # saw is not reported (a snapshot of it would count as a process that never finished).
+    for name in (f"{os.getpid()}.started", _Run.part):
+        try:
+            os.unlink(os.path.join(_Run.directory, name))
+        except OSError:
+            pass
     site = os.environ.get(ENV_SITE, "")
     paths = env.get("PYTHONPATH", "").split(os.pathsep)
     rest = [p for p in paths if p and os.path.abspath(p) != site]

@@ -1,41 +1,101 @@
-"""The ``poolscope`` command line: ``poolscope demo`` and ``poolscope run``. See the README."""
+"""The ``poolscope`` command line: ``demo``, ``run``, and ``report`` and ``top`` beside a run in
+progress. See the README."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from .child import DEFAULT_INTERVAL
 from .demo import run_demo
 from .run import run as run_program
+from .runs import build, choose_run, read_parts, unwritable, write_report
+from .top import top
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="poolscope", description="See the connection pools inside requests and urllib3."
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="action", required=True)
     commands.add_parser(
         "demo", help="replay common connection-pool scenarios on loopback and print what happened"
     )
     run = commands.add_parser(
         "run",
         help="run a Python program (and its Python children) with every pool instrumented, "
-        "and write a report at exit",
+        "and write a report when it ends",
         description="Example: poolscope run --html report.html -- python app.py --its-args. "
         "The report goes to stderr unless -o names a file; the program's own output is left "
-        "as it is.",
+        "as it is. It is written however the program ends: at exit, by SIGTERM, SIGINT or "
+        "SIGHUP. While it runs, `poolscope top` and `poolscope report` read it from another "
+        "terminal.",
     )
-    run.add_argument("--format", choices=("text", "json"), default="text", help="report format")
+    _report_options(run)
     run.add_argument(
-        "-o", "--output", metavar="FILE", help="write the report to FILE (default: stderr)"
+        "--interval",
+        type=float,
+        default=DEFAULT_INTERVAL,
+        metavar="SECONDS",
+        help="how often each process of the program writes what it saw, for poolscope top "
+        "and poolscope report and in case it is killed (default: %(default)s; 0: only at "
+        "its end)",
     )
-    run.add_argument("--html", metavar="FILE", help="also write a timeline page to FILE")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
+    report = commands.add_parser(
+        "report",
+        help="print the report of a poolscope run in progress, without stopping it",
+        description="Example, in another terminal while `poolscope run -- python app.py` "
+        "runs: poolscope report --format json -o now.json. The report is as of each "
+        "process's last snapshot (every second, by default).",
+    )
+    _report_options(report)
+    _pid_option(report)
+    live = commands.add_parser(
+        "top",
+        help="show a poolscope run in progress live: one row per host, refreshed",
+        description="Example, in another terminal while `poolscope run -- python app.py` "
+        "runs: poolscope top. A table redrawn in place in a terminal (with rich: pip install "
+        "'poolscope[top]'), one line per host each interval otherwise. Ctrl-C quits it; the "
+        "program goes on.",
+    )
+    _pid_option(live)
+    live.add_argument(
+        "--interval", type=float, default=1.0, metavar="SECONDS", help="refresh every SECONDS"
+    )
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    if args.action == "demo":
         return run_demo(sys.stdout)
+    if args.action == "run":
+        command = list(args.command)
+        if command[:1] == ["--"]:
+            command = command[1:]
+        return run_program(
+            command, fmt=args.format, html=args.html, output=args.output, interval=args.interval
+        )
+    found = choose_run(args.pid)
+    if isinstance(found, str):
+        print(f"poolscope {args.action}: {found}", file=sys.stderr)
+        return 1
+    if args.action == "top":
+        return top(found, interval=args.interval)
+    for path in (args.output, args.html):
+        problem = unwritable(path)
+        if problem:
+            print(f"poolscope report: cannot write to {path!r}: {problem}.", file=sys.stderr)
+            return 2
+    now = build(read_parts(found.parts), found.interval)
+    write_report(now, args.format, args.output, args.html, who="poolscope report", to=sys.stdout)
+    return 0
 
-    command = list(args.command)
-    if command[:1] == ["--"]:
-        command = command[1:]
-    return run_program(command, fmt=args.format, html=args.html, output=args.output)
+
+def _report_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--format", choices=("text", "json"), default="text", help="report format")
+    command.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
+    command.add_argument("--html", metavar="FILE", help="also write a timeline page to FILE")
+
+
+def _pid_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--pid", type=int, help="the run to read (poolscope run's pid), when several are running"
+    )

@@ -1,5 +1,6 @@
 """The rules that read urllib3's and http.client's call sites: why a connection was closed,
-whether urllib3 is about to retry, and whether a pool left its manager evicted or cleared.
+whether urllib3 is about to retry, whether a pool left its manager evicted or cleared, and
+which threads are in a request when a program stops.
 
 urllib3 says none of this through an API. poolscope learns it on rare paths only (a close, a
 pool leaving its manager) from who made the call, and every such reading is in this module.
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import sys
 from types import FrameType
+from typing import Any
 
+from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -60,6 +63,24 @@ CALL_SITES: tuple[tuple[str, str, str, str], ...] = (
         "HTTPConnectionPool.urlopen",
         "timeout_obj = self._get_timeout(timeout)",
         "urlopen's local `timeout_obj` is the Timeout in force (read_timeout: the read timeout)",
+    ),
+    (
+        "urllib3.response",
+        "HTTPResponse.__init__",
+        "self._pool = pool",
+        "a response being read holds its pool in `_pool`: the thread reading it is in a request",
+    ),
+    (
+        "requests.adapters",
+        "HTTPAdapter.send",
+        "resp = conn.urlopen(",
+        "HTTPAdapter.send's local `conn` is the pool its request goes through",
+    ),
+    (
+        "requests.sessions",
+        "Session.send",
+        "r = adapter.send(",
+        "Session.send's local `r` is the Response whose `raw` holds the pool, until it returns",
     ),
     (
         "urllib3._collections",
@@ -242,6 +263,48 @@ def building_library() -> str:
 
 _OWN = ("urllib3.", "poolscope.")
 _DEPTH = 40  # frames looked at: the library is near the constructor, the program far out
+
+
+def pools_in_use_by_threads() -> list[Any]:
+    """The pool each thread is making a request through right now (sending it, waiting for
+    the answer or reading it), one per thread in a request: what tells, when a program stops,
+    a connection in flight from one held by a response nobody read. Asked once, at the end.
+
+    A thread is in a request when a frame of urllib3's pool or response code, or of requests'
+    adapter or session, is on its stack: the pool is that frame's ``self`` (a pool), its
+    ``self._pool`` (a response), or requests' local ``conn`` (the adapter's pool) or ``r`` (a
+    Response, whose ``raw`` holds the pool)."""
+    pools = []
+    for frame in sys._current_frames().values():
+        walked: FrameType | None = frame
+        for _ in range(_STACK):
+            if walked is None:
+                break
+            pool = _request_pool(walked)
+            if pool is not None:
+                pools.append(pool)
+                break
+            walked = walked.f_back
+    return pools
+
+
+def _request_pool(frame: FrameType) -> Any:
+    module = frame.f_globals.get("__name__") or ""
+    if not module.startswith(("urllib3.", "requests.")):
+        return None
+    local = frame.f_locals
+    for candidate in (
+        local.get("self"),
+        getattr(local.get("self"), "_pool", None),
+        local.get("conn") if module == "requests.adapters" else None,
+        getattr(getattr(local.get("r"), "raw", None), "_pool", None),
+    ):
+        if isinstance(candidate, HTTPConnectionPool):
+            return candidate
+    return None
+
+
+_STACK = 200  # frames looked at per thread
 
 
 def disposed_by_clear() -> bool:

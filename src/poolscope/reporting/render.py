@@ -34,6 +34,7 @@ def text(
     advice: Sequence[Advice],
     processes: int = 1,
     left_out: Sequence[str] = (),
+    incomplete: Sequence[str] = (),
 ) -> str:
     across = f" across {processes} processes" if processes > 1 else ""
     lines = [f"poolscope report: {len(pools)} pool(s){across}"]
@@ -81,6 +82,10 @@ def text(
         facts = _timeouts_and_retries(p)
         if facts:
             lines.append(f"{'':<34}     {facts}")
+    if incomplete:
+        lines.append("")
+        lines.append("Incomplete (the counts above miss this):")
+        lines += [f"  {item}" for item in incomplete]
     if left_out:
         lines.append("")
         lines.append("Limits reached (the counts above are exact):")

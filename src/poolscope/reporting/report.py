@@ -41,6 +41,8 @@ class Report:
     managers: tuple[ManagerSummary, ...] = ()
     processes: int = 1  # Python processes whose pools it gathers (poolscope run follows children)
     left_out: tuple[str, ...] = ()  # what the report's limits left out; its counts are exact
+    # What is missing from its counts: processes that ended before writing their final part.
+    incomplete: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -50,7 +52,9 @@ class Report:
         return asdict(self)
 
     def render_text(self) -> str:
-        return text(self.pools, self.managers, self.advice, self.processes, self.left_out)
+        return text(
+            self.pools, self.managers, self.advice, self.processes, self.left_out, self.incomplete
+        )
 
     def render_html(self) -> str:
         return html(self.started, self.ended, self.pools, self.advice)
@@ -110,6 +114,9 @@ def _summarize(ev: Evidence, shares: tuple[ProcessShare, ...]) -> PoolSummary:
         errors=dict(stats.errors),
         unretried=dict(stats.unretried),
         retry_setting=stats.retry_setting,
+        in_use=stats.in_use,
+        idle=stats.idle,
+        waiting=stats.waiting,
     )
 
 
@@ -135,15 +142,16 @@ def _manager_shares(records: list[PoolRecord]) -> tuple[ManagerShare, ...]:
     )
 
 
-def build_report(*, final: bool = False) -> Report:
-    """The report of what this process saw; ``final`` at exit, when connections still checked
-    out can only be responses nobody read or closed."""
-    return report_from([gather()], final=final)
+def build_report() -> Report:
+    """The report of what this process saw so far."""
+    return report_from([gather()])
 
 
-def report_from(parts: list[Seen], *, final: bool = False) -> Report:
+def report_from(parts: list[Seen], *, incomplete: tuple[str, ...] = ()) -> Report:
     """One report from what one or several processes saw (``poolscope run`` follows a
-    program's Python children): pools merged per key, each process's share one level down."""
+    program's Python children): pools merged per key, each process's share one level down.
+    Connections a process's responses still held as it ended (``Seen.held``) count as never
+    given back."""
     if len(parts) > 1:
         parts = _distinct_ids(parts)
     keys = sorted({k for p in parts for k in p.stats}, key=lambda k: (k.origin, k.proxy or ""))
@@ -160,7 +168,7 @@ def report_from(parts: list[Seen], *, final: bool = False) -> Report:
             part = p.samples.get(key)
             if part is not None:
                 samples.extend(part)
-        active = total.in_use if final else 0
+        active = sum(p.held.get(key, 0) for p in parts)
         evidence.append(Evidence(total, samples, [r for r in records if r.key == key], active))
         shares.append(_shares(key, parts) if len(parts) > 1 else ())
     pools = tuple(_summarize(ev, share) for ev, share in zip(evidence, shares, strict=True))
@@ -168,7 +176,9 @@ def report_from(parts: list[Seen], *, final: bool = False) -> Report:
     started = min((p.started for p in parts), default=time.time())
     managers = _managers(records)
     left_out = _left_out(evidence, records)
-    return Report(started, time.time(), pools, tuple(advice), managers, len(parts), left_out)
+    return Report(
+        started, time.time(), pools, tuple(advice), managers, len(parts), left_out, incomplete
+    )
 
 
 def _left_out(evidence: list[Evidence], records: list[PoolRecord]) -> tuple[str, ...]:

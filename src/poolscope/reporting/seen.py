@@ -23,13 +23,15 @@ FIELDS = (*SUMMED, *GAUGES, *HIGHEST, *BY_ERROR, *LAST)
 
 @dataclass
 class Seen:
-    """One process's counts per pool key, its samples, and its pool objects."""
+    """One process's counts per pool key, its samples, and its pool objects; ``held``, as it
+    ended, the connections responses nobody read or closed still held (none while it runs)."""
 
     pid: int
     started: float
     stats: dict[PoolKey, PoolStats] = field(default_factory=dict)
     samples: dict[PoolKey, Samples] = field(default_factory=dict)
     records: list[PoolRecord] = field(default_factory=list)
+    held: dict[PoolKey, int] = field(default_factory=dict)
 
 
 def gather() -> Seen:
@@ -59,13 +61,16 @@ def since(now: Seen, before: Seen) -> Seen:
             # waiting, at the fork are not the child's: they will never come back here.
             own.open -= old.in_use
             own.waiting -= old.waiting
-    return Seen(now.pid, max(now.started, before.started), stats, now.samples, now.records)
+    return Seen(
+        now.pid, max(now.started, before.started), stats, now.samples, now.records, now.held
+    )
 
 
 def to_json(seen: Seen) -> dict[str, Any]:
     return {
         "pid": seen.pid,
         "started": seen.started,
+        "held": [[list(key), n] for key, n in seen.held.items()],
         "stats": [
             {
                 "key": list(key),
@@ -114,6 +119,7 @@ def to_json(seen: Seen) -> dict[str, Any]:
 
 def from_json(data: dict[str, Any]) -> Seen:
     seen = Seen(int(data["pid"]), float(data["started"]))
+    seen.held = {PoolKey(*key): n for key, n in data.get("held", ())}
     for item in data["stats"]:
         key = PoolKey(*item["key"])
         stats = seen.stats[key] = PoolStats(key)

@@ -101,6 +101,10 @@ class PoolSummary:
     # Of those, the connection errors a retry would have caught, had the Retry allowed one.
     unretried: dict[str, int] = field(default_factory=dict)
     retry_setting: str = ""  # the Retry in force when one reached it, as urllib3 writes it
+    # Right now, as the report was built (for a report at the end: as the program ended).
+    in_use: int = 0  # connections checked out
+    idle: int = 0  # connections open in a pool, waiting for a request
+    waiting: int = 0  # requests waiting for a free connection
 
 
 @dataclass(frozen=True)
