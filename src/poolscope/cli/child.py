@@ -33,7 +33,7 @@ from ..instrumentation.pools import pool_key
 from ..process import instrument_for_report
 from ..reporting.records import all_sinks, renew_locks_after_fork
 from ..reporting.seen import Seen, gather, since, to_json
-from .signals import report_before_dying
+from .signals import die_if_signalled, report_before_dying
 from .snapshots import Snapshotter
 
 ENV_DIR = "POOLSCOPE_RUN_DIR"  # where each process writes what it saw
@@ -77,6 +77,7 @@ class _Run:
     written_by = 0  # the pid that wrote its final part already (a forked child has another)
     at_fork: Seen | None = None  # what this process had when it was forked
     snapshots: Snapshotter | None = None
+    final_writer = 0  # the thread writing the final part, while it does
     lock = threading.Lock()  # one write at a time: a snapshot never lands after the final part
 
 
@@ -92,7 +93,7 @@ def bootstrap() -> None:
     instrument_for_report()
     atexit.register(write)
     _Run.snapshots = Snapshotter(_write, _interval())
-    report_before_dying(_Run.snapshots)
+    report_before_dying(_Run.snapshots, lambda: _Run.final_writer == threading.get_ident())
     _Run.snapshots.start()
     if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
         os.register_at_fork(
@@ -116,6 +117,8 @@ def _write(final: bool) -> None:
     # process with other threads the system may hand it to one of those, which it does not delay.
     blocked = final and threading.current_thread() is threading.main_thread()
     blocked = blocked and _block(signal.SIGTERM)
+    if final:
+        _Run.final_writer = threading.get_ident()
     try:
         with _Run.lock:
             if _Run.written_by == pid or not _Run.directory:
@@ -136,8 +139,12 @@ def _write(final: bool) -> None:
     except Exception as exc:
         print(f"poolscope run: process {pid} could not write its part: {exc!r}", file=sys.stderr)
     finally:
+        if final:
+            _Run.final_writer = 0
         if blocked:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        if final:
+            die_if_signalled()
 
 
 def _held_at_end(seen: Seen) -> dict[PoolKey, int]:

@@ -13,6 +13,9 @@ How this cannot hang or keep a process alive:
   so it writes nothing itself: the snapshot thread writes the last part, and the handler waits
   for it at most ``FINAL_WRITE_TIMEOUT`` seconds. If the write does not finish in time, the
   process dies all the same, and the report has its last periodic part.
+- If the main thread is writing the final part itself (the process is exiting: a
+  multiprocessing worker terminated as it ends), the handler returns at once and the process
+  dies of the signal as soon as that write is done (:func:`die_if_signalled`).
 - Then the handler puts back the default disposition and raises the signal again: the process
   dies of it, with the exit status the signal gives (``128 + N`` to a shell).
 - The same signal arriving again while the handler waits (``poolscope run`` forwards a SIGTERM
@@ -26,6 +29,7 @@ How this cannot hang or keep a process alive:
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 from .snapshots import Snapshotter
@@ -35,8 +39,12 @@ FINAL_WRITE_TIMEOUT = 2.0  # seconds the last part may take before the process d
 REPORTED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
-def report_before_dying(snapshots: Snapshotter) -> None:
-    """Set poolscope's handler for each of ``REPORTED_SIGNALS`` left at its default."""
+_deferred: list[int] = []  # a signal that arrived while this thread wrote the final part
+
+
+def report_before_dying(snapshots: Snapshotter, writing_here: Callable[[], bool]) -> None:
+    """Set poolscope's handler for each of ``REPORTED_SIGNALS`` left at its default;
+    ``writing_here()`` says whether the calling thread is writing the final part."""
     ending: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -46,11 +54,24 @@ def report_before_dying(snapshots: Snapshotter) -> None:
         for other in REPORTED_SIGNALS:  # a different one now ends the process at once
             if other != signum and signal.getsignal(other) is handler:
                 signal.signal(other, signal.SIG_DFL)
+        if writing_here():
+            _deferred.append(signum)  # the write this interrupted ends with it
+            return
         snapshots.write_final(FINAL_WRITE_TIMEOUT)
-        signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
-        signal.raise_signal(signum)
+        _die_of(signum)
 
     for signum in REPORTED_SIGNALS:
         if signal.getsignal(signum) == signal.SIG_DFL:
             signal.signal(signum, handler)
+
+
+def die_if_signalled() -> None:
+    """After the final part was written: die of the signal that arrived meanwhile, if one did."""
+    if _deferred:
+        _die_of(_deferred[0])
+
+
+def _die_of(signum: int) -> None:
+    signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    signal.raise_signal(signum)
