@@ -50,8 +50,11 @@ def start(tmp_path: pathlib.Path, script: str, *args: str, interval: float = 1.0
     returns the Popen once the program printed its first line."""
     (tmp_path / "app.py").write_text(textwrap.dedent(script))
     proc = subprocess.Popen(
-        [*RUN, "--interval", str(interval), "--format", "json", "-o", str(tmp_path / "r.json")]
-        + ["--", sys.executable, str(tmp_path / "app.py"), *args],
+        [
+            *RUN,
+            *("--interval", str(interval), "--format", "json", "-o", str(tmp_path / "r.json")),
+            *("--", sys.executable, str(tmp_path / "app.py"), *args),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -103,7 +106,7 @@ def test_a_service_stopped_by_a_signal_is_reported_with_the_servers_counts(
             os.killpg(proc.pid, signum)
         else:
             proc.send_signal(signum)
-        code, out, err, report = finish(proc, tmp_path)
+        code, _, err, report = finish(proc, tmp_path)
         server.release()  # the held requests are answered to nobody, and counted
         until(lambda: server.requests == DONE + HELD)
     assert code == 128 + signum, err
@@ -158,7 +161,7 @@ leaked = [requests.get(sys.argv[1], stream=True) for _ in range(3)]
         until(lambda: server.requests == DONE + 3 and server.connections == THREADS + 3)
         time.sleep(0.3)
         os.killpg(proc.pid, signal.SIGINT)
-        code, out, err, report = finish(proc, tmp_path)
+        code, _, err, report = finish(proc, tmp_path)
         server.release()
     assert code == 128 + signal.SIGINT, err
     assert report is not None
@@ -185,7 +188,7 @@ print("done", flush=True)
 """
     with LoopbackServer("127.0.0.1") as server:
         proc = start(tmp_path, script, server.url, interval=0.2)
-        code, out, err, report = finish(proc, tmp_path)
+        code, _, err, report = finish(proc, tmp_path)
     assert code == 0, err
     assert report is not None
     (pool,) = report["pools"]
