@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections import Counter
 from typing import Any, NoReturn
 
@@ -91,6 +92,10 @@ def bootstrap() -> None:
     os.environ[ENV_TOP] = str(os.getpid())  # its children know they are not the first
     _started()
     instrument_for_report()
+    # weakref's own at-exit hook runs every finalizer still alive (urllib3's drain its pools'
+    # connections); registering it before ours makes it run after ours (atexit runs its hooks
+    # last in, first out), so the final part is what the program left as it ended.
+    weakref.finalize(_Run, _nothing).atexit = False
     atexit.register(write)
     _Run.snapshots = Snapshotter(_write, _interval())
     report_before_dying(_Run.snapshots, lambda: _Run.final_writer == threading.get_ident())
@@ -103,6 +108,10 @@ def bootstrap() -> None:
         )
     _wrap_os_exit()
     _wrap_exec()
+
+
+def _nothing() -> None:
+    pass
 
 
 def write() -> None:

@@ -7,7 +7,8 @@ report sinks hold (under their locks, as :func:`poolscope.report` does) and writ
 longer when a write is costly (at least ``COST_FACTOR`` times what the last write took), so it
 takes at most about 2% of one core whatever the part's size. It is stopped before a fork and
 started again on both sides after it, so a program that forks never forks with this thread
-running (Python 3.12+ warns about forking a process with threads).
+running (Python 3.12+ warns about forking a process with threads). It blocks every signal, so
+that the program's signals go to the program's threads as they would without it.
 
 It also writes a process's last part when the process is ended by a signal
 (:mod:`.signals`): the signal handler asks, and waits a bounded time for, this thread to do it,
@@ -16,6 +17,7 @@ because the handler runs on the main thread, which may hold a report lock at tha
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -68,6 +70,11 @@ class Snapshotter:
         return self._done.wait(timeout)
 
     def _run(self) -> None:
+        # No signal is ever delivered to this thread: the system hands a process's signal to a
+        # thread that does not block it, and Python runs handlers only on the main thread,
+        # which a signal taken by this thread would not wake (a main thread blocked in a lock
+        # would never run its SIGTERM handler).
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         wake = self._wake
         wait = self.interval
         while True:

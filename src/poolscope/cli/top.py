@@ -2,8 +2,9 @@
 
 Every interval it reads the run's parts (the same state the report reads, :mod:`.runs`) and
 shows one row per host: connections in use, idle and the pool size, requests waiting for a
-connection, requests, new connections and discards per second over the last interval, the
-reuse ratio, the connect time's p99, and the report's advice as soon as it holds. In a terminal
+connection, requests so far, then requests, new connections and discards per second over the
+last interval, the reuse ratio, the connect time's p99, and the report's advice as soon as it
+holds. In a terminal
 it redraws a table in place (with rich, the ``top`` extra); when its output is not a terminal,
 or rich is not installed, it prints one line per host each interval instead. It ends when the
 run ends, or on Ctrl-C.
@@ -78,7 +79,8 @@ class Rates:
 
 
 COLUMNS = (
-    "host", "in use", "idle", "size", "waiting", "req/s", "new/s", "disc/s", "reuse", "conn p99"
+    "host", "in use", "idle", "size", "waiting", "reqs", "req/s", "new/s", "disc/s", "reuse",
+    "conn p99",
 )  # fmt: skip
 
 
@@ -90,6 +92,7 @@ def cells(row: Row) -> tuple[str, ...]:
         str(row.idle),
         str(row.pool_maxsize),
         str(row.waiting),
+        str(row.requests),
         f"{row.requests_per_s:.1f}",
         f"{row.new_per_s:.1f}",
         f"{row.discards_per_s:.1f}",

@@ -92,9 +92,6 @@ class Recorder:
         cs = ConnState(pool)
         pool.conns.add(conn)
         cs.finalizer = weakref.finalize(conn, self.connection_collected, cs)
-        # Not at interpreter exit: a connection still open then was not collected, and one a
-        # request holds is in flight or left unread, which the report tells apart at its end.
-        cs.finalizer.atexit = False
         if connected:
             cs.open = True
             cs.opened_at = _now()
