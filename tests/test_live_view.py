@@ -64,8 +64,15 @@ def service(tmp_path: pathlib.Path) -> Iterator[tuple[LoopbackServer, subprocess
     (tmp_path / "service.py").write_text(textwrap.dedent(SERVICE))
     with LoopbackServer("127.0.0.1") as server:
         proc = subprocess.Popen(
-            [*RUN, "--interval", "0.2", "--", sys.executable, str(tmp_path / "service.py")]
-            + [server.url],
+            [
+                *RUN,
+                "--interval",
+                "0.2",
+                "--",
+                sys.executable,
+                str(tmp_path / "service.py"),
+                server.url,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -111,6 +118,12 @@ class Pane:
         subprocess.run([self.tmux, "kill-session", "-t", self.name], check=False)
 
 
+def row_with(pane: Pane, origin: str, requests: int) -> dict[str, str] | None:
+    """The row of ``origin`` once it shows ``requests`` requests."""
+    found = row(pane.screen(), origin)
+    return found if found is not None and found["reqs"] == str(requests) else None
+
+
 def row(screen: str, origin: str) -> dict[str, str] | None:
     """The table row of ``origin`` on a screen of ``poolscope top``, by column name."""
     header = next((line for line in screen.splitlines() if "in use" in line), None)
@@ -133,7 +146,7 @@ def test_top_shows_each_host_live_in_a_terminal(
         command = shlex.join([*POOLSCOPE, "top", "--interval", "0.2", "--pid", str(proc.pid)])
         pane.type(f"{command}; echo top ended: $?", "Enter")
         # 30 answered, 6 in flight on /hold: 36 requests, 6 connections in use, none idle.
-        while_held = until(lambda: (r := row(pane.screen(), server.url)) and r["reqs"] == "36" and r)
+        while_held = until(lambda: row_with(pane, server.url, 36))
         assert (while_held["in use"], while_held["idle"], while_held["size"]) == ("6", "0", "10")
         assert while_held["waiting"] == "0"
         assert server.requests == 30 and server.connections == 6
@@ -141,7 +154,7 @@ def test_top_shows_each_host_live_in_a_terminal(
         server.release()
         until(lambda: server.requests == 60)
         # All 60 answered: every connection back in the pool, idle, and no new one.
-        after = until(lambda: (r := row(pane.screen(), server.url)) and r["reqs"] == "60" and r)
+        after = until(lambda: row_with(pane, server.url, 60))
         assert (after["in use"], after["idle"], after["reuse"]) == ("0", "6", "90%")
         assert server.connections == 6
         pane.type("C-c")

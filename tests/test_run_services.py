@@ -75,7 +75,11 @@ def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
 
 
 def finish(proc: Any, tmp_path: pathlib.Path) -> tuple[int, str, str, dict[str, Any] | None]:
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # nothing left behind by a hung program
+        raise
     written = tmp_path / "r.json"
     return proc.returncode, out, err, json.loads(written.read_text()) if written.exists() else None
 
@@ -145,6 +149,29 @@ sys.exit(3)
     assert report is not None
     assert report["pools"][0]["requests"] == DONE + HELD
     assert "read_responses" not in [a["rule"] for a in report["advice"]]
+
+
+def test_a_sigterm_taken_by_another_thread_still_ends_a_program_blocked_in_join(
+    tmp_path: pathlib.Path,
+) -> None:
+    # Python runs handlers on the main thread only, and this one waits in join() for a thread
+    # that never ends: had poolscope's handler nobody to wake it, the program would hang.
+    script = """
+import signal, sys, threading, requests
+def work():
+    requests.get(sys.argv[1])
+    print("sending", flush=True)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # to this thread, not main
+    threading.Event().wait()
+t = threading.Thread(target=work)
+t.start()
+t.join()
+"""
+    with LoopbackServer("127.0.0.1") as server:
+        proc = start(tmp_path, script, server.url)
+        code, _, err, report = finish(proc, tmp_path)
+    assert code == 128 + signal.SIGTERM, err
+    assert report is not None and report["pools"][0]["requests"] == 1 == server.requests
 
 
 def test_ctrl_c_still_advises_on_responses_really_left_unread(tmp_path: pathlib.Path) -> None:

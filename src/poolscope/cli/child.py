@@ -34,7 +34,7 @@ from ..instrumentation.pools import pool_key
 from ..process import instrument_for_report
 from ..reporting.records import all_sinks, renew_locks_after_fork
 from ..reporting.seen import Seen, gather, since, to_json
-from .signals import die_if_signalled, report_before_dying
+from .signals import Relay, die_if_signalled, report_before_dying
 from .snapshots import Snapshotter
 
 ENV_DIR = "POOLSCOPE_RUN_DIR"  # where each process writes what it saw
@@ -78,6 +78,7 @@ class _Run:
     written_by = 0  # the pid that wrote its final part already (a forked child has another)
     at_fork: Seen | None = None  # what this process had when it was forked
     snapshots: Snapshotter | None = None
+    relay = Relay()  # hands the main thread a SIGTERM another thread took
     final_writer = 0  # the thread writing the final part, while it does
     lock = threading.Lock()  # one write at a time: a snapshot never lands after the final part
 
@@ -97,7 +98,8 @@ def bootstrap() -> None:
     # last in, first out), so the final part is what the program left as it ended.
     weakref.finalize(_Run, _nothing).atexit = False
     atexit.register(write)
-    _Run.snapshots = Snapshotter(_write, _interval())
+    _Run.relay.open()
+    _Run.snapshots = Snapshotter(_write, _interval(), _Run.relay)
     report_before_dying(_Run.snapshots, lambda: _Run.final_writer == threading.get_ident())
     _Run.snapshots.start()
     if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
@@ -201,6 +203,7 @@ def _forked() -> None:
     _Run.at_fork = gather()
     for sink in all_sinks():
         sink.forget()  # its samples and pool objects were the parent's
+    _Run.relay.reopen_in_child()
     if _Run.snapshots is not None:
         _Run.snapshots.restart_in_child()
 

@@ -17,30 +17,43 @@ because the handler runs on the main thread, which may hold a report lock at tha
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 COST_FACTOR = 50  # wait at least this many times what the last write took
 
 
-class Snapshotter:
-    """Calls ``write(final)`` every ``interval`` seconds on a daemon thread of its own."""
+class Watched(Protocol):
+    """A file descriptor the thread also waits on, and what to do when it is readable."""
 
-    def __init__(self, write: Callable[[bool], None], interval: float) -> None:
+    fd: int  # -1: none
+
+    def received(self) -> None: ...
+
+
+class Snapshotter:
+    """Calls ``write(final)`` every ``interval`` seconds on a daemon thread of its own, which
+    also serves ``watched`` (:class:`poolscope.cli.signals.Relay`) when it is readable."""
+
+    def __init__(self, write: Callable[[bool], None], interval: float, watched: Watched) -> None:
         self._write = write
         self.interval = interval
-        self._wake = threading.Event()  # set to write now: stop, or the final part
+        self._watched = watched
         self._final = False
         self._done = threading.Event()  # the final part was written
         self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = -1, -1  # a byte wakes the thread: stop, or the final part
 
     def start(self) -> None:
         """Start the thread (again, after a fork): a no-op once the final part was asked for."""
-        if self._final or self.interval <= 0:
+        if self._final or (self.interval <= 0 and self._watched.fd < 0):
             return
-        self._wake = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="poolscope-snapshots", daemon=True)
         self._thread.start()
 
@@ -48,14 +61,16 @@ class Snapshotter:
         """Stop the thread without a last write (before a fork); ``start`` resumes it."""
         thread, self._thread = self._thread, None
         if thread is not None:
-            self._wake.set()
+            os.write(self._wake_w, b"s")
             thread.join()
+            self._close_wake()
 
     def restart_in_child(self) -> None:
         """In a forked child: the thread did not come along; a new one starts."""
         self._thread = None
         self._final = False
         self._done = threading.Event()
+        self._close_wake()
         self.start()
 
     def write_final(self, timeout: float) -> bool:
@@ -66,8 +81,14 @@ class Snapshotter:
         if thread is None or not thread.is_alive():
             return False
         self._final = True
-        self._wake.set()
+        os.write(self._wake_w, b"f")
         return self._done.wait(timeout)
+
+    def _close_wake(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
 
     def _run(self) -> None:
         # No signal is ever delivered to this thread: the system hands a process's signal to a
@@ -75,16 +96,25 @@ class Snapshotter:
         # which a signal taken by this thread would not wake (a main thread blocked in a lock
         # would never run its SIGTERM handler).
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-        wake = self._wake
-        wait = self.interval
+        wake, watched = self._wake_r, self._watched
+        periodic = self.interval > 0
+        wait = self.interval if periodic else None
+        due = time.monotonic() + self.interval
         while True:
-            wake.wait(wait)
-            if wake.is_set() and not self._final:
+            fds = [wake] if watched.fd < 0 else [wake, watched.fd]
+            ready, _, _ = select.select(fds, [], [], wait)
+            if watched.fd in ready:
+                watched.received()
+            if wake in ready and not self._final:
                 return  # stopped: a fork is coming
             final = self._final
-            began = time.perf_counter()
-            self._write(final)
-            if final:
-                self._done.set()
-                return
-            wait = max(self.interval, COST_FACTOR * (time.perf_counter() - began))
+            if final or (periodic and time.monotonic() >= due):
+                began = time.monotonic()
+                self._write(final)
+                if final:
+                    self._done.set()
+                    return
+                spent = time.monotonic() - began
+                due = began + max(self.interval, COST_FACTOR * spent)
+            if periodic:
+                wait = max(0.0, due - time.monotonic())
