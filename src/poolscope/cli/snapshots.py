@@ -64,6 +64,7 @@ class Snapshotter:
             os.write(self._wake_w, b"s")
             thread.join()
             self._close_wake()
+            _until_gone(thread)
 
     def restart_in_child(self) -> None:
         """In a forked child: the thread did not come along; a new one starts."""
@@ -118,3 +119,12 @@ class Snapshotter:
                 due = began + max(self.interval, COST_FACTOR * spent)
             if periodic:
                 wait = max(0.0, due - time.monotonic())
+
+
+def _until_gone(thread: threading.Thread, longest: float = 0.1) -> None:
+    """Wait until the system no longer counts ``thread`` (Linux: /proc/self/task), which can
+    lag a moment behind join(): Python 3.12+ counts the threads there as it forks."""
+    task = f"/proc/self/task/{thread.native_id}"
+    deadline = time.monotonic() + longest
+    while os.path.exists(task) and time.monotonic() < deadline:
+        time.sleep(0.0005)
