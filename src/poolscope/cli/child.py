@@ -98,16 +98,17 @@ def bootstrap() -> None:
     # last in, first out), so the final part is what the program left as it ended.
     weakref.finalize(_Run, _nothing).atexit = False
     atexit.register(write)
-    _Run.relay.open()
-    _Run.snapshots = Snapshotter(_write, _interval(), _Run.relay)
-    report_before_dying(_Run.snapshots, lambda: _Run.final_writer == threading.get_ident())
-    _Run.snapshots.start()
-    if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
+    interval = _interval()
+    if interval > 0:  # 0: no thread and no signal handler, a part at exit only
+        _Run.relay.open()
+        _Run.snapshots = snapshots = Snapshotter(_write, interval, _Run.relay)
+        report_before_dying(snapshots, lambda: _Run.final_writer == threading.get_ident())
+        snapshots.start()
         os.register_at_fork(
-            before=_Run.snapshots.stop,
-            after_in_parent=_Run.snapshots.start,
-            after_in_child=_forked,
+            before=snapshots.stop, after_in_parent=snapshots.start, after_in_child=_forked
         )
+    else:
+        os.register_at_fork(after_in_child=_forked)
     _wrap_os_exit()
     _wrap_exec()
 

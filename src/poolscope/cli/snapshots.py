@@ -6,9 +6,12 @@ Nothing here runs on the request path: the thread wakes once an interval, gather
 report sinks hold (under their locks, as :func:`poolscope.report` does) and writes it. It waits
 longer when a write is costly (at least ``COST_FACTOR`` times what the last write took), so it
 takes at most about 2% of one core whatever the part's size. It is stopped before a fork and
-started again on both sides after it, so a program that forks never forks with this thread
-running (Python 3.12+ warns about forking a process with threads). It blocks every signal, so
-that the program's signals go to the program's threads as they would without it.
+started again on both sides after it, so that a program forks with this thread running as
+rarely as can be (Python 3.12 warns about forking a process with threads; 3.13 counts them
+before the fork hooks run, and warns when a program's main module calls ``os.fork()``, as it
+does beside any OpenTelemetry SDK's export thread: ``--interval 0`` runs no thread). It blocks
+every signal, so that the program's signals go to the program's threads as they would without
+it.
 
 It also writes a process's last part when the process is ended by a signal
 (:mod:`.signals`): the signal handler asks, and waits a bounded time for, this thread to do it,
@@ -51,7 +54,7 @@ class Snapshotter:
 
     def start(self) -> None:
         """Start the thread (again, after a fork): a no-op once the final part was asked for."""
-        if self._final or (self.interval <= 0 and self._watched.fd < 0):
+        if self._final:
             return
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="poolscope-snapshots", daemon=True)
@@ -98,8 +101,7 @@ class Snapshotter:
         # would never run its SIGTERM handler).
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         wake, watched = self._wake_r, self._watched
-        periodic = self.interval > 0
-        wait = self.interval if periodic else None
+        wait = self.interval
         due = time.monotonic() + self.interval
         while True:
             fds = [wake] if watched.fd < 0 else [wake, watched.fd]
@@ -109,7 +111,7 @@ class Snapshotter:
             if wake in ready and not self._final:
                 return  # stopped: a fork is coming
             final = self._final
-            if final or (periodic and time.monotonic() >= due):
+            if final or time.monotonic() >= due:
                 began = time.monotonic()
                 self._write(final)
                 if final:
@@ -117,8 +119,7 @@ class Snapshotter:
                     return
                 spent = time.monotonic() - began
                 due = began + max(self.interval, COST_FACTOR * spent)
-            if periodic:
-                wait = max(0.0, due - time.monotonic())
+            wait = max(0.0, due - time.monotonic())
 
 
 def _until_gone(thread: threading.Thread, longest: float = 0.1) -> None:
