@@ -34,7 +34,14 @@ from ..instrumentation.pools import pool_key
 from ..process import instrument_for_report
 from ..reporting.records import all_sinks, renew_locks_after_fork
 from ..reporting.seen import Seen, gather, since, to_json
-from .signals import Relay, die_if_signalled, report_before_dying
+from .signals import (
+    Relay,
+    block_reported_signals,
+    die_if_signalled,
+    forget_signal_after_fork,
+    report_before_dying,
+    restore_signal_mask,
+)
 from .snapshots import Snapshotter
 
 ENV_DIR = "POOLSCOPE_RUN_DIR"  # where each process writes what it saw
@@ -79,6 +86,7 @@ class _Run:
     at_fork: Seen | None = None  # what this process had when it was forked
     snapshots: Snapshotter | None = None
     relay = Relay()  # hands the main thread a SIGTERM another thread took
+    mask_at_fork: frozenset[int] = frozenset()  # the signal mask before a fork blocked ours
     final_writer = 0  # the thread writing the final part, while it does
     lock = threading.Lock()  # one write at a time: a snapshot never lands after the final part
 
@@ -102,10 +110,14 @@ def bootstrap() -> None:
     if interval > 0:  # 0: no thread and no signal handler, a part at exit only
         _Run.relay.open()
         _Run.snapshots = snapshots = Snapshotter(_write, interval, _Run.relay)
-        report_before_dying(snapshots, lambda: _Run.final_writer == threading.get_ident())
+        report_before_dying(
+            snapshots,
+            writing_here=lambda: _Run.final_writer == threading.get_ident(),
+            written=lambda: _Run.written_by == os.getpid(),
+        )
         snapshots.start()
         os.register_at_fork(
-            before=snapshots.stop, after_in_parent=snapshots.start, after_in_child=_forked
+            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_forked
         )
     else:
         os.register_at_fork(after_in_child=_forked)
@@ -193,10 +205,26 @@ def _started() -> None:
         pass
 
 
+def _before_fork() -> None:
+    # SIGTERM and SIGHUP wait until both sides are set up again: the snapshot thread that writes
+    # the last part is stopped, and the child shares the parent's wakeup pipe until it has its
+    # own (a signal to the child would wake the parent's relay).
+    _Run.mask_at_fork = block_reported_signals()
+    if _Run.snapshots is not None:
+        _Run.snapshots.stop()
+
+
+def _after_fork_in_parent() -> None:
+    if _Run.snapshots is not None:
+        _Run.snapshots.start()
+    restore_signal_mask(_Run.mask_at_fork)
+
+
 def _forked() -> None:
     # Another thread of the parent may have held the report's locks at the fork: the child has
     # new ones before it takes any.
     renew_locks_after_fork()
+    forget_signal_after_fork()
     _Run.lock = threading.Lock()
     _Run.top = False
     _Run.written_by = 0
@@ -204,9 +232,10 @@ def _forked() -> None:
     _Run.at_fork = gather()
     for sink in all_sinks():
         sink.forget()  # its samples and pool objects were the parent's
-    _Run.relay.reopen_in_child()
     if _Run.snapshots is not None:
+        _Run.relay.reopen_in_child()
         _Run.snapshots.restart_in_child()
+        restore_signal_mask(_Run.mask_at_fork)
 
 
 def _wrap_os_exit() -> None:

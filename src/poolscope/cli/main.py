@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     _report_options(run)
     run.add_argument(
         "--interval",
-        type=float,
+        type=_not_negative,
         default=DEFAULT_INTERVAL,
         metavar="SECONDS",
         help="how often each process of the program writes what it saw, for poolscope top "
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     _pid_option(live)
     live.add_argument(
-        "--interval", type=float, default=1.0, metavar="SECONDS", help="refresh every SECONDS"
+        "--interval", type=_seconds, default=1.0, metavar="SECONDS", help="refresh every SECONDS"
     )
     args = parser.parse_args(argv)
     if args.action == "demo":
@@ -84,7 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"poolscope report: cannot write to {path!r}: {problem}.", file=sys.stderr)
             return 2
-    now = build(read_parts(found.parts), found.interval)
+    try:
+        now = build(read_parts(found.parts), found.interval)
+    except FileNotFoundError:
+        print(
+            f"poolscope report: the run {found.pid} ended as it was read: its report is the one "
+            "it wrote at its end.",
+            file=sys.stderr,
+        )
+        return 1
     write_report(now, args.format, args.output, args.html, who="poolscope report", to=sys.stdout)
     return 0
 
@@ -93,6 +101,20 @@ def _report_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--format", choices=("text", "json"), default="text", help="report format")
     command.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
     command.add_argument("--html", metavar="FILE", help="also write a timeline page to FILE")
+
+
+def _not_negative(value: str) -> float:
+    seconds = float(value)
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a number of seconds, 0 or more")
+    return seconds
+
+
+def _seconds(value: str) -> float:
+    seconds = float(value)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a number of seconds above 0")
+    return seconds
 
 
 def _pid_option(command: argparse.ArgumentParser) -> None:

@@ -46,7 +46,8 @@ def run(
         problem = unwritable(path)
         if problem:
             return _fail(f"poolscope run: cannot write the report to {path!r}: {problem}.")
-    with tempfile.TemporaryDirectory(prefix="poolscope-run-") as tmp:
+    # A process of the program that outlives it may still be writing its part at cleanup.
+    with tempfile.TemporaryDirectory(prefix="poolscope-run-", ignore_cleanup_errors=True) as tmp:
         site = os.path.join(tmp, "site")
         parts = os.path.join(tmp, "parts")
         os.mkdir(site)
@@ -60,7 +61,7 @@ def run(
         env[ENV_INTERVAL] = str(interval)
         announce(tmp, command, interval)
         try:
-            code = _call(command, env)
+            status = _call(command, env)
         except FileNotFoundError:
             return _fail(f"poolscope run: no such program: {command[0]!r}.", 127)
         except PermissionError:
@@ -79,19 +80,38 @@ def run(
             "program, or each of its processes was killed by a signal).",
             file=sys.stderr,
         )
-        return code
+        return _end_as(status)
     report = build(seen, interval)
     for line in report.incomplete:
         print(f"poolscope run: {line}.", file=sys.stderr)
     write_report(report, fmt, output, html, who="poolscope run", to=sys.stderr)
-    return code
+    return _end_as(status)
+
+
+# Signals whose default action ends a process without a core dump: poolscope run dies of the
+# one that ended the program, as `timeout` does, so a service manager sees what it would have
+# seen (systemd takes a death by SIGTERM as a clean stop, an exit status of 143 as a failure).
+_DIE_OF = {
+    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL, signal.SIGPIPE,
+    signal.SIGALRM, signal.SIGUSR1, signal.SIGUSR2,
+}  # fmt: skip
+
+
+def _end_as(status: int) -> int:
+    """The program's exit code to exit with; if a signal ended it, die of the same signal."""
+    if status >= 0:
+        return status
+    if -status in _DIE_OF:
+        signal.signal(-status, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {-status})
+        os.kill(os.getpid(), -status)
+    return 128 - status  # the shell's way, for the others (and where it did not die)
 
 
 def _call(command: list[str], env: dict[str, str]) -> int:
-    """Run the program to its end and return its exit code, the shell's way for a signal
-    (128 + its number). Ctrl-C reaches the program from the terminal, as a SIGTERM or SIGHUP
-    sent here is passed on: it ends, or not, as it would alone, and this waits for it either
-    way."""
+    """Run the program to its end and return its status (-N if signal N ended it). Ctrl-C
+    reaches the program from the terminal, as a SIGTERM or SIGHUP sent here is passed on: it
+    ends, or not, as it would alone, and this waits for it either way."""
     child = subprocess.Popen(command, env=env)
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -100,11 +120,10 @@ def _call(command: list[str], env: dict[str, str]) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, *FORWARDED)}
     try:
-        code = child.wait()
+        return child.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 128 - code if code < 0 else code
 
 
 def _wait_for_parts(folder: str, wait: float = 2.0) -> Parts:
@@ -113,8 +132,10 @@ def _wait_for_parts(folder: str, wait: float = 2.0) -> Parts:
     deadline = time.monotonic() + wait
     while True:
         parts = read_parts(folder)
-        if not parts.running - parts.finished or time.monotonic() > deadline:
+        if not parts.running - parts.finished:
             return parts
+        if time.monotonic() > deadline:
+            return read_parts(folder, ended=True)
         time.sleep(0.05)
 
 

@@ -120,9 +120,10 @@ class Parts:
         return self.started - self.written - self.running
 
 
-def read_parts(folder: str) -> Parts:
+def read_parts(folder: str, *, ended: bool = False) -> Parts:
     """Every part in ``folder``: the program's first process, and every other that used a pool
-    (multiprocessing's helper processes use none)."""
+    (multiprocessing's helper processes use none). Once the program ``ended``, a process still
+    running has not finished either."""
     parts = Parts()
     names = os.listdir(folder)
     parts.started = {int(n[: -len(".started")]) for n in names if n.endswith(".started")}
@@ -138,7 +139,7 @@ def read_parts(folder: str) -> Parts:
         parts.written_at = max(parts.written_at, part["written"])
         if part["final"]:
             parts.finished.add(one.pid)
-        elif one.pid not in parts.running:
+        elif ended or one.pid not in parts.running:
             parts.unfinished[one.pid] = part["written"]
         used = any(s.created or s.reused or s.failed or s.waits for s in one.stats.values())
         if part["top"] or used:

@@ -56,9 +56,12 @@ class _Ending:
     deferred = 0  # a signal that arrived while this thread wrote the final part
 
 
-def report_before_dying(snapshots: Snapshotter, writing_here: Callable[[], bool]) -> None:
+def report_before_dying(
+    snapshots: Snapshotter, *, writing_here: Callable[[], bool], written: Callable[[], bool]
+) -> None:
     """Set poolscope's handler for each of ``REPORTED_SIGNALS`` left at its default;
-    ``writing_here()`` says whether the calling thread is writing the final part."""
+    ``writing_here()`` says whether the calling thread is writing the final part, ``written()``
+    whether it was written (the process is exiting)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if _Ending.signum:
@@ -70,13 +73,30 @@ def report_before_dying(snapshots: Snapshotter, writing_here: Callable[[], bool]
         if writing_here():
             _Ending.deferred = signum  # the write this interrupted ends with it
             return
-        snapshots.write_final(FINAL_WRITE_TIMEOUT)
+        if not written():
+            snapshots.write_final(FINAL_WRITE_TIMEOUT)
         _die_of(signum)
 
     _Ending.handler = handler
     for signum in REPORTED_SIGNALS:
         if signal.getsignal(signum) == signal.SIG_DFL:
             signal.signal(signum, handler)
+
+
+def forget_signal_after_fork() -> None:
+    """In a forked child: a signal its parent was handling is not the child's."""
+    _Ending.signum = _Ending.deferred = 0
+
+
+def block_reported_signals() -> frozenset[int]:
+    """Block ``REPORTED_SIGNALS`` on this thread; returns the mask to restore."""
+    return frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, REPORTED_SIGNALS))
+
+
+def restore_signal_mask(mask: frozenset[int]) -> None:
+    """Put back the mask :func:`block_reported_signals` returned: a signal that arrived in
+    between is delivered now."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def die_if_signalled() -> None:

@@ -51,6 +51,7 @@ class Snapshotter:
         self._done = threading.Event()  # the final part was written
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = -1, -1  # a byte wakes the thread: stop, or the final part
+        self._due = time.monotonic() + interval  # the next periodic write, kept across forks
 
     def start(self) -> None:
         """Start the thread (again, after a fork): a no-op once the final part was asked for."""
@@ -74,6 +75,7 @@ class Snapshotter:
         self._thread = None
         self._final = False
         self._done = threading.Event()
+        self._due = time.monotonic() + self.interval
         self._close_wake()
         self.start()
 
@@ -101,25 +103,26 @@ class Snapshotter:
         # would never run its SIGTERM handler).
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         wake, watched = self._wake_r, self._watched
-        wait = self.interval
-        due = time.monotonic() + self.interval
+        poll = select.poll()  # not select(): a busy server's new pipe may be fd 1024 or more
+        poll.register(wake, select.POLLIN)
+        if watched.fd >= 0:
+            poll.register(watched.fd, select.POLLIN)
         while True:
-            fds = [wake] if watched.fd < 0 else [wake, watched.fd]
-            ready, _, _ = select.select(fds, [], [], wait)
+            wait = max(0.0, self._due - time.monotonic())
+            ready = {fd for fd, _ in poll.poll(wait * 1000)}
             if watched.fd in ready:
                 watched.received()
             if wake in ready and not self._final:
                 return  # stopped: a fork is coming
             final = self._final
-            if final or time.monotonic() >= due:
+            if final or time.monotonic() >= self._due:
                 began = time.monotonic()
                 self._write(final)
                 if final:
                     self._done.set()
                     return
                 spent = time.monotonic() - began
-                due = began + max(self.interval, COST_FACTOR * spent)
-            wait = max(0.0, due - time.monotonic())
+                self._due = began + max(self.interval, COST_FACTOR * spent)
 
 
 def _until_gone(thread: threading.Thread, longest: float = 0.1) -> None:

@@ -42,15 +42,19 @@ class Row:
 
 
 class Rates:
-    """Per-second rates over the last interval, from one read of the run to the next."""
+    """Per-second rates over the last interval, from one read of the run to the next; the last
+    read's report and rows, kept for when the run's folder is gone (it ended)."""
 
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[float, int, int, int]] = {}
+    def __init__(self, run: RunInfo) -> None:
+        self.report = Report(run.started, time.time(), (), ())
+        self.last_rows: list[Row] = []
+        self._last: dict[tuple[str, str | None], tuple[float, int, int, int]] = {}
 
     def rows(self, pools: tuple[PoolSummary, ...], at: float) -> list[Row]:
         rows = []
         for p in pools:
-            then, requests, created, discarded = self._last.get(p.origin, (0.0, 0, 0, 0))
+            key = (p.origin, p.proxy)
+            then, requests, created, discarded = self._last.get(key, (0.0, 0, 0, 0))
             span = at - then if then else 0.0
 
             def per_s(now: int, before: int, span: float = span) -> float:
@@ -73,7 +77,7 @@ class Rates:
                 )
             )
             if not then or at > then:  # the parts changed since the last read
-                self._last[p.origin] = (at, p.requests, p.created, p.discarded)
+                self._last[key] = (at, p.requests, p.created, p.discarded)
         rows.sort(key=lambda r: (-r.requests_per_s, -r.requests, r.origin))
         return rows[:ROWS]
 
@@ -103,7 +107,7 @@ def cells(row: Row) -> tuple[str, ...]:
 
 def top(run: RunInfo, *, interval: float, out: TextIO = sys.stdout) -> int:
     """Show ``run`` live until it ends (0) or Ctrl-C (130)."""
-    rates = Rates()
+    rates = Rates(run)
     title = f"poolscope top: pid {run.pid}: {' '.join(run.command)}"
     live = _live(out)
     try:
@@ -127,12 +131,11 @@ def _read(run: RunInfo, rates: Rates) -> tuple[Report, list[Row], bool]:
     ended = not alive(run.pid)
     try:
         parts = read_parts(run.parts)
-    except FileNotFoundError:  # the run removed its folder as it ended
-        parts = None
-    if parts is None:
-        return Report(0.0, time.time(), (), ()), [], True
-    report = build(parts, run.interval)
-    return report, rates.rows(report.pools, parts.written_at), ended
+    except FileNotFoundError:  # the run removed its folder as it ended: its last state stays
+        return rates.report, rates.last_rows, True
+    rates.report = build(parts, run.interval)
+    rates.last_rows = rates.rows(rates.report.pools, parts.written_at)
+    return rates.report, rates.last_rows, ended
 
 
 def _lines(run: RunInfo, rates: Rates, interval: float, out: TextIO) -> None:
