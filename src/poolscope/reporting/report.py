@@ -156,6 +156,9 @@ def report_from(parts: list[Seen], *, incomplete: tuple[str, ...] = ()) -> Repor
         parts = _distinct_ids(parts)
     keys = sorted({k for p in parts for k in p.stats}, key=lambda k: (k.origin, k.proxy or ""))
     records = sorted((r for p in parts for r in p.records), key=lambda r: r.pool_id)
+    records_of: dict[PoolKey, list[PoolRecord]] = {}
+    for rec in records:
+        records_of.setdefault(rec.key, []).append(rec)
     evidence, shares = [], []
     for key in keys:
         total = combined(key, [p.stats[key] for p in parts if key in p.stats])
@@ -169,7 +172,7 @@ def report_from(parts: list[Seen], *, incomplete: tuple[str, ...] = ()) -> Repor
             if part is not None:
                 samples.extend(part)
         active = sum(p.held.get(key, 0) for p in parts)
-        evidence.append(Evidence(total, samples, [r for r in records if r.key == key], active))
+        evidence.append(Evidence(total, samples, records_of.get(key, []), active))
         shares.append(_shares(key, parts) if len(parts) > 1 else ())
     pools = tuple(_summarize(ev, share) for ev, share in zip(evidence, shares, strict=True))
     advice = advise(evidence) if evidence else [NOTHING_SEEN]
