@@ -6,6 +6,7 @@ script changed as advised gets no advice and its waste counter drops to zero.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import re
@@ -60,7 +61,9 @@ together(s, A + "/slow", 3)
 }
 
 
-def run(script: pathlib.Path, *servers: LoopbackServer, fmt: str = "json") -> tuple[int, str]:
+def run(
+    script: pathlib.Path, *servers: LoopbackServer, fmt: str = "json", extra: tuple[str, ...] = ()
+) -> tuple[int, str]:
     written = script.with_suffix(".report")
     written.unlink(missing_ok=True)
     out = subprocess.run(
@@ -71,6 +74,7 @@ def run(script: pathlib.Path, *servers: LoopbackServer, fmt: str = "json") -> tu
             "run",
             "--format",
             fmt,
+            *extra,
             "-o",
             str(written),
             "--",
@@ -374,3 +378,47 @@ def test_eleven_thousand_throwaway_sessions_give_one_row_and_say_what_was_left_o
         "connect times: percentiles from a uniform sample of 10000 of 11000",
     ]
     assert [advice["rule"] for advice in report["advice"]] == ["one_session"]
+
+
+def test_many_hosts_give_the_hosts_that_matter_then_one_line_for_the_rest(
+    tmp_path: pathlib.Path,
+) -> None:
+    # 60 hosts visited once each (evicted in turn from a pool_connections=10 session: no waste),
+    # and one whose pool is too small: its row comes first, 40 rows in all, then the rest.
+    script = tmp_path / "app.py"
+    script.write_text(
+        PRELUDE
+        + textwrap.dedent(
+            """
+            small = requests.Session(); small.mount("http://", HTTPAdapter(pool_maxsize=1))
+            for _ in range(3):
+                together(small, A + "/together")
+            s = requests.Session()
+            for url in sys.argv[4:]:
+                s.get(url)
+            """
+        )
+    )
+    with LoopbackServer("127.0.0.1", together=2) as a, contextlib.ExitStack() as stack:
+        others = [stack.enter_context(LoopbackServer("127.0.0.1")) for _ in range(60)]
+        hosts = [a, a, a, *others]  # A, B and C of the prelude are all A
+        code, text = run(script, *hosts, fmt="text")
+        code_all, text_all = run(script, *hosts, fmt="text", extra=("--all-hosts",))
+        servers = [a, *others]
+        requests = sum(s.requests for s in servers) // 2  # each script ran twice
+        connections = sum(s.connections for s in servers) // 2
+    assert code == code_all == 0, text
+    assert text.startswith("poolscope report: 61 pool(s)")
+    rows = [line for line in text.splitlines() if line.startswith("http://127.0.0.1:")]
+    assert len(rows) == 40
+    assert rows[0].startswith(a.url)  # the host the advice names
+    (rest,) = [line for line in text.splitlines() if "other host(s)" in line]
+    counts = [int(n) for n in re.findall(r"(\d+) ", rest)]
+    assert counts[:4] == [21, 21, 21, 0]  # hosts, requests, connections, discarded
+    shown = sum(int(row.split()[2]) for row in rows)  # the reqs column
+    assert shown + counts[1] == requests == 6 + 60
+    assert sum(int(row.split()[3]) for row in rows) + counts[2] == connections
+    assert "[pool_maxsize]" in text
+    assert "other host(s)" not in text_all
+    rows_all = [line for line in text_all.splitlines() if line.startswith("http://127.0.0.1:")]
+    assert len(rows_all) == 61

@@ -71,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         if command[:1] == ["--"]:
             command = command[1:]
         return run_program(
-            command, fmt=args.format, html=args.html, output=args.output, interval=args.interval
+            command,
+            fmt=args.format,
+            html=args.html,
+            output=args.output,
+            interval=args.interval,
+            all_hosts=args.all_hosts,
         )
     found = choose_run(args.pid)
     if isinstance(found, str):
@@ -93,7 +98,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    write_report(now, args.format, args.output, args.html, who="poolscope report", to=sys.stdout)
+    write_report(
+        now,
+        args.format,
+        args.output,
+        args.html,
+        who="poolscope report",
+        to=sys.stdout,
+        all_hosts=args.all_hosts,
+    )
     return 0
 
 
@@ -101,6 +114,12 @@ def _report_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--format", choices=("text", "json"), default="text", help="report format")
     command.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
     command.add_argument("--html", metavar="FILE", help="also write a timeline page to FILE")
+    command.add_argument(
+        "--all-hosts",
+        action="store_true",
+        help="list every host in the text report (by default: the 40 that matter most, and "
+        "one line for the rest)",
+    )
 
 
 def _not_negative(value: str) -> float:

@@ -36,6 +36,7 @@ def run(
     html: str | None,
     output: str | None = None,
     interval: float = DEFAULT_INTERVAL,
+    all_hosts: bool = False,
 ) -> int:
     """Run ``command`` instrumented, write its report, return its exit code."""
     if not command:
@@ -84,7 +85,7 @@ def run(
     report = build(seen, interval)
     for line in report.incomplete:
         print(f"poolscope run: {line}.", file=sys.stderr)
-    write_report(report, fmt, output, html, who="poolscope run", to=sys.stderr)
+    write_report(report, fmt, output, html, who="poolscope run", to=sys.stderr, all_hosts=all_hosts)
     return _end_as(status)
 
 

@@ -185,13 +185,20 @@ def build(parts: Parts, interval: float) -> Report:
 
 
 def write_report(
-    report: Report, fmt: str, output: str | None, html: str | None, *, who: str, to: TextIO
+    report: Report,
+    fmt: str,
+    output: str | None,
+    html: str | None,
+    *,
+    who: str,
+    to: TextIO,
+    all_hosts: bool = False,
 ) -> None:
     """Write ``report`` as ``fmt`` into ``output`` (``to`` if None) and a page into ``html``."""
     if fmt == "json":
         text = json.dumps(json_ready(report), indent=2) + "\n"
     else:
-        text = report.render_text()
+        text = report.render_text(all_hosts=all_hosts)
     for path, content in ((output, text), (html, report.render_html() if html else "")):
         if path is None:
             continue

@@ -28,6 +28,10 @@ def _manager(manager: int | None) -> str:
     return "*" if manager is None else str(manager)  # *: several managers
 
 
+HOST_ROWS = 40  # hosts the text report shows by default; one line sums up the rest
+ADVICE_SHOWN = 20  # advice items it shows by default; one line counts the rest by rule
+
+
 def text(
     pools: Sequence[PoolSummary],
     managers: Sequence[ManagerSummary],
@@ -35,9 +39,14 @@ def text(
     processes: int = 1,
     left_out: Sequence[str] = (),
     incomplete: Sequence[str] = (),
+    *,
+    all_hosts: bool = False,
 ) -> str:
     across = f" across {processes} processes" if processes > 1 else ""
     lines = [f"poolscope report: {len(pools)} pool(s){across}"]
+    rest: Sequence[PoolSummary] = ()
+    if not all_hosts and len(pools) > HOST_ROWS:
+        pools, rest = _hosts_that_matter(pools, advice)
     header = (
         f"{'pool':<34} {'mgr':>3} {'reqs':>6} {'new':>5} {'reused':>6} {'reuse':>6} "
         f"{'drop':>4} {'disc':>4} {'evict':>5} {'wait':>4} {'conn ms p50/p99':>15} "
@@ -82,6 +91,13 @@ def text(
         facts = _timeouts_and_retries(p)
         if facts:
             lines.append(f"{'':<34}     {facts}")
+    if rest:
+        lines.append(
+            f"{len(rest)} other host(s): {sum(p.requests for p in rest)} request(s), "
+            f"{sum(p.created for p in rest)} connection(s) opened, "
+            f"{sum(p.discarded for p in rest)} discarded, {sum(p.evictions for p in rest)} "
+            "evicted (all hosts: --all-hosts, or render_text(all_hosts=True); JSON has them all)"
+        )
     if incomplete:
         lines.append("")
         lines.append("Incomplete (the counts above miss this):")
@@ -106,10 +122,36 @@ def text(
         lines.append(f"No problems found: {requests} request(s), {ratio} on reused connections.")
     else:
         lines.append(f"{len(advice)} thing(s) to change:")
-        for n, a in enumerate(advice, 1):
+        shown = advice
+        if not all_hosts and len(advice) > ADVICE_SHOWN:
+            shown = sorted(advice, key=lambda a: -a.waste)[:ADVICE_SHOWN]
+        for n, a in enumerate(shown, 1):
             lines.append(f"{n}. [{a.rule}] {a.evidence}")
             lines.append(f"   -> {a.change}")
+        if len(shown) < len(advice):
+            by_rule: dict[str, int] = {}
+            listed = {id(a) for a in shown}
+            for a in advice:
+                if id(a) not in listed:
+                    by_rule[a.rule] = by_rule.get(a.rule, 0) + 1
+            counted = ", ".join(f"{n} [{rule}]" for rule, n in sorted(by_rule.items()))
+            lines.append(f"... and {len(advice) - len(shown)} more, for other hosts: {counted}.")
     return "\n".join(lines) + "\n"
+
+
+def _hosts_that_matter(
+    pools: Sequence[PoolSummary], advice: Sequence[Advice]
+) -> tuple[list[PoolSummary], list[PoolSummary]]:
+    """The ``HOST_ROWS`` hosts a reader needs first (those the advice names, the most wasteful
+    first, then the busiest), and the rest."""
+    waste: dict[str, int] = {}
+    for a in advice:
+        for origin in a.origin.split(", "):
+            waste[origin] = waste.get(origin, 0) + a.waste
+    ranked = sorted(
+        pools, key=lambda p: (p.origin not in waste, -waste.get(p.origin, 0), -p.requests)
+    )
+    return ranked[:HOST_ROWS], ranked[HOST_ROWS:]
 
 
 def _timeouts_and_retries(p: PoolSummary) -> str:

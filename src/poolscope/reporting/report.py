@@ -51,9 +51,17 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def render_text(self) -> str:
+    def render_text(self, *, all_hosts: bool = False) -> str:
+        """The report as text: at most the 40 hosts that matter most, and a line for the rest,
+        unless ``all_hosts``."""
         return text(
-            self.pools, self.managers, self.advice, self.processes, self.left_out, self.incomplete
+            self.pools,
+            self.managers,
+            self.advice,
+            self.processes,
+            self.left_out,
+            self.incomplete,
+            all_hosts=all_hosts,
         )
 
     def render_html(self) -> str:
