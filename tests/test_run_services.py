@@ -227,6 +227,27 @@ print("done", flush=True)
     assert f"poolscope run: {said}." in err
 
 
+def test_a_program_killed_outright_is_reported_as_of_its_last_snapshot(
+    tmp_path: pathlib.Path,
+) -> None:
+    script = """
+import os, signal, sys, time, requests
+s = requests.Session()
+for _ in range(3):
+    s.get(sys.argv[1])
+time.sleep(0.6)  # snapshots at 0.2 s
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    with LoopbackServer("127.0.0.1") as server:
+        out, report = run_program(tmp_path, script, server.url, extra=("--interval", "0.2"))
+    assert out.returncode == -signal.SIGKILL, out.stderr  # 137 to a shell, as without poolscope
+    assert report is not None
+    assert report["pools"][0]["requests"] == 3 == server.requests
+    (said,) = report["incomplete"]
+    assert said.startswith("1 Python process(es) of the program did not finish")
+    assert out.stderr == f"poolscope run: {said}.\n"
+
+
 def test_with_pool_map_every_request_is_reported_in_50_runs_of_50(
     tmp_path: pathlib.Path,
 ) -> None:

@@ -14,16 +14,20 @@ RUN = [sys.executable, "-m", "poolscope", "run"]
 
 
 def run_program(
-    tmp_path: pathlib.Path, script: str, *args: str, python: str = sys.executable
+    tmp_path: pathlib.Path,
+    script: str,
+    *args: str,
+    python: str = sys.executable,
+    extra: tuple[str, ...] = (),
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
-    """``poolscope run --format json -o report.json -- python app.py ARGS``: its output, and
-    the report it wrote (None if it wrote none)."""
+    """``poolscope run --format json -o report.json EXTRA -- python app.py ARGS``: its output,
+    and the report it wrote (None if it wrote none)."""
     path = tmp_path / "app.py"
     path.write_text(textwrap.dedent(script))
     written = tmp_path / "report.json"
     written.unlink(missing_ok=True)
     out = subprocess.run(
-        [*RUN, "--format", "json", "-o", str(written), "--", python, str(path), *args],
+        [*RUN, "--format", "json", "-o", str(written), *extra, "--", python, str(path), *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._version import __version__
 from .child import DEFAULT_INTERVAL
 from .demo import run_demo
 from .run import run as run_program
@@ -17,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="poolscope", description="See the connection pools inside requests and urllib3."
     )
-    commands = parser.add_subparsers(dest="action", required=True)
+    parser.add_argument("--version", action="version", version=f"poolscope {__version__}")
+    commands = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
     commands.add_parser(
         "demo", help="replay common connection-pool scenarios on loopback and print what happened"
     )
@@ -56,12 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         help="show a poolscope run in progress live: one row per host, refreshed",
         description="Example, in another terminal while `poolscope run -- python app.py` "
         "runs: poolscope top. A table redrawn in place in a terminal (with rich: pip install "
-        "'poolscope[top]'), one line per host each interval otherwise. Ctrl-C quits it; the "
-        "program goes on.",
+        "rich), one line per host each interval otherwise. Ctrl-C quits it; the program goes "
+        "on.",
     )
     _pid_option(live)
     live.add_argument(
-        "--interval", type=_seconds, default=1.0, metavar="SECONDS", help="refresh every SECONDS"
+        "--interval",
+        type=_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="redraw every SECONDS (default: %(default)s); the numbers change as often as the "
+        "run's own --interval",
     )
     args = parser.parse_args(argv)
     if args.action == "demo":
@@ -98,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    print(
+        f"poolscope report: pid {found.pid} is still running: this is its report so far, as of "
+        "each process's last snapshot.",
+        file=sys.stderr,
+    )
     write_report(
         now,
         args.format,
@@ -123,17 +135,24 @@ def _report_options(command: argparse.ArgumentParser) -> None:
 
 
 def _not_negative(value: str) -> float:
-    seconds = float(value)
+    seconds = _number(value)
     if seconds < 0:
         raise argparse.ArgumentTypeError(f"{value} is not a number of seconds, 0 or more")
     return seconds
 
 
 def _seconds(value: str) -> float:
-    seconds = float(value)
+    seconds = _number(value)
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{value} is not a number of seconds above 0")
     return seconds
+
+
+def _number(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
 
 
 def _pid_option(command: argparse.ArgumentParser) -> None:

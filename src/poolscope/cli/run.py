@@ -83,8 +83,9 @@ def run(
         )
         return _end_as(status)
     report = build(seen, interval)
-    for line in report.incomplete:
-        print(f"poolscope run: {line}.", file=sys.stderr)
+    if output is not None:  # on stderr, the report says it under "Incomplete"
+        for line in report.incomplete:
+            print(f"poolscope run: {line}.", file=sys.stderr)
     write_report(report, fmt, output, html, who="poolscope run", to=sys.stderr, all_hosts=all_hosts)
     return _end_as(status)
 
@@ -103,8 +104,9 @@ def _end_as(status: int) -> int:
     if status >= 0:
         return status
     if -status in _DIE_OF:
-        signal.signal(-status, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {-status})
+        if -status != signal.SIGKILL:  # which no handler or mask can hold back
+            signal.signal(-status, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {-status})
         os.kill(os.getpid(), -status)
     return 128 - status  # the shell's way, for the others (and where it did not die)
 

@@ -99,7 +99,8 @@ def choose_run(pid: int | None) -> RunInfo | str:
 
 
 def _describe(run: RunInfo) -> str:
-    return f"pid {run.pid}: {' '.join(run.command)}"
+    started = time.strftime("%H:%M:%S", time.localtime(run.started))
+    return f"pid {run.pid}, started {started}: {' '.join(run.command)}"
 
 
 @dataclass

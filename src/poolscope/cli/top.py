@@ -34,32 +34,44 @@ class Row:
     pool_maxsize: int
     waiting: int
     requests: int
-    requests_per_s: float
-    new_per_s: float
-    discards_per_s: float
+    requests_per_s: float | None  # None: not known yet (one snapshot read so far)
+    new_per_s: float | None
+    discards_per_s: float | None
     reuse_ratio: float
     connect_p99_ms: float | None
 
 
+# Requests, new connections and discards per second; None before a second snapshot.
+Rate = tuple[float | None, float | None, float | None]
+
+
 class Rates:
-    """Per-second rates over the last interval, from one read of the run to the next; the last
-    read's report and rows, kept for when the run's folder is gone (it ended)."""
+    """Per-second rates over the last interval, from one snapshot of the run to the next (none
+    before the second); the last read's report and rows, kept for when the run's folder is gone
+    (it ended)."""
 
     def __init__(self, run: RunInfo) -> None:
         self.report = Report(run.started, time.time(), (), ())
         self.last_rows: list[Row] = []
-        self._last: dict[tuple[str, str | None], tuple[float, int, int, int]] = {}
+        # Per (host, proxy): the counts of the last snapshot read, when it was written, and the
+        # rates from the one before (kept while no newer snapshot is written).
+        self._last: dict[tuple[str, str | None], tuple[float, tuple[int, int, int], Rate]] = {}
 
     def rows(self, pools: tuple[PoolSummary, ...], at: float) -> list[Row]:
         rows = []
         for p in pools:
             key = (p.origin, p.proxy)
-            then, requests, created, discarded = self._last.get(key, (0.0, 0, 0, 0))
-            span = at - then if then else 0.0
-
-            def per_s(now: int, before: int, span: float = span) -> float:
-                return (now - before) / span if span > 0 else 0.0
-
+            counts = (p.requests, p.created, p.discarded)
+            then, before, rates = self._last.get(key, (0.0, counts, (None, None, None)))
+            if then and at > then:  # a newer snapshot: rates over the time between the two
+                span = at - then
+                rates = (
+                    (counts[0] - before[0]) / span,
+                    (counts[1] - before[1]) / span,
+                    (counts[2] - before[2]) / span,
+                )
+            if at > then:
+                self._last[key] = (at, counts, rates)
             p99 = p.connect_time_s.get("p99")
             rows.append(
                 Row(
@@ -69,16 +81,14 @@ class Rates:
                     p.pool_maxsize,
                     p.waiting,
                     p.requests,
-                    per_s(p.requests, requests),
-                    per_s(p.created, created),
-                    per_s(p.discarded, discarded),
+                    rates[0],
+                    rates[1],
+                    rates[2],
                     p.reuse_ratio,
                     p99 * 1000 if p99 is not None else None,
                 )
             )
-            if not then or at > then:  # the parts changed since the last read
-                self._last[key] = (at, p.requests, p.created, p.discarded)
-        rows.sort(key=lambda r: (-r.requests_per_s, -r.requests, r.origin))
+        rows.sort(key=lambda r: (-(r.requests_per_s or 0.0), -r.requests, r.origin))
         return rows[:ROWS]
 
 
@@ -88,8 +98,12 @@ COLUMNS = (
 )  # fmt: skip
 
 
+# The same, for a narrow terminal (80 columns).
+SHORT = ("host", "use", "idle", "size", "wait", "reqs", "req/s", "new/s", "disc/s", "reuse", "p99")
+
+
 def cells(row: Row) -> tuple[str, ...]:
-    p99 = f"{row.connect_p99_ms:.1f} ms" if row.connect_p99_ms is not None else "-"
+    p99 = f"{row.connect_p99_ms:.1f}ms" if row.connect_p99_ms is not None else "-"
     return (
         row.origin,
         str(row.in_use),
@@ -97,12 +111,16 @@ def cells(row: Row) -> tuple[str, ...]:
         str(row.pool_maxsize),
         str(row.waiting),
         str(row.requests),
-        f"{row.requests_per_s:.1f}",
-        f"{row.new_per_s:.1f}",
-        f"{row.discards_per_s:.1f}",
+        _rate(row.requests_per_s),
+        _rate(row.new_per_s),
+        _rate(row.discards_per_s),
         f"{row.reuse_ratio:.0%}",
         p99,
     )
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def top(run: RunInfo, *, interval: float, out: TextIO = sys.stdout) -> int:
@@ -118,7 +136,8 @@ def top(run: RunInfo, *, interval: float, out: TextIO = sys.stdout) -> int:
             with live:
                 while True:
                     report, rows, ended = _read(run, rates)
-                    live.update(_table(title, report, rows, ended), refresh=True)
+                    width = live.console.width
+                    live.update(_table(title, report, rows, ended, width), refresh=True)
                     if ended:
                         break
                     time.sleep(interval)
@@ -170,24 +189,44 @@ def _live(out: TextIO) -> Any:
         from rich.live import Live
     except ImportError:
         print(
-            "poolscope top: rich is not installed, so this prints lines; for the live table: "
-            "pip install 'poolscope[top]'.",
+            "poolscope top: rich is not installed, so this prints lines; for the live table, "
+            "install it: pip install rich.",
             file=sys.stderr,
         )
         return None
     return Live(console=Console(file=out), auto_refresh=False, redirect_stdout=False)
 
 
-def _table(title: str, report: Report, rows: list[Row], ended: bool) -> Any:
+def _table(title: str, report: Report, rows: list[Row], ended: bool, width: int) -> Any:
+    from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
-    for n, name in enumerate(COLUMNS):
-        table.add_column(name, justify="left" if n == 0 else "right", no_wrap=n == 0)
-    for row in rows:
-        table.add_row(*cells(row))
+    values = [cells(row) for row in rows]
+
+    def widths(names: tuple[str, ...]) -> list[int]:
+        return [max([len(name)] + [len(v[n]) for v in values]) for n, name in enumerate(names)]
+
+    # Numbers are never cut: on a narrow terminal the host's name gives way first, and the
+    # table drops its vertical lines (3 columns a cell) and shortens its headers before that.
+    boxed = sum(widths(COLUMNS)[1:]) + 3 * len(COLUMNS) + 16 <= width
+    names = COLUMNS if boxed else SHORT
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.HEAVY_HEAD if boxed else box.SIMPLE_HEAD,
+        pad_edge=boxed,
+        collapse_padding=not boxed,
+    )
+    room = width - sum(widths(names)[1:]) - 2 * len(names) - 1  # what the numbers leave
+    table.add_column(
+        names[0], overflow="ellipsis", no_wrap=True, min_width=12, max_width=max(12, room)
+    )
+    for name, least in zip(names[1:], widths(names)[1:], strict=True):
+        table.add_column(name, justify="right", no_wrap=True, min_width=least)
+    for v in values:
+        table.add_row(*v)
     advice = [Text(f"[{a.rule}] {a.change}") for a in report.advice if a.rule != "nothing_seen"]
     footer = Text("the run ended" if ended else "Ctrl-C to quit (the program goes on)")
     return Group(table, *advice, footer)
