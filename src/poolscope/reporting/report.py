@@ -16,7 +16,7 @@ from ..core.events import PoolKey
 from ..core.stats import combined
 from .advice import Evidence, advise
 from .records import LANES, USES, PoolRecord, Samples, by_manager
-from .render import html, text
+from .render import html
 from .seen import Seen, gather
 from .summaries import (
     Advice,
@@ -27,6 +27,7 @@ from .summaries import (
     PoolSummary,
     ProcessShare,
 )
+from .text import text
 from .timeouts import response_times, spread
 
 
