@@ -87,8 +87,8 @@ def service(tmp_path: pathlib.Path) -> Iterator[tuple[LoopbackServer, subprocess
 
 def held(server: LoopbackServer) -> None:
     """Wait until the six threads made their 5 requests each and sent the /hold one."""
-    until(lambda: server.requests == 30 and server.connections == 6)
-    time.sleep(0.5)  # the /hold requests sent, and a snapshot or two taken
+    until(lambda: server.requests == 30 and server.holding == 6)
+    time.sleep(0.5)  # a snapshot or two taken since
 
 
 class Pane:
@@ -193,14 +193,24 @@ def test_report_prints_the_report_of_a_run_in_progress(
 ) -> None:
     server, proc = service
     held(server)
-    now = subprocess.run(
-        [*POOLSCOPE, "report", "--format", "json", "--pid", str(proc.pid)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert now.returncode == 0, now.stderr
-    report = json.loads(now.stdout)
+
+    def report_now() -> dict[str, Any]:
+        now = subprocess.run(
+            [*POOLSCOPE, "report", "--format", "json", "--pid", str(proc.pid)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert now.returncode == 0, now.stderr
+        assert now.stderr.startswith(f"poolscope report: pid {proc.pid} is still running")
+        return json.loads(now.stdout)  # type: ignore[no-any-return]
+
+    # As of the last snapshot, at most an interval (0.2 s) behind the server.
+    def caught_up() -> dict[str, Any] | None:
+        report = report_now()
+        return report if report["pools"][0]["requests"] == 36 else None
+
+    report = until(caught_up)
     (pool,) = report["pools"]
     assert (pool["requests"], pool["created"], pool["in_use"]) == (36, 6, 6)
     assert server.connections == 6

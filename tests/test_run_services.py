@@ -85,9 +85,8 @@ def finish(proc: Any, tmp_path: pathlib.Path) -> tuple[int, str, str, dict[str, 
 
 
 def service_under_way(server: LoopbackServer) -> None:
-    # Every thread's 5 requests answered, and (a moment later) its /hold request sent.
-    until(lambda: server.requests == DONE and server.connections == THREADS)
-    time.sleep(0.3)
+    # Every thread's 5 requests answered, and its /hold request waiting at the server.
+    until(lambda: server.requests == DONE and server.holding == HELD)
 
 
 @pytest.mark.parametrize(
@@ -185,8 +184,7 @@ leaked = [requests.get(sys.argv[1], stream=True) for _ in range(3)]
     )
     with LoopbackServer("127.0.0.1") as server:
         proc = start(tmp_path, script, server.url)
-        until(lambda: server.requests == DONE + 3 and server.connections == THREADS + 3)
-        time.sleep(0.3)
+        until(lambda: server.requests == DONE + 3 and server.holding == HELD)
         os.killpg(proc.pid, signal.SIGINT)
         code, _, err, report = finish(proc, tmp_path)
         server.release()

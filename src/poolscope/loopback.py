@@ -13,7 +13,8 @@ and a few paths script the demo's scenarios:
 - ``/`` answers ``ok`` and keeps the connection alive;
 - ``/close`` answers with ``Connection: close``, ``/maybe-close`` does one time in ten;
 - ``/together`` answers only once ``together`` requests are in flight at the same time;
-- ``/hold`` answers once :meth:`LoopbackServer.release` is called;
+- ``/hold`` answers once :meth:`LoopbackServer.release` is called (``holding`` counts the
+  requests waiting there);
 - ``/slow`` answers after 0.1 s.
 
 ``keepalive`` (seconds) closes a connection that stays idle that long, as servers do.
@@ -48,7 +49,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/together":
             owner._barrier.wait(timeout=10)
         elif path == "/hold":
+            with owner._lock:
+                owner.holding += 1
             owner._held.wait(timeout=10)
+            with owner._lock:
+                owner.holding -= 1
         elif path == "/slow":
             time.sleep(0.1)
         with owner._lock:
@@ -91,6 +96,7 @@ class LoopbackServer:
         self.keepalive = keepalive
         self.connections = 0  # TCP connections accepted
         self.requests = 0  # requests answered
+        self.holding = 0  # requests waiting in /hold right now
         self._lock = threading.Lock()
         self._barrier = threading.Barrier(together)
         self._held = threading.Event()
