@@ -402,7 +402,8 @@ def test_many_hosts_give_the_hosts_that_matter_then_one_line_for_the_rest(
     with LoopbackServer("127.0.0.1", together=2) as a, contextlib.ExitStack() as stack:
         others = [stack.enter_context(LoopbackServer("127.0.0.1")) for _ in range(60)]
         hosts = [a, a, a, *others]  # A, B and C of the prelude are all A
-        code, text = run(script, *hosts, fmt="text")
+        page = tmp_path / "page.html"
+        code, text = run(script, *hosts, fmt="text", extra=("--html", str(page)))
         code_all, text_all = run(script, *hosts, fmt="text", extra=("--all-hosts",))
         servers = [a, *others]
         requests = sum(s.requests for s in servers) // 2  # each script ran twice
@@ -412,13 +413,17 @@ def test_many_hosts_give_the_hosts_that_matter_then_one_line_for_the_rest(
     rows = [line for line in text.splitlines() if line.startswith("http://127.0.0.1:")]
     assert len(rows) == 40
     assert rows[0].startswith(a.url)  # the host the advice names
-    (rest,) = [line for line in text.splitlines() if "other host(s)" in line]
+    (line,) = [line for line in text.splitlines() if "other host(s)" in line]
+    rest = line.partition(" (all hosts:")[0]
     counts = [int(n) for n in re.findall(r"(\d+) ", rest)]
     assert counts[:4] == [21, 21, 21, 0]  # hosts, requests, connections, discarded
     shown = sum(int(row.split()[2]) for row in rows)  # the reqs column
     assert shown + counts[1] == requests == 6 + 60
     assert sum(int(row.split()[3]) for row in rows) + counts[2] == connections
     assert "[pool_maxsize]" in text
+    html = page.read_text()
+    assert html.count('<section class="pool">') == 40
+    assert f'<p class="rest">{rest}</p>' in html  # the same line on the page
     assert "other host(s)" not in text_all
     rows_all = [line for line in text_all.splitlines() if line.startswith("http://127.0.0.1:")]
     assert len(rows_all) == 61

@@ -129,8 +129,8 @@ def _report_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--all-hosts",
         action="store_true",
-        help="list every host in the text report (by default: the 40 that matter most, and "
-        "one line for the rest)",
+        help="show every host in the text report and the page (by default: the 40 that matter "
+        "most, and one line for the rest; JSON always has every host)",
     )
 
 

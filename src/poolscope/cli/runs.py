@@ -200,7 +200,8 @@ def write_report(
         text = json.dumps(json_ready(report), indent=2) + "\n"
     else:
         text = report.render_text(all_hosts=all_hosts)
-    for path, content in ((output, text), (html, report.render_html() if html else "")):
+    page = report.render_html(all_hosts=all_hosts) if html else ""
+    for path, content in ((output, text), (html, page)):
         if path is None:
             continue
         try:

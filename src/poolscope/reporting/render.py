@@ -10,6 +10,7 @@ import html as _html
 import time
 from collections.abc import Callable, Sequence
 
+from .ranking import hosts_that_matter, the_rest
 from .summaries import Advice, PoolSummary
 
 
@@ -100,9 +101,18 @@ def _axis(span: float) -> str:
 
 
 def html(
-    started: float, ended: float, pools: Sequence[PoolSummary], advice: Sequence[Advice]
+    started: float,
+    ended: float,
+    pools: Sequence[PoolSummary],
+    advice: Sequence[Advice],
+    *,
+    all_hosts: bool = False,
 ) -> str:
-    """A page with no outside resources: per pool, one lane per connection on a time axis."""
+    """A page with no outside resources: per pool, one lane per connection on a time axis (the
+    hosts that matter, unless ``all_hosts``, and a line for the rest)."""
+    rest: Sequence[PoolSummary] = ()
+    if not all_hosts:
+        pools, rest = hosts_that_matter(pools, advice)
     start = min([started] + [c.opened for p in pools for c in p.connections])
     end = max(ended, start + 0.001)
     span = end - start
@@ -158,6 +168,8 @@ def html(
         f'<span><b style="background:{color}"></b>{esc(reason or "open")}</span>'
         for reason, color in _COLORS.items()
     )
+    if rest:
+        sections.append(f'<p class="rest">{esc(the_rest(rest))}</p>')
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
     return _PAGE.format(
         when=esc(when),

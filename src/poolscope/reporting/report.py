@@ -65,8 +65,10 @@ class Report:
             all_hosts=all_hosts,
         )
 
-    def render_html(self) -> str:
-        return html(self.started, self.ended, self.pools, self.advice)
+    def render_html(self, *, all_hosts: bool = False) -> str:
+        """A self-contained page: the hosts that matter and a line for the rest, unless
+        ``all_hosts``."""
+        return html(self.started, self.ended, self.pools, self.advice, all_hosts=all_hosts)
 
 
 _percentiles = spread

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..core.libraries import library
+from .ranking import hosts_that_matter, the_rest
 from .render import manager_label
 from .summaries import Advice, ManagerSummary, PoolSummary
 
@@ -24,7 +25,6 @@ def _num_pools(name: str) -> str:
 
 
 MANAGER_KINDS = 5  # kinds of manager listed under a host's row
-HOST_ROWS = 40  # hosts the text report shows by default; one line sums up the rest
 ADVICE_SHOWN = 20  # advice items it shows by default; one line counts the rest by rule
 
 
@@ -41,8 +41,8 @@ def text(
     across = f" across {processes} processes" if processes > 1 else ""
     lines = [f"poolscope report: {len(pools)} pool(s){across}"]
     rest: Sequence[PoolSummary] = ()
-    if not all_hosts and len(pools) > HOST_ROWS:
-        pools, rest = _hosts_that_matter(pools, advice)
+    if not all_hosts:
+        pools, rest = hosts_that_matter(pools, advice)
     header = (
         f"{'pool':<34} {'mgr':>3} {'reqs':>6} {'new':>5} {'reused':>6} {'reuse':>6} "
         f"{'drop':>4} {'disc':>4} {'evict':>5} {'wait':>4} {'conn ms p50/p99':>15} "
@@ -89,10 +89,8 @@ def text(
             lines.append(f"{'':<34}     {facts}")
     if rest:
         lines.append(
-            f"{len(rest)} other host(s): {sum(p.requests for p in rest)} request(s), "
-            f"{sum(p.created for p in rest)} connection(s) opened, "
-            f"{sum(p.discarded for p in rest)} discarded, {sum(p.evictions for p in rest)} "
-            "evicted (all hosts: --all-hosts, or render_text(all_hosts=True); JSON has them all)"
+            f"{the_rest(rest)} (all hosts: --all-hosts, or render_text(all_hosts=True); JSON "
+            "has them all)"
         )
     if incomplete:
         lines.append("")
@@ -133,21 +131,6 @@ def text(
             counted = ", ".join(f"{n} [{rule}]" for rule, n in sorted(by_rule.items()))
             lines.append(f"... and {len(advice) - len(shown)} more, for other hosts: {counted}.")
     return "\n".join(lines) + "\n"
-
-
-def _hosts_that_matter(
-    pools: Sequence[PoolSummary], advice: Sequence[Advice]
-) -> tuple[list[PoolSummary], list[PoolSummary]]:
-    """The ``HOST_ROWS`` hosts a reader needs first (those the advice names, the most wasteful
-    first, then the busiest), and the rest."""
-    waste: dict[str, int] = {}
-    for a in advice:
-        for origin in a.origin.split(", "):
-            waste[origin] = waste.get(origin, 0) + a.waste
-    ranked = sorted(
-        pools, key=lambda p: (p.origin not in waste, -waste.get(p.origin, 0), -p.requests)
-    )
-    return ranked[:HOST_ROWS], ranked[HOST_ROWS:]
 
 
 def _timeouts_and_retries(p: PoolSummary) -> str:
