@@ -192,8 +192,9 @@ SCENARIOS: list[tuple[str, str, Callable[[LoopbackServer, LoopbackServer], None]
         False,
     ),
     (
-        "a read timeout shorter than the server takes",
-        "s.get(A + '/slow', timeout=(3.05, 0.05)): the server takes 0.1 s, ReadTimeout",
+        "a server that stalls on one request in four",
+        "s.get(A) three times, then s.get(A + '/slow') (0.1 s), each with timeout=(3.05, 0.05): "
+        "the fast answers come well within the timeout, the slow one raises ReadTimeout",
         _read_timeout,
         False,
     ),
