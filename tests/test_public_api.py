@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import types
 from typing import Any
 
@@ -417,3 +419,17 @@ def test_an_adapter_mounted_after_instrument_session_is_covered(
     assert metrics.value(points, "urllib3.pool.connections.reused") == 2
     poolscope.uninstrument_session(s)
     assert "mount" not in vars(s)
+
+
+def test_report_without_asking_for_it_says_how_to() -> None:
+    # The suite asks for the report elsewhere: a fresh interpreter has never been asked.
+    out = subprocess.run(
+        [sys.executable, "-c", "import poolscope; poolscope.report()"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1
+    assert "RuntimeError: poolscope.report() has nothing to report: the report was never" in (
+        out.stderr
+    )
+    assert "poolscope.instrument(report=True)" in out.stderr

@@ -3,6 +3,7 @@ work spread over child processes, programs that log, and the ways a run can fail
 
 from __future__ import annotations
 
+import os
 import pathlib
 import signal
 import subprocess
@@ -333,3 +334,62 @@ def test_with_no_snapshots_a_program_forks_with_no_thread_of_poolscopes(
     )
     assert (out.returncode, out.stdout, out.stderr) == (0, "1\n", "")
     assert (tmp_path / "r.txt").read_text().startswith("poolscope report: 0 pool(s)")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["nosuchfile.py"], "no such file: 'nosuchfile.py', the script"),
+        (["-I", "app.py"], "-I (isolated mode) ignores PYTHONPATH"),
+        (["-E", "app.py"], "-E ignores the PYTHON* environment variables"),
+        (["-W", "error", "-S", "app.py"], "-S skips the site module"),
+    ],
+    ids=["missing-script", "isolated", "no-environment", "no-site"],
+)
+def test_a_python_command_that_cannot_be_reported_is_refused_with_the_reason(
+    tmp_path: pathlib.Path, args: list[str], said: str
+) -> None:
+    (tmp_path / "app.py").write_text("open('ran', 'w').close()\n")
+    out = subprocess.run(
+        [*RUN, "--", sys.executable, *args], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"poolscope run: {said}")
+    assert "[nothing_seen]" not in out.stderr
+    assert not (tmp_path / "ran").exists()  # refused before the program ran
+
+
+def test_python_options_before_the_script_are_fine(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "app.py").write_text("print('ran')\n")
+    out = subprocess.run(
+        [*RUN, "-o", "r.txt", "--", sys.executable, "-W", "ignore", "-X", "dev", "app.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert (out.returncode, out.stdout) == (0, "ran\n"), out.stderr
+
+
+def test_one_file_for_the_report_and_the_page_is_refused(tmp_path: pathlib.Path) -> None:
+    same = str(tmp_path / "same.out")
+    out = subprocess.run(
+        [*RUN, "-o", same, "--html", same, "--", sys.executable, "-c", "pass"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert "-o and --html name the same file" in out.stderr
+    assert not os.path.exists(same)
+
+
+def test_every_command_has_help_with_an_example_and_a_version() -> None:
+    for command in ("demo", "run", "report", "top"):
+        out = subprocess.run(
+            [sys.executable, "-m", "poolscope", command, "--help"], capture_output=True, text=True
+        )
+        assert out.returncode == 0
+        assert f"Example: poolscope {command}" in " ".join(out.stdout.split()), out.stdout
+    version = subprocess.run(
+        [sys.executable, "-m", "poolscope", "--version"], capture_output=True, text=True
+    )
+    assert version.stdout.startswith("poolscope 0.")

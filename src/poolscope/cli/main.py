@@ -10,7 +10,7 @@ from .._version import __version__
 from .child import DEFAULT_INTERVAL
 from .demo import run_demo
 from .run import run as run_program
-from .runs import build, choose_run, read_parts, unwritable, write_report
+from .runs import build, choose_run, read_parts, same_file, unwritable, write_report
 from .top import top
 
 
@@ -21,7 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"poolscope {__version__}")
     commands = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
     commands.add_parser(
-        "demo", help="replay common connection-pool scenarios on loopback and print what happened"
+        "demo",
+        help="replay common connection-pool scenarios on loopback and print what happened",
+        description="Example: poolscope demo. Replays the scenarios users ask about "
+        "(requests.get() against a Session, pool_connections, pool_maxsize, a server's "
+        "keep-alive timeout, pool_block, timeouts) against built-in servers on 127.0.0.1 and "
+        "127.0.0.2, and prints, for each, what every pool did and what the report advises. "
+        "Needs no network and no backend.",
     )
     run = commands.add_parser(
         "run",
@@ -47,17 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     report = commands.add_parser(
         "report",
         help="print the report of a poolscope run in progress, without stopping it",
-        description="Example, in another terminal while `poolscope run -- python app.py` "
-        "runs: poolscope report --format json -o now.json. The report is as of each "
-        "process's last snapshot (every second, by default).",
+        description="Example: poolscope report --format json -o now.json, in another terminal "
+        "while `poolscope run -- python app.py` runs. The report is as of each process's last "
+        "snapshot (every second, by default).",
     )
     _report_options(report)
     _pid_option(report)
     live = commands.add_parser(
         "top",
         help="show a poolscope run in progress live: one row per host, refreshed",
-        description="Example, in another terminal while `poolscope run -- python app.py` "
-        "runs: poolscope top. A table redrawn in place in a terminal (with rich: pip install "
+        description="Example: poolscope top, in another terminal while `poolscope run -- "
+        "python app.py` runs. A table redrawn in place in a terminal (with rich: pip install "
         "rich), one line per host each interval otherwise. Ctrl-C quits it; the program goes "
         "on.",
     )
@@ -96,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"poolscope report: cannot write to {path!r}: {problem}.", file=sys.stderr)
             return 2
+    if args.output is not None and args.html is not None and same_file(args.output, args.html):
+        print(
+            f"poolscope report: -o and --html name the same file ({args.output!r}): the page "
+            "would overwrite the report. Name two files.",
+            file=sys.stderr,
+        )
+        return 2
     try:
         now = build(read_parts(found.parts), found.interval)
     except FileNotFoundError:

@@ -14,6 +14,7 @@ without ``poolscope run``.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import time
 from types import FrameType
 
 from .child import DEFAULT_INTERVAL, ENV_DIR, ENV_INTERVAL, ENV_SITE, SITECUSTOMIZE
-from .runs import Parts, announce, build, read_parts, unwritable, write_report
+from .runs import Parts, announce, build, read_parts, same_file, unwritable, write_report
 
 # Signals passed on to the program when poolscope run receives them. SIGINT is not: a terminal
 # sends Ctrl-C to the whole foreground process group, the program included.
@@ -47,6 +48,14 @@ def run(
         problem = unwritable(path)
         if problem:
             return _fail(f"poolscope run: cannot write the report to {path!r}: {problem}.")
+    if output is not None and html is not None and same_file(output, html):
+        return _fail(
+            f"poolscope run: -o and --html name the same file ({output!r}): the page would "
+            "overwrite the report. Name two files, for example: -o report.txt --html report.html"
+        )
+    problem = _python_problem(command)
+    if problem:
+        return _fail(f"poolscope run: {problem}")
     # A process of the program that outlives it may still be writing its part at cleanup.
     with tempfile.TemporaryDirectory(prefix="poolscope-run-", ignore_cleanup_errors=True) as tmp:
         site = os.path.join(tmp, "site")
@@ -67,9 +76,11 @@ def run(
             return _fail(f"poolscope run: no such program: {command[0]!r}.", 127)
         except PermissionError:
             return _fail(f"poolscope run: {command[0]!r} cannot be run (not executable).", 126)
-        _explain_missing_poolscope(parts)
+        without_poolscope = _explain_missing_poolscope(parts)
         seen = _wait_for_parts(parts)  # after waiting for processes that outlive the program
     if not seen.seen:
+        if without_poolscope:
+            return _end_as(status)  # said why above
         if seen.missing:
             print(
                 f"poolscope run: {len(seen.missing)} Python process(es) of the program ended "
@@ -142,7 +153,8 @@ def _wait_for_parts(folder: str, wait: float = 2.0) -> Parts:
         time.sleep(0.05)
 
 
-def _explain_missing_poolscope(folder: str) -> None:
+def _explain_missing_poolscope(folder: str) -> bool:
+    """Name each interpreter of the program that could not import poolscope; whether any."""
     interpreters = {}
     for name in os.listdir(folder):
         if name.endswith(".error"):
@@ -153,10 +165,52 @@ def _explain_missing_poolscope(folder: str) -> None:
         print(
             f"poolscope run: {interpreter} could not import poolscope ({reason}), so its work "
             "is not in the report. Run the program with the Python that has poolscope, for "
-            f"example: poolscope run -- {sys.executable} app.py; or install poolscope there: "
-            f"{interpreter} -m pip install poolscope.",
+            f"example: poolscope run -- {sys.executable} app.py; or install poolscope in that "
+            f"interpreter's environment from a checkout of poolscope: {interpreter} -m pip "
+            "install /path/to/poolscope.",
             file=sys.stderr,
         )
+    return bool(interpreters)
+
+
+# Python options that keep poolscope run's sitecustomize from loading, and why.
+_BLIND = {
+    "I": "-I (isolated mode) ignores PYTHONPATH, which poolscope run instruments Python through",
+    "E": "-E ignores the PYTHON* environment variables, which poolscope run instruments Python "
+    "through",
+    "S": "-S skips the site module, which loads poolscope run's sitecustomize",
+}
+_TAKES_VALUE = set("WXQ")  # options whose value may be the next argument
+
+
+def _python_problem(command: list[str]) -> str:
+    """Why a Python command cannot run instrumented, or its script is missing ("" if neither)."""
+    if not re.fullmatch(r"python[0-9.]*", os.path.basename(command[0])):
+        return ""
+    args = iter(command[1:])
+    for arg in args:
+        if arg == "-" or not arg.startswith("-"):
+            if arg != "-" and not os.path.exists(arg):
+                return (
+                    f"no such file: {arg!r}, the script {command[0]} would run. Check the path "
+                    "(relative paths are from the current folder)."
+                )
+            return ""
+        if arg in ("-c", "-m") or arg.startswith("--"):
+            return ""
+        for n, flag in enumerate(arg[1:]):
+            if flag in _BLIND:
+                return (
+                    f"{_BLIND[flag]}, so nothing would be reported: run the program without "
+                    f"-{flag}."
+                )
+            if flag in "cm":
+                return ""
+            if flag in _TAKES_VALUE:
+                if n == len(arg) - 2:
+                    next(args, None)
+                break
+    return ""
 
 
 def _fail(message: str, code: int = 2) -> int:

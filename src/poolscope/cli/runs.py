@@ -214,6 +214,11 @@ def write_report(
         to.flush()
 
 
+def same_file(one: str, other: str) -> bool:
+    """Whether two output paths name one file (as written, or once resolved)."""
+    return os.path.realpath(one) == os.path.realpath(other)
+
+
 def unwritable(path: str | None) -> str:
     """Why the report cannot be written to ``path`` ("" if it can), asked before the run."""
     if path is None:

@@ -15,7 +15,7 @@ from typing import Any
 from ..core.events import PoolKey
 from ..core.stats import combined
 from .advice import Evidence, advise
-from .records import LANES, USES, PoolRecord, Samples, by_manager
+from .records import LANES, USES, PoolRecord, Samples, all_sinks, by_manager
 from .render import html
 from .seen import Seen, gather
 from .summaries import (
@@ -284,7 +284,16 @@ def report() -> Report:
         poolscope.instrument(report=True)
         ...
         print(poolscope.report().render_text())
+
+    Raises ``RuntimeError`` when the report was never asked for: nothing was kept for it.
     """
+    if not all_sinks():
+        raise RuntimeError(
+            "poolscope.report() has nothing to report: the report was never asked for, so "
+            "nothing was kept for it. Ask for it before the requests, with "
+            "poolscope.instrument(report=True) or instrument_session(session, report=True), or "
+            "run the program unchanged with: poolscope run -- python app.py"
+        )
     return build_report()
 
 

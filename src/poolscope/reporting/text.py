@@ -87,6 +87,11 @@ def text(
         facts = _timeouts_and_retries(p)
         if facts:
             lines.append(f"{'':<34}     {facts}")
+    if pools:
+        lines.append(
+            "(mgr: the manager that made the host's pools, as in the 'manager N' lines below; "
+            "*: several, 0: none)"
+        )
     if rest:
         lines.append(
             f"{the_rest(rest)} (all hosts: --all-hosts, or render_text(all_hosts=True); JSON "
