@@ -23,6 +23,7 @@ from poolscope.loopback import LoopbackServer
 
 from .support.binaries import require
 from .support.programs import RUN
+from .support.terminal import Pane
 
 POOLSCOPE = [sys.executable, "-m", "poolscope"]
 
@@ -89,33 +90,6 @@ def held(server: LoopbackServer) -> None:
     """Wait until the six threads made their 5 requests each and sent the /hold one."""
     until(lambda: server.requests == 30 and server.holding == 6)
     time.sleep(0.5)  # a snapshot or two taken since
-
-
-class Pane:
-    """A tmux session of its own, 200 columns wide: type into it, read its screen."""
-
-    def __init__(self, tmux: str, name: str) -> None:
-        self.tmux, self.name = tmux, name
-        subprocess.run(
-            [tmux, "new-session", "-d", "-s", name, "-x", "200", "-y", "40"],
-            check=True,
-            env={**os.environ, "TERM": "xterm-256color"},
-        )
-
-    def type(self, *keys: str) -> None:
-        subprocess.run([self.tmux, "send-keys", "-t", self.name, *keys], check=True)
-
-    def screen(self) -> str:
-        out = subprocess.run(
-            [self.tmux, "capture-pane", "-p", "-t", self.name],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return out.stdout
-
-    def close(self) -> None:
-        subprocess.run([self.tmux, "kill-session", "-t", self.name], check=False)
 
 
 def row_with(pane: Pane, origin: str, requests: int) -> dict[str, str] | None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,7 +21,9 @@ import pytest
 
 from poolscope.loopback import LoopbackServer
 
+from .support.binaries import require
 from .support.programs import RUN, run_program
+from .support.terminal import Pane
 
 # 16 threads share one Session (pool_maxsize=10): each makes 5 requests, then one to /hold,
 # which the server answers only once the test releases it. So when the test stops the service,
@@ -94,10 +98,10 @@ def service_under_way(server: LoopbackServer) -> None:
     [
         (signal.SIGTERM, True),  # systemd's and `kill -TERM -PGID`'s way
         (signal.SIGTERM, False),  # docker stop and Kubernetes: poolscope run is PID 1
-        (signal.SIGINT, True),  # Ctrl-C in a terminal
+        (signal.SIGINT, False),  # kill -INT to poolscope run, which passes it on
         (signal.SIGHUP, True),  # the terminal closed
     ],
-    ids=["TERM-group", "TERM-run-only", "INT-group", "HUP-group"],
+    ids=["TERM-group", "TERM-run-only", "INT-run-only", "HUP-group"],
 )
 def test_a_service_stopped_by_a_signal_is_reported_with_the_servers_counts(
     tmp_path: pathlib.Path, signum: int, to_group: bool
@@ -173,6 +177,46 @@ t.join()
     assert report is not None and report["pools"][0]["requests"] == 1 == server.requests
 
 
+def in_a_terminal(tmp_path: pathlib.Path, script: str, url: str) -> Pane:
+    """``poolscope run`` of ``script`` typed into a real terminal; the report goes to r.json."""
+    (tmp_path / "app.py").write_text(textwrap.dedent(script))
+    pane = Pane(require("tmux", "tmux"), f"poolscope-run-{os.getpid()}")
+    command = [*RUN, "--format", "json", "-o", str(tmp_path / "r.json")]
+    command += ["--", sys.executable, str(tmp_path / "app.py"), url]
+    pane.type(shlex.join(command), "Enter")
+    return pane
+
+
+def ctrl_c(pane: Pane, report: pathlib.Path) -> str:
+    """Ctrl-C, then the screen once the shell printed the exit status (typed after the report
+    was written: a shell that saw its job die of SIGINT runs nothing more of the same line)."""
+    pane.type("C-c")  # SIGINT to the terminal's foreground group: the program and poolscope run
+    until(report.exists)
+    pane.type("echo exit: $?", "Enter")
+    until(lambda: re.search(r"exit: \d+", pane.screen()) is not None)
+    return pane.screen()
+
+
+def test_ctrl_c_in_a_terminal_reports_a_service_with_requests_in_flight(
+    tmp_path: pathlib.Path,
+) -> None:
+    with LoopbackServer("127.0.0.1") as server:
+        pane = in_a_terminal(tmp_path, SERVICE + FOREVER, server.url)
+        try:
+            service_under_way(server)
+            screen = ctrl_c(pane, tmp_path / "r.json")
+        finally:
+            pane.close()
+        server.release()
+        until(lambda: server.requests == DONE + HELD)
+    assert f"exit: {128 + signal.SIGINT}" in screen, screen
+    assert screen.count("KeyboardInterrupt") == 1  # one Ctrl-C, one interrupt: not passed on
+    report = json.loads((tmp_path / "r.json").read_text())
+    (pool,) = report["pools"]
+    assert (pool["requests"], pool["created"], pool["in_use"]) == (DONE + HELD, THREADS, HELD)
+    assert "read_responses" not in [a["rule"] for a in report["advice"]]
+
+
 def test_ctrl_c_still_advises_on_responses_really_left_unread(tmp_path: pathlib.Path) -> None:
     # Three streamed responses kept and never read or closed, beside 16 requests in flight.
     script = (
@@ -183,16 +227,41 @@ leaked = [requests.get(sys.argv[1], stream=True) for _ in range(3)]
         + FOREVER
     )
     with LoopbackServer("127.0.0.1") as server:
-        proc = start(tmp_path, script, server.url)
-        until(lambda: server.requests == DONE + 3 and server.holding == HELD)
-        os.killpg(proc.pid, signal.SIGINT)
-        code, _, err, report = finish(proc, tmp_path)
+        pane = in_a_terminal(tmp_path, script, server.url)
+        try:
+            until(lambda: server.requests == DONE + 3 and server.holding == HELD)
+            screen = ctrl_c(pane, tmp_path / "r.json")
+        finally:
+            pane.close()
         server.release()
-    assert code == -signal.SIGINT, err
-    assert report is not None
+    assert f"exit: {128 + signal.SIGINT}" in screen, screen
+    report = json.loads((tmp_path / "r.json").read_text())
     unread = [a for a in report["advice"] if a["rule"] == "read_responses"]
     assert len(unread) == 1, report["advice"]
     assert unread[0]["evidence"].startswith("3 connection(s) to ")
+
+
+def test_other_signals_to_poolscope_run_reach_the_program_once(tmp_path: pathlib.Path) -> None:
+    script = """
+import signal, sys, threading
+got = []
+done = threading.Event()
+def on(signum, frame):
+    got.append(signal.Signals(signum).name)
+    if signum == signal.SIGUSR2:
+        done.set()
+signal.signal(signal.SIGUSR1, on)
+signal.signal(signal.SIGUSR2, on)
+print("ready", flush=True)
+done.wait(30)
+print(" ".join(got))
+"""
+    proc = start(tmp_path, script)
+    proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGUSR2)
+    code, out, err, _ = finish(proc, tmp_path)
+    assert (code, out) == (0, "SIGUSR1 SIGUSR2\n"), err
 
 
 def test_a_process_killed_outright_is_counted_up_to_its_last_snapshot(

@@ -25,9 +25,14 @@ from types import FrameType
 from .child import DEFAULT_INTERVAL, ENV_DIR, ENV_INTERVAL, ENV_SITE, SITECUSTOMIZE
 from .runs import Parts, announce, build, read_parts, same_file, unwritable, write_report
 
-# Signals passed on to the program when poolscope run receives them. SIGINT is not: a terminal
-# sends Ctrl-C to the whole foreground process group, the program included.
-FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+# Signals passed on to the program when poolscope run receives them, as `timeout`, `tini` and
+# `uv run` do, so that it can be a container's entry point. SIGINT and SIGQUIT, which a
+# terminal's keys send to its whole foreground process group, the program included, are not
+# passed on when they came that way (see _from_the_terminal).
+FORWARDED = (
+    signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGQUIT
+)  # fmt: skip
+TERMINAL_KEYS = (signal.SIGINT, signal.SIGQUIT)
 
 
 def run(
@@ -123,21 +128,38 @@ def _end_as(status: int) -> int:
 
 
 def _call(command: list[str], env: dict[str, str]) -> int:
-    """Run the program to its end and return its status (-N if signal N ended it). Ctrl-C
-    reaches the program from the terminal, as a SIGTERM or SIGHUP sent here is passed on: it
-    ends, or not, as it would alone, and this waits for it either way."""
+    """Run the program to its end and return its status (-N if signal N ended it). The
+    signals sent here are passed on (``FORWARDED``): it ends, or not, as it would alone, and
+    this waits for it either way."""
     child = subprocess.Popen(command, env=env)
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        if signum in FORWARDED:
+        if signum not in TERMINAL_KEYS or not _from_the_terminal():
             child.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, *FORWARDED)}
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
         return child.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _from_the_terminal() -> bool:
+    """Whether poolscope run is in its terminal's foreground process group, so that a Ctrl-C
+    or Ctrl-\\ reached the program too. (A signal sent with `kill` to poolscope run alone
+    while it runs in the foreground of a terminal is taken for the terminal's, as `uv run`
+    does: the program has it from the terminal, or not at all.)"""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False  # no controlling terminal: a container, a service, a pipeline
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _wait_for_parts(folder: str, wait: float = 2.0) -> Parts:
