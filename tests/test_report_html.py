@@ -31,6 +31,24 @@ for _ in range(3):
 s.get(url + "/close")
 """
 
+# Run in the browser on a copy of the page: where each axis label was laid out.
+MEASURE = """<script>
+const width = document.documentElement.clientWidth;
+const inside = (e, box) => {
+  const r = e.getBoundingClientRect();
+  return r.left >= box.left && r.right <= box.right;
+};
+const page = {left: 0, right: width};
+const outside = [
+  ...[...document.querySelectorAll(".axis span")]
+    .filter(e => !inside(e, e.closest(".plot").getBoundingClientRect())),
+  ...[...document.querySelectorAll(".yaxis span")].filter(e => !inside(e, page)),
+].map(e => e.textContent);
+const y = [...document.querySelectorAll(".yaxis span")].map(e => e.textContent);
+document.body.dataset.layout = JSON.stringify(
+  {width, scrollbar: window.innerWidth - width, outside, y});
+</script>"""
+
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -104,6 +122,23 @@ def test_html_timeline_renders_one_lane_per_connection(
     assert axis.split("</div>", 1)[0].count("<span") == 6
     colours = re.findall(r'<span><b style="background:(#[0-9a-f]{6})"></b>', rendered)
     assert len(colours) == len(set(colours)) == 8  # a colour for each way a connection ends
+
+    # Laid out by the browser at 1400 pixels: every axis label is inside the page, the time
+    # labels under the chart within its width, the y-axis
+    # counts 0, pool_maxsize and the top of the scale, and both axes are named.
+    measured = tmp_path / "measured.html"
+    measured.write_text(page.read_text().replace("</body>", MEASURE + "</body>"))
+    laid = subprocess.run(
+        [*common, "--window-size=1400,900", "--dump-dom", measured.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    layout = json.loads(re.search(r'data-layout="([^"]*)"', laid.stdout)[1].replace("&quot;", '"'))
+    assert layout["width"] == 1400 - layout["scrollbar"]
+    assert layout["outside"] == [], layout
+    assert layout["y"] == ["0", "1", "3"]  # 0, pool_maxsize, the top (peak 2, plus one)
+    assert "time since the run started" in laid.stdout
 
     shot = tmp_path / "report.png"
     subprocess.run(

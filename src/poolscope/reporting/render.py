@@ -76,7 +76,11 @@ def _chart(p: PoolSummary, x: Callable[[float], float], end: float) -> str:
         if p.pool_maxsize
         else ""
     )
+    # The y-axis: 0, pool_maxsize and the top of the scale, as connections (or requests).
+    values = sorted({0, p.pool_maxsize, top})
+    labels = "".join(f'<span style="bottom:{100 * v / top:.1f}%">{v}</span>' for v in values)
     return (
+        f'<div class="yaxis" title="connections (or requests waiting)">{labels}</div>'
         f'<svg class="chart" viewBox="0 0 1000 {_HEIGHT}" preserveAspectRatio="none" '
         f'data-peak-drawn="{peak}" data-maxsize="{p.pool_maxsize}" '
         f'data-discards="{len(p.occupancy.discards)}" data-waits="{len(p.occupancy.waits)}">'
@@ -93,11 +97,19 @@ def _offset(seconds: float, span: float) -> str:
 
 
 def _axis(span: float) -> str:
+    # The first label starts at its tick and the last ends at it: none runs off the chart.
     ticks = "".join(
-        f'<span style="left:{100 * n / 5:.0f}%">{_offset(span * n / 5, span)}</span>'
+        f'<span style="left:{100 * n / 5:.0f}%"{_EDGE.get(n, "")}>'
+        f"{_offset(span * n / 5, span)}</span>"
         for n in range(6)
     )
-    return f'<div class="axis" data-span="{span:.3f}">{ticks}</div>'
+    return (
+        f'<div class="axis" data-span="{span:.3f}">{ticks}</div>'
+        '<div class="axis-title">time since the run started</div>'
+    )
+
+
+_EDGE = {0: ' class="first"', 5: ' class="last"'}
 
 
 def html(
@@ -193,7 +205,11 @@ h1 {{ font-size: 20px; }} h2 {{ font-size: 16px; margin: 20px 0 4px; }} small {{
 .legend span {{ margin-right: 14px; font-size: 12px; }}
 .legend b {{ display: inline-block; width: 12px; height: 8px; margin-right: 4px; }}
 .advice li {{ margin-bottom: 8px; }} .ok {{ color: #1e7e34; }}
-.plot {{ margin-left: 56px; }}
+.plot {{ margin-left: 56px; position: relative; }}
+.yaxis {{ position: absolute; left: -44px; width: 40px; height: 120px; font: 11px monospace;
+  color: #555; text-align: right; }}
+.yaxis span {{ position: absolute; right: 0; transform: translateY(50%); }}
+.axis-title {{ font-size: 11px; color: #555; text-align: center; }}
 .chart {{ display: block; width: 100%; height: 120px; background: #fafafa; }}
 .chart polyline {{ fill: none; stroke-width: 2; vector-effect: non-scaling-stroke; }}
 .chart .in-use {{ stroke: #4c8bf5; }} .chart .idle {{ stroke: #b2bec3; }}
@@ -202,12 +218,14 @@ h1 {{ font-size: 20px; }} h2 {{ font-size: 16px; margin: 20px 0 4px; }} small {{
 .chart .discard {{ stroke: #c0392b; stroke-width: 2; vector-effect: non-scaling-stroke; }}
 .chart .wait {{ stroke: #e67e22; stroke-width: 2; vector-effect: non-scaling-stroke; }}
 .axis {{ position: relative; height: 16px; font: 11px monospace; color: #555; }}
-.axis span {{ position: absolute; transform: translateX(-50%); }}
+.axis span {{ position: absolute; transform: translateX(-50%); white-space: nowrap; }}
+.axis span.first {{ transform: none; }} .axis span.last {{ transform: translateX(-100%); }}
 .more {{ color: #777; font-size: 12px; margin-left: 56px; }}
 </style></head><body>
 <h1>poolscope report</h1>
 <p>Run started {when}, {seconds} s on the time axis. For each host: connections in use (blue),
-idle (grey) and requests waiting (orange) over time against pool_maxsize (dashed red), with
+idle (grey) and requests waiting (orange) over time (the left axis counts them) against
+pool_maxsize (dashed red), with
 discards (red) and waits (orange) marked at the top; below, one lane per connection: the bar is
 its life (colour: how it ended), each tick a request it served.</p>
 <div class="legend">{legend}</div>
