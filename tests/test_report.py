@@ -421,6 +421,7 @@ def test_many_hosts_give_the_hosts_that_matter_then_one_line_for_the_rest(
     assert shown + counts[1] == requests == 6 + 60
     assert sum(int(row.split()[3]) for row in rows) + counts[2] == connections
     assert "[pool_maxsize]" in text
+    assert "(mgr: the manager that made the host's pools" in text  # the column explained
     html = page.read_text()
     assert html.count('<section class="pool">') == 40
     assert f'<p class="rest">{rest}</p>' in html  # the same line on the page

@@ -221,6 +221,8 @@ def test_a_child_interpreter_without_poolscope_is_named(tmp_path: pathlib.Path) 
     assert out.stdout == "ran\n"
     assert f"poolscope run: {python} could not import poolscope" in out.stderr
     assert f"poolscope run -- {sys.executable} app.py" in out.stderr
+    assert f"{python} -m pip install /path/to/poolscope." in out.stderr  # not on an index yet
+    assert "no Python process of the program reported" not in out.stderr  # said why already
     assert "Error in sitecustomize" not in out.stderr
     assert report is None
 
