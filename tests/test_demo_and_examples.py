@@ -63,6 +63,9 @@ def test_demo_replays_every_scenario_with_its_counts() -> None:
     ]
     assert advice[3].startswith("-> Retry idempotent requests on connection errors")
     assert advice[6].startswith("-> Keep the timeout and look at the server's slow requests")
+    # ... under a title that says the same: the server stalls, the timeout is not too short.
+    assert "[10/10] a server that stalls on one request in four" in text
+    assert "shorter than the server takes" not in text
     assert "1 read timeout(s) fired on requests to http://127.0.0.1:" in text
     assert text.count("  report: no problems found") == 3
 
