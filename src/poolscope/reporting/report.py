@@ -172,15 +172,20 @@ def report_from(parts: list[Seen], *, incomplete: tuple[str, ...] = ()) -> Repor
         records_of.setdefault(rec.key, []).append(rec)
     evidence, shares = [], []
     for key in keys:
-        total = combined(key, [p.stats[key] for p in parts if key in p.stats])
+        of_key = [p.stats[key] for p in parts if key in p.stats]
+        # One process's counts and samples are already copies that stay still (gathered, or
+        # read back): only several are merged into new ones.
+        total = of_key[0] if len(of_key) == 1 else combined(key, of_key)
         if not (
             total.created or total.reused or total.failed or total.waits or total.evictions
         ) and not (total.errors or total.retries):
             continue  # a pool that was made and never used
-        samples = Samples()
-        for p in parts:
-            part = p.samples.get(key)
-            if part is not None:
+        sampled = [part for p in parts if (part := p.samples.get(key)) is not None]
+        if len(sampled) == 1:
+            samples = sampled[0]
+        else:
+            samples = Samples()
+            for part in sampled:
                 samples.extend(part)
         active = sum(p.held.get(key, 0) for p in parts)
         evidence.append(Evidence(total, samples, records_of.get(key, []), active))
