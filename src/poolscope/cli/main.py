@@ -10,7 +10,7 @@ from .._version import __version__
 from .child import DEFAULT_INTERVAL
 from .demo import run_demo
 from .run import run as run_program
-from .runs import build, choose_run, read_parts, same_file, unwritable, write_report
+from .runs import build, choose_run, output_problem, read_parts, write_report
 from .top import top
 
 
@@ -97,17 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.action == "top":
         return top(found, interval=args.interval)
-    for path in (args.output, args.html):
-        problem = unwritable(path)
-        if problem:
-            print(f"poolscope report: cannot write to {path!r}: {problem}.", file=sys.stderr)
-            return 2
-    if args.output is not None and args.html is not None and same_file(args.output, args.html):
-        print(
-            f"poolscope report: -o and --html name the same file ({args.output!r}): the page "
-            "would overwrite the report. Name two files.",
-            file=sys.stderr,
-        )
+    problem = output_problem(args.output, args.html)
+    if problem:
+        print(f"poolscope report: {problem}", file=sys.stderr)
         return 2
     try:
         now = build(read_parts(found.parts), found.interval)

@@ -23,7 +23,7 @@ import time
 from types import FrameType
 
 from .child import DEFAULT_INTERVAL, ENV_DIR, ENV_INTERVAL, ENV_SITE, SITECUSTOMIZE
-from .runs import Parts, announce, build, read_parts, same_file, unwritable, write_report
+from .runs import Parts, announce, build, output_problem, read_parts, write_report
 
 # Signals passed on to the program when poolscope run receives them, as `timeout`, `tini` and
 # `uv run` do, so that it can be a container's entry point. SIGINT and SIGQUIT, which a
@@ -49,16 +49,7 @@ def run(
         return _fail(
             "poolscope run needs a command after '--', for example: poolscope run -- python app.py"
         )
-    for path in (output, html):
-        problem = unwritable(path)
-        if problem:
-            return _fail(f"poolscope run: cannot write the report to {path!r}: {problem}.")
-    if output is not None and html is not None and same_file(output, html):
-        return _fail(
-            f"poolscope run: -o and --html name the same file ({output!r}): the page would "
-            "overwrite the report. Name two files, for example: -o report.txt --html report.html"
-        )
-    problem = _python_problem(command)
+    problem = output_problem(output, html) or _python_problem(command)
     if problem:
         return _fail(f"poolscope run: {problem}")
     # A process of the program that outlives it may still be writing its part at cleanup.

@@ -214,13 +214,24 @@ def write_report(
         to.flush()
 
 
-def same_file(one: str, other: str) -> bool:
-    """Whether two output paths name one file (as written, or once resolved)."""
-    return os.path.realpath(one) == os.path.realpath(other)
+def output_problem(output: str | None, html: str | None) -> str:
+    """Why the report cannot be written to ``output`` and the page to ``html`` ("" if they
+    can), asked before anything runs."""
+    for path in (output, html):
+        problem = _unwritable(path)
+        if problem:
+            return f"cannot write the report to {path!r}: {problem}."
+    if output is not None and html is not None:
+        if os.path.realpath(output) == os.path.realpath(html):
+            return (
+                f"-o and --html name the same file ({output!r}): the page would overwrite the "
+                "report. Name two files, for example: -o report.txt --html report.html"
+            )
+    return ""
 
 
-def unwritable(path: str | None) -> str:
-    """Why the report cannot be written to ``path`` ("" if it can), asked before the run."""
+def _unwritable(path: str | None) -> str:
+    """Why a file cannot be written to ``path`` ("" if it can)."""
     if path is None:
         return ""
     folder = os.path.dirname(os.path.abspath(path))
