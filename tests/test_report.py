@@ -414,7 +414,7 @@ def test_many_hosts_give_the_hosts_that_matter_then_one_line_for_the_rest(
     assert len(rows) == 40
     assert rows[0].startswith(a.url)  # the host the advice names
     (line,) = [line for line in text.splitlines() if "other host(s)" in line]
-    rest = line.partition(" (all hosts:")[0]
+    rest = line.partition(" (all hosts kept:")[0]
     counts = [int(n) for n in re.findall(r"(\d+) ", rest)]
     assert counts[:4] == [21, 21, 21, 0]  # hosts, requests, connections, discarded
     shown = sum(int(row.split()[2]) for row in rows)  # the reqs column

@@ -17,6 +17,7 @@ from typing import Any
 
 from .counting import CountingSwitch, Listener
 from .events import CloseReason, EventKind, PoolEvent, PoolKey, error_type
+from .folding import OTHER_HOSTS, fold, max_hosts_from_env, to_fold
 from .sink import Sink, Sinks
 from .state import ConnState, PoolState, next_connection_id
 from .stats import IDLE_SAMPLES_PER_KEY, PoolStats, needed
@@ -38,6 +39,10 @@ class Recorder:
         self._lock = threading.Lock()  # guards creation of PoolStats
         self.providers: tuple[Any, ...] = ()  # the OpenTelemetry providers it reports to
         self.config = ""  # its options in words, for errors that name two configurations
+        # Hosts with counts of their own, at most; the rest are folded (core/folding.py).
+        self.max_hosts = max_hosts_from_env()
+        self._fold_at = self.max_hosts  # how many kept hosts make the next fold
+        self.folded_hosts = 0  # hosts whose counts went to the OTHER_HOSTS aggregate
 
     def renew_lock(self) -> None:
         """A new lock, in a forked child (the parent's may have been held at the fork)."""
@@ -61,12 +66,42 @@ class Recorder:
     def stats_for(self, key: PoolKey) -> PoolStats:
         stats = self._stats.get(key)
         if stats is None:
+            folded: list[PoolKey] = []
             with self._lock:
-                sinks = self.sinks
-                stats = self._stats.setdefault(
-                    key, PoolStats(key, sinks.keep_idle_times, sinks.keep_use_times)
-                )
+                stats = self._stats.get(key)
+                if stats is None:
+                    sinks = self.sinks
+                    stats = self._stats[key] = PoolStats(
+                        key, sinks.keep_idle_times, sinks.keep_use_times
+                    )
+                    if len(self._stats) > self._fold_at:
+                        folded = self._fold(key)
+            if folded:
+                self.sinks.folded(folded)  # outside the lock: sinks take their own
         return stats
+
+    def kept(self, key: PoolKey) -> PoolStats | None:
+        """The counts of ``key`` when it has counts of its own now (None: not yet, or folded)."""
+        return self._stats.get(key)
+
+    def _fold(self, new: PoolKey) -> list[PoolKey]:
+        # Under self._lock, as a new host came: fold down to three quarters of max_hosts, and
+        # try again only once as many more hosts came, so that folding stays a small, constant
+        # cost a new host however many were seen (when pools stay alive, few can be folded).
+        keep = self.max_hosts * 3 // 4
+        chosen = to_fold(self._stats.values(), keep, len(self._stats), new)
+        if chosen:
+            other = self._stats.get(OTHER_HOSTS)
+            if other is None:
+                sinks = self.sinks
+                other = PoolStats(OTHER_HOSTS, sinks.keep_idle_times, sinks.keep_use_times)
+            fold(other, chosen)
+            for stats in chosen:
+                del self._stats[stats.key]
+            self._stats[OTHER_HOSTS] = other
+            self.folded_hosts += len(chosen)
+        self._fold_at = max(self.max_hosts, len(self._stats) + self.max_hosts // 4)
+        return [stats.key for stats in chosen]
 
     def all_stats(self) -> list[PoolStats]:
         """A consistent list of every pool's counters (safe while pools keep working)."""

@@ -13,7 +13,7 @@ from operator import methodcaller
 from typing import ClassVar
 
 from .errors import sink_failed
-from .events import EventKind, PoolEvent
+from .events import EventKind, PoolEvent, PoolKey
 
 _OnReuse = Callable[[int, float | None], None]
 
@@ -53,6 +53,11 @@ class Sink:
         it did not need, a gate and a second span lookup made up some 40% of what poolscope
         cost (docs/performance.md). Never called otherwise."""
 
+    def folded(self, keys: list[PoolKey]) -> None:
+        """The recorder folded these hosts into ``OTHER_HOSTS`` (see
+        :mod:`poolscope.core.folding`): forget what is kept for them. Called outside the
+        recorder's lock."""
+
     def gate(self) -> bool:
         """Asked on each reuse before a REUSED event is built for a sink that takes events (no
         ``on_reuse``): False means it would do nothing with one now (the log sink, while its
@@ -88,6 +93,13 @@ class Sinks:
         for sink in self.wanted[event.kind]:
             try:
                 sink.handle(event)
+            except Exception:
+                self.failed(sink)
+
+    def folded(self, keys: list[PoolKey]) -> None:
+        for sink in self.all:
+            try:
+                sink.folded(keys)
             except Exception:
                 self.failed(sink)
 

@@ -31,6 +31,7 @@ class PoolState:
         "conns",
         "counting",
         "draining",
+        "gone",
         "id",
         "key",
         "library",
@@ -69,12 +70,21 @@ class PoolState:
         self.conns: weakref.WeakSet[Any] = weakref.WeakSet()  # for uninstrumenting
         if maxsize > stats.maxsize:
             stats.maxsize = maxsize
+        self.gone = False  # closed or collected: no longer counted in stats.live
+        stats.live += 1
 
     def _pool_collected(self, _ref: Any) -> None:
         self.draining = True
+        self._let_go()
 
     def closing(self) -> None:
         self.closed = self.draining = True
+        self._let_go()
+
+    def _let_go(self) -> None:
+        if not self.gone:
+            self.gone = True
+            self.stats.live -= 1
 
 
 class ConnState:

@@ -32,6 +32,7 @@ class PoolStats:
         "idle",
         "idle_times",
         "key",
+        "live",
         "max_wait",
         "maxsize",
         "no_connect_timeout",
@@ -81,6 +82,7 @@ class PoolStats:
         self.peak_in_use = 0  # most open connections checked out at once, while counting
         self.maxsize = 0  # the largest pool_maxsize seen for this key
         self.pools = 0  # pool objects made for this key (one per session or manager)
+        self.live = 0  # of them, those neither closed nor collected (none: it may be folded)
         # Timeouts and errors, while counting. A request's read timeout is the socket's when
         # its connection comes back; a connection's connect timeout, the socket's as it connects.
         self.no_read_timeout = 0  # requests whose connection came back with no read timeout
@@ -148,20 +150,25 @@ def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
     """One key's counts across recorders or processes, as a snapshot that stays still."""
     total = PoolStats(key)
     for part in parts:
-        for name in (*SUMMED, *GAUGES):
-            setattr(total, name, getattr(total, name) + getattr(part, name))
-        for name in HIGHEST:
-            setattr(total, name, max(getattr(total, name), getattr(part, name)))
-        for name in BY_ERROR:
-            into: dict[str, int] = getattr(total, name)
-            for etype, count in list(getattr(part, name).items()):
-                into[etype] = into.get(etype, 0) + count
-        total.retry_setting = part.retry_setting or total.retry_setting
-        if part.use_times:
-            if total.use_times is None:
-                total.use_times = deque()
-            total.use_times.extend(part.use_times)
+        add_into(total, part)
     return total
+
+
+def add_into(total: PoolStats, part: PoolStats) -> None:
+    """Add ``part``'s counts to ``total``'s (use times too: up to its deque's maxlen)."""
+    for name in (*SUMMED, *GAUGES):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    for name in HIGHEST:
+        setattr(total, name, max(getattr(total, name), getattr(part, name)))
+    for name in BY_ERROR:
+        into: dict[str, int] = getattr(total, name)
+        for etype, count in list(getattr(part, name).items()):
+            into[etype] = into.get(etype, 0) + count
+    total.retry_setting = part.retry_setting or total.retry_setting
+    if part.use_times:
+        if total.use_times is None:
+            total.use_times = deque()
+        total.use_times.extend(part.use_times)
 
 
 def minus(now: PoolStats, before: PoolStats | None) -> PoolStats:

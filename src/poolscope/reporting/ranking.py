@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .summaries import Advice, PoolSummary
+from .summaries import Advice, OtherHosts, PoolSummary
 
 HOSTS_SHOWN = 40
 
@@ -30,10 +30,18 @@ def hosts_that_matter(
     return ranked[:HOSTS_SHOWN], ranked[HOSTS_SHOWN:]
 
 
-def the_rest(rest: Sequence[PoolSummary]) -> str:
-    """One line for the hosts not shown: how many, and what they did in all."""
+def the_rest(rest: Sequence[PoolSummary], other: OtherHosts | None = None) -> str:
+    """One line for the hosts not shown and the hosts folded: how many, what they did in all."""
+    folded = other.hosts if other else 0
+
+    def total(name: str) -> int:
+        shown: int = sum(getattr(p, name) for p in rest)
+        folded: int = getattr(other, name) if other else 0
+        return shown + folded
+
+    how = f" ({folded} of them folded together: POOLSCOPE_MAX_HOSTS)" if folded else ""
     return (
-        f"{len(rest)} other host(s): {sum(p.requests for p in rest)} request(s), "
-        f"{sum(p.created for p in rest)} connection(s) opened, "
-        f"{sum(p.discarded for p in rest)} discarded, {sum(p.evictions for p in rest)} evicted"
+        f"{len(rest) + folded} other host(s){how}: {total('requests')} request(s), "
+        f"{total('created')} connection(s) opened, {total('discarded')} discarded, "
+        f"{total('evictions')} evicted"
     )

@@ -16,9 +16,10 @@ import threading
 import time
 
 from ..core.events import CloseReason, EventKind, PoolEvent, PoolKey
+from ..core.folding import OTHER_HOSTS
 from ..core.recorder import Recorder
 from ..core.sink import Sink
-from ..core.stats import combined
+from ..core.stats import PoolStats, add_into, combined
 from .occupancy import Occupancy
 
 SAMPLES = 10_000  # connect/idle time samples kept per pool key (a reservoir beyond that)
@@ -134,6 +135,7 @@ class ReportSink(Sink):
         self.recorder = recorder  # whose PoolStats the report reads
         # Its counts when this sink was added: the report covers what came after.
         self.baseline = {s.key: combined(s.key, [s]) for s in recorder.all_stats()}
+        self.baseline_folded = recorder.folded_hosts
         self._lock = threading.Lock()
         self.pools: dict[int, PoolRecord] = {}
         self.samples: dict[PoolKey, Samples] = {}
@@ -160,8 +162,9 @@ class ReportSink(Sink):
                 samples.occupancy.mark(samples.occupancy.discards, now)
             elif kind is EventKind.WAIT_STARTED:
                 samples.occupancy.mark(samples.occupancy.waits, now)
-            stats = self.recorder.stats_for(event.key)
-            samples.occupancy.sample(now, stats.open - stats.idle, stats.idle, stats.waiting)
+            stats = self.recorder.kept(event.key)
+            if stats is not None:
+                samples.occupancy.sample(now, stats.open - stats.idle, stats.idle, stats.waiting)
             rec = self._record(event)
             if rec is None:
                 return
@@ -200,6 +203,20 @@ class ReportSink(Sink):
         if event.num_pools:
             rec.num_pools = event.num_pools
         return rec
+
+    def folded(self, keys: list[PoolKey]) -> None:
+        """The recorder folded these hosts: their samples and pool objects go (the report counts
+        them in its line for the other hosts), and what they had counted before the report
+        began goes to the aggregate's baseline."""
+        gone = set(keys)
+        with self._lock:
+            for key in keys:
+                self.samples.pop(key, None)
+                before = self.baseline.pop(key, None)
+                if before is not None:
+                    other = self.baseline.setdefault(OTHER_HOSTS, PoolStats(OTHER_HOSTS))
+                    add_into(other, before)
+            self.pools = {i: rec for i, rec in self.pools.items() if rec.key not in gone}
 
     def forget(self) -> None:
         """Start afresh (a forked child: what it holds is its parent's)."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from .ranking import hosts_that_matter, the_rest
-from .summaries import Advice, PoolSummary
+from .summaries import Advice, OtherHosts, PoolSummary
 
 
 def manager_label(manager: int | None) -> str:
@@ -117,6 +117,7 @@ def html(
     ended: float,
     pools: Sequence[PoolSummary],
     advice: Sequence[Advice],
+    other: OtherHosts | None = None,
     *,
     all_hosts: bool = False,
 ) -> str:
@@ -180,8 +181,8 @@ def html(
         f'<span><b style="background:{color}"></b>{esc(reason or "open")}</span>'
         for reason, color in _COLORS.items()
     )
-    if rest:
-        sections.append(f'<p class="rest">{esc(the_rest(rest))}</p>')
+    if rest or other:
+        sections.append(f'<p class="rest">{esc(the_rest(rest, other))}</p>')
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
     return _PAGE.format(
         when=esc(when),

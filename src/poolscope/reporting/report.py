@@ -13,9 +13,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..core.events import PoolKey
+from ..core.folding import OTHER_HOSTS
 from ..core.stats import combined
 from .advice import Evidence, advise
-from .records import LANES, USES, PoolRecord, Samples, all_sinks, by_manager
+from .limits import left_out_by_limits, other_hosts
+from .records import PoolRecord, Samples, all_sinks, by_manager
 from .render import html
 from .seen import Seen, gather
 from .summaries import (
@@ -24,6 +26,7 @@ from .summaries import (
     ManagerShare,
     ManagerSummary,
     Occupancy,
+    OtherHosts,
     PoolSummary,
     ProcessShare,
 )
@@ -44,6 +47,8 @@ class Report:
     left_out: tuple[str, ...] = ()  # what the report's limits left out; its counts are exact
     # What is missing from its counts: processes that ended before writing their final part.
     incomplete: tuple[str, ...] = ()
+    # The hosts folded together past POOLSCOPE_MAX_HOSTS, in all (their counts are exact).
+    other_hosts: OtherHosts | None = None
 
     @property
     def healthy(self) -> bool:
@@ -62,13 +67,16 @@ class Report:
             self.processes,
             self.left_out,
             self.incomplete,
+            self.other_hosts,
             all_hosts=all_hosts,
         )
 
     def render_html(self, *, all_hosts: bool = False) -> str:
         """A self-contained page: the hosts that matter and a line for the rest, unless
         ``all_hosts``."""
-        return html(self.started, self.ended, self.pools, self.advice, all_hosts=all_hosts)
+        return html(
+            self.started, self.ended, self.pools, self.advice, self.other_hosts, all_hosts=all_hosts
+        )
 
 
 _percentiles = spread
@@ -165,7 +173,10 @@ def report_from(parts: list[Seen], *, incomplete: tuple[str, ...] = ()) -> Repor
     given back."""
     if len(parts) > 1:
         parts = _distinct_ids(parts)
-    keys = sorted({k for p in parts for k in p.stats}, key=lambda k: (k.origin, k.proxy or ""))
+    keys = sorted(
+        {k for p in parts for k in p.stats if k != OTHER_HOSTS},
+        key=lambda k: (k.origin, k.proxy or ""),
+    )
     records = sorted((r for p in parts for r in p.records), key=lambda r: r.pool_id)
     records_of: dict[PoolKey, list[PoolRecord]] = {}
     for rec in records:
@@ -194,35 +205,21 @@ def report_from(parts: list[Seen], *, incomplete: tuple[str, ...] = ()) -> Repor
     advice = advise(evidence) if evidence else [NOTHING_SEEN]
     started = min((p.started for p in parts), default=time.time())
     managers = _managers(records)
-    left_out = _left_out(evidence, records)
+    other = other_hosts(parts)
+    if other is not None and advice == [NOTHING_SEEN]:
+        advice = []  # it saw pools: every one of them was folded
+    left_out = left_out_by_limits(evidence, records, other)
     return Report(
-        started, time.time(), pools, tuple(advice), managers, len(parts), left_out, incomplete
+        started,
+        time.time(),
+        pools,
+        tuple(advice),
+        managers,
+        len(parts),
+        left_out,
+        incomplete,
+        other,
     )
-
-
-def _left_out(evidence: list[Evidence], records: list[PoolRecord]) -> tuple[str, ...]:
-    """What the report's limits left out, in words; its counts are exact whatever they say."""
-    said = []
-    made = sum(ev.stats.pools for ev in evidence)
-    if made > len(records):
-        said.append(
-            f"pool objects: {len(records)} of {made} kept for the manager lines and the "
-            f"timeline ({made - len(records)} left out)"
-        )
-    for name, seen, kept in (
-        ("connect times", sum(ev.samples.connects_seen for ev in evidence), "connect_times"),
-        ("idle times", sum(ev.samples.idles_seen for ev in evidence), "idle_times"),
-    ):
-        sampled = sum(len(getattr(ev.samples, kept)) for ev in evidence)
-        if seen > sampled:
-            said.append(f"{name}: percentiles from a uniform sample of {sampled} of {seen}")
-    lanes = sum(r.lanes_left_out for r in records)
-    if lanes:
-        said.append(f"timeline: {lanes} connection(s) beyond {LANES} per pool object not drawn")
-    marks = sum(r.marks_left_out for r in records)
-    if marks:
-        said.append(f"timeline: {marks} request mark(s) beyond {USES} per connection not drawn")
-    return tuple(said)
 
 
 def _shares(key: PoolKey, parts: list[Seen]) -> tuple[ProcessShare, ...]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.events import PoolKey
+from ..core.folding import OTHER_HOSTS
 from ..core.stats import BY_ERROR, GAUGES, HIGHEST, LAST, SUMMED, PoolStats, combined, minus
 from .records import Lane, PoolRecord, Samples, all_sinks
 
@@ -24,7 +25,8 @@ FIELDS = (*SUMMED, *GAUGES, *HIGHEST, *BY_ERROR, *LAST)
 @dataclass
 class Seen:
     """One process's counts per pool key, its samples, and its pool objects; ``held``, as it
-    ended, the connections responses nobody read or closed still held (none while it runs)."""
+    ended, the connections responses nobody read or closed still held (none while it runs);
+    ``folded``, how many hosts its recorders folded into ``OTHER_HOSTS``."""
 
     pid: int
     started: float
@@ -32,6 +34,7 @@ class Seen:
     samples: dict[PoolKey, Samples] = field(default_factory=dict)
     records: list[PoolRecord] = field(default_factory=list)
     held: dict[PoolKey, int] = field(default_factory=dict)
+    folded: int = 0
 
 
 def gather() -> Seen:
@@ -41,6 +44,7 @@ def gather() -> Seen:
     for sink in all_sinks():
         seen.records += sink.records()
         seen.started = min(seen.started, sink.started)
+        seen.folded += sink.recorder.folded_hosts - sink.baseline_folded
         for key, part in sink.samples_snapshot().items():
             seen.samples.setdefault(key, Samples()).extend(part)
         for one in sink.recorder.all_stats():  # what it counted since the report began
@@ -55,6 +59,9 @@ def since(now: Seen, before: Seen) -> Seen:
     stats = {}
     for key, total in now.stats.items():
         old = before.stats.get(key)
+        if key == OTHER_HOSTS:  # it took in the counts of hosts folded since, the fork's too
+            gone = [s for k, s in before.stats.items() if k not in now.stats]
+            old = combined(key, [old, *gone] if old is not None else gone)
         own = stats[key] = minus(total, old)
         if old is not None and own is not total:
             # Connections other threads of the parent had checked out, and requests they had
@@ -62,7 +69,13 @@ def since(now: Seen, before: Seen) -> Seen:
             own.open -= old.in_use
             own.waiting -= old.waiting
     return Seen(
-        now.pid, max(now.started, before.started), stats, now.samples, now.records, now.held
+        now.pid,
+        max(now.started, before.started),
+        stats,
+        now.samples,
+        now.records,
+        now.held,
+        now.folded - before.folded,
     )
 
 
@@ -71,6 +84,7 @@ def to_json(seen: Seen) -> dict[str, Any]:
         "pid": seen.pid,
         "started": seen.started,
         "held": [[list(key), n] for key, n in seen.held.items()],
+        "folded": seen.folded,
         "stats": [
             {
                 "key": list(key),
@@ -120,6 +134,7 @@ def to_json(seen: Seen) -> dict[str, Any]:
 def from_json(data: dict[str, Any]) -> Seen:
     seen = Seen(int(data["pid"]), float(data["started"]))
     seen.held = {PoolKey(*key): n for key, n in data.get("held", ())}
+    seen.folded = int(data.get("folded", 0))
     for item in data["stats"]:
         key = PoolKey(*item["key"])
         stats = seen.stats[key] = PoolStats(key)

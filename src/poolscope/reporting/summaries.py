@@ -29,6 +29,22 @@ class Occupancy:
 
 
 @dataclass(frozen=True)
+class OtherHosts:
+    """The hosts folded into one aggregate, past the hosts poolscope keeps counts of their own
+    for (``POOLSCOPE_MAX_HOSTS``): how many, and what they did in all, exactly."""
+
+    hosts: int
+    requests: int
+    created: int
+    reused: int
+    dropped: int
+    discarded: int
+    evictions: int
+    waits: int
+    errors: int
+
+
+@dataclass(frozen=True)
 class ProcessShare:
     """One process's part of a pool key's requests (``poolscope run`` follows children)."""
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from ..core.libraries import library
 from .ranking import hosts_that_matter, the_rest
 from .render import manager_label
-from .summaries import Advice, ManagerSummary, PoolSummary
+from .summaries import Advice, ManagerSummary, OtherHosts, PoolSummary
 
 
 def ms(values: dict[str, float], key: str) -> str:
@@ -35,6 +35,7 @@ def text(
     processes: int = 1,
     left_out: Sequence[str] = (),
     incomplete: Sequence[str] = (),
+    other: OtherHosts | None = None,
     *,
     all_hosts: bool = False,
 ) -> str:
@@ -94,9 +95,11 @@ def text(
         )
     if rest:
         lines.append(
-            f"{the_rest(rest)} (all hosts: --all-hosts, or render_text(all_hosts=True); JSON "
-            "has them all)"
+            f"{the_rest(rest, other)} (all hosts kept: --all-hosts, or "
+            "render_text(all_hosts=True); JSON has them all)"
         )
+    elif other:
+        lines.append(the_rest(rest, other))
     if incomplete:
         lines.append("")
         lines.append("Incomplete (the counts above miss this):")

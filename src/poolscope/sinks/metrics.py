@@ -3,6 +3,12 @@
 Counts are read at collection time from the recorder's plain integers, so a request costs no
 instrument call. Idle times, the one histogram fed on the reused-connection path, are buffered
 per pool key (a bounded deque append) and recorded when a reader collects.
+
+Series are bounded on purpose: a host has series of its own while its recorder keeps its counts
+(``POOLSCOPE_MAX_HOSTS``, see :mod:`poolscope.core.folding`); the hosts folded since report
+together in one series per instrument marked ``poolscope.other_hosts=true``. As an SDK keeps a
+cumulative histogram's series after its host is folded, histograms give series of their own to
+at most twice that many hosts over the process's life, then record the others in that series.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from .._version import __version__
 from ..core.events import EventKind, PoolEvent, PoolKey
+from ..core.folding import OTHER_HOSTS
 from ..core.recorder import Recorder
 from ..core.sink import Sink
 from ..core.stats import PoolStats
@@ -39,6 +46,8 @@ _SHORT_BUCKETS = (
 _IDLE_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 # The buckets OpenTelemetry's semantic conventions advise for http.client.connection.duration.
 _DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# The attributes of the series of the hosts folded together (no server.address of their own).
+OTHER_HOSTS_ATTRIBUTES = {"poolscope.other_hosts": True}
 
 
 class MetricsSink(Sink):
@@ -53,7 +62,10 @@ class MetricsSink(Sink):
         self._recorder = recorder
         self._provider = meter_provider
         self._sdk = False  # a meter provider that records was seen (it stays so)
-        self._attributes: dict[PoolKey, dict[str, Any]] = {}
+        self._attributes: dict[PoolKey, dict[str, Any]] = {OTHER_HOSTS: OTHER_HOSTS_ATTRIBUTES}
+        # Hosts whose histograms have series of their own, at most twice max_hosts.
+        self._histogram_hosts: set[PoolKey] = set()
+        self._histogram_budget = 2 * recorder.max_hosts
         meter = metrics.get_meter(
             "poolscope",
             __version__,
@@ -208,20 +220,33 @@ class MetricsSink(Sink):
     def handle(self, event: PoolEvent) -> None:
         kind = event.kind
         if kind is EventKind.CREATED:
-            attrs = self._attrs(event.key)
+            attrs = self._histogram_attrs(event.key)
             self._create_time.record(event.duration, attrs)
             if event.tls_duration is not None:
                 self._tls_time.record(event.tls_duration, attrs)
         elif kind is EventKind.CLOSED:
-            self._duration.record(event.duration, self._attrs(event.key))
+            self._duration.record(event.duration, self._histogram_attrs(event.key))
         elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
-            self._wait_time.record(event.duration, self._attrs(event.key))
+            self._wait_time.record(event.duration, self._histogram_attrs(event.key))
+
+    def folded(self, keys: list[PoolKey]) -> None:
+        for key in keys:
+            self._attributes.pop(key, None)
 
     def _attrs(self, key: PoolKey) -> dict[str, Any]:
         attrs = self._attributes.get(key)
         if attrs is None:
             attrs = self._attributes.setdefault(key, key.attributes())
         return attrs
+
+    def _histogram_attrs(self, key: PoolKey) -> dict[str, Any]:
+        hosts = self._histogram_hosts
+        if key in hosts:
+            return self._attrs(key)
+        if len(hosts) < self._histogram_budget and self._recorder.kept(key) is not None:
+            hosts.add(key)
+            return self._attrs(key)
+        return OTHER_HOSTS_ATTRIBUTES
 
     # -- collection -------------------------------------------------------------------------
 

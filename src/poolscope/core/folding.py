@@ -1,0 +1,88 @@
+"""How many hosts a recorder keeps counts of its own for, and how the rest are folded into one.
+
+A crawler or a webhook sender meets hosts by the thousand, each a few times. A recorder keeps a
+:class:`~poolscope.core.stats.PoolStats` per (scheme, host, port) up to ``max_hosts`` (default
+500, ``POOLSCOPE_MAX_HOSTS``); past it, it folds hosts whose pools are gone (no pool object
+alive, no connection open, no request waiting) into one aggregate under :data:`OTHER_HOSTS`,
+so totals stay exact and memory stays flat. The least useful go first: hosts with nothing to
+advise (no discard, drop, wait, error, failed connect or timeout, one pool object only), then
+the least busy, the longest known first. It folds down to three quarters of the limit, so a
+fold (sorting what it keeps) comes once in ``max_hosts / 4`` new hosts. docs/decisions.md,
+"Ten thousand hosts", says what a user keeps and loses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+
+from .events import PoolKey
+from .stats import PoolStats, add_into
+
+log = logging.getLogger("poolscope")
+
+# The key of the aggregate the folded hosts' counts go to; never a real pool's (no scheme).
+OTHER_HOSTS = PoolKey("", "(other hosts)", 0)
+MAX_HOSTS = 500
+ENV = "POOLSCOPE_MAX_HOSTS"
+
+
+def max_hosts_from_env() -> int:
+    """``POOLSCOPE_MAX_HOSTS`` when it is a whole number of at least 1, else the default."""
+    value = os.environ.get(ENV, "").strip()
+    if not value:
+        return MAX_HOSTS
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        log.warning(
+            "poolscope: %s=%r is not a whole number of at least 1, so %d hosts are kept; set "
+            "it to how many hosts should keep counts of their own (for example %s=2000).",
+            ENV,
+            value,
+            MAX_HOSTS,
+            ENV,
+        )
+        return MAX_HOSTS
+    return limit
+
+
+def foldable(stats: PoolStats) -> bool:
+    """Nothing of it is alive: no pool object, no open connection, no waiting request."""
+    return not (stats.live or stats.open or stats.waiting)
+
+
+def _worth_keeping(stats: PoolStats) -> tuple[bool, int]:
+    # Sorted ascending: hosts with nothing to advise, then the least busy, fold first.
+    notable = bool(
+        stats.discarded
+        or stats.dropped
+        or stats.waits
+        or stats.unreturned
+        or stats.failed
+        or stats.errors
+        or stats.read_timeouts
+        or stats.connect_timeouts
+        or stats.pools > 1  # revisited after an eviction, or shared by several managers
+    )
+    return notable, stats.created + stats.reused
+
+
+def to_fold(kept: Iterable[PoolStats], keep: int, count: int, new: PoolKey) -> list[PoolStats]:
+    """Which of ``count`` kept hosts to fold so that ``keep`` remain (fewer when not enough of
+    them are foldable); never ``new``, the host just met, whose pool is being made."""
+    candidates = [s for s in kept if s.key != OTHER_HOSTS and s.key != new and foldable(s)]
+    candidates.sort(key=_worth_keeping)  # stable: among equals, the longest known first
+    return candidates[: max(0, count - keep)]
+
+
+def fold(into: PoolStats, folded: Iterable[PoolStats]) -> None:
+    """Add the counts of ``folded`` into the aggregate ``into``, with the idle times a metrics
+    collection has not taken yet."""
+    for stats in folded:
+        add_into(into, stats)
+        if stats.idle_times and into.idle_times is not None:
+            into.idle_times.extend(stats.idle_times)
