@@ -4,16 +4,16 @@ Counts are read at collection time from the recorder's plain integers, so a requ
 instrument call. Idle times, the one histogram fed on the reused-connection path, are buffered
 per pool key (a bounded deque append) and recorded when a reader collects.
 
-Series are bounded on purpose: a host has series of its own while its recorder keeps its counts
-(``POOLSCOPE_MAX_HOSTS``, see :mod:`poolscope.core.folding`); the hosts folded since report
-together in one series per instrument marked ``poolscope.other_hosts=true``. As an SDK keeps a
-cumulative histogram's series after its host is folded, histograms give series of their own to
-at most twice that many hosts over the process's life, then record the others in that series.
+Series are bounded on purpose, as an SDK keeps every series it was ever given: at most
+``POOLSCOPE_MAX_HOSTS`` hosts (see :mod:`poolscope.core.folding`) get series of their own over
+the process's life, the first met; every other host, and the hosts the recorder folded, report
+together in one series per instrument marked ``poolscope.other_hosts=true``. Each series is
+monotonic: a folded host's counts move into that series as its own stops being reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opentelemetry import metrics
@@ -43,6 +43,10 @@ _SHORT_BUCKETS = (
     5.0,
     10.0,
 )
+# An attribute a figure adds to its host's (error.type, http.connection.state), or None.
+Extra = tuple[str, str] | None
+_ACTIVE = ("http.connection.state", "active")
+_IDLE = ("http.connection.state", "idle")
 _IDLE_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 # The buckets OpenTelemetry's semantic conventions advise for http.client.connection.duration.
 _DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -62,10 +66,9 @@ class MetricsSink(Sink):
         self._recorder = recorder
         self._provider = meter_provider
         self._sdk = False  # a meter provider that records was seen (it stays so)
+        # The attributes of each host with series of its own (at most max_hosts), and OTHER's.
         self._attributes: dict[PoolKey, dict[str, Any]] = {OTHER_HOSTS: OTHER_HOSTS_ATTRIBUTES}
-        # Hosts whose histograms have series of their own, at most twice max_hosts.
-        self._histogram_hosts: set[PoolKey] = set()
-        self._histogram_budget = 2 * recorder.max_hosts
+        self._series_budget = recorder.max_hosts + 1
         meter = metrics.get_meter(
             "poolscope",
             __version__,
@@ -220,33 +223,23 @@ class MetricsSink(Sink):
     def handle(self, event: PoolEvent) -> None:
         kind = event.kind
         if kind is EventKind.CREATED:
-            attrs = self._histogram_attrs(event.key)
+            attrs = self._attrs(event.key)
             self._create_time.record(event.duration, attrs)
             if event.tls_duration is not None:
                 self._tls_time.record(event.tls_duration, attrs)
         elif kind is EventKind.CLOSED:
-            self._duration.record(event.duration, self._histogram_attrs(event.key))
+            self._duration.record(event.duration, self._attrs(event.key))
         elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
-            self._wait_time.record(event.duration, self._histogram_attrs(event.key))
-
-    def folded(self, keys: list[PoolKey]) -> None:
-        for key in keys:
-            self._attributes.pop(key, None)
+            self._wait_time.record(event.duration, self._attrs(event.key))
 
     def _attrs(self, key: PoolKey) -> dict[str, Any]:
+        """The attributes of ``key``'s series: its own while the budget lasts, else OTHER's."""
         attrs = self._attributes.get(key)
         if attrs is None:
+            if len(self._attributes) >= self._series_budget:
+                return OTHER_HOSTS_ATTRIBUTES
             attrs = self._attributes.setdefault(key, key.attributes())
         return attrs
-
-    def _histogram_attrs(self, key: PoolKey) -> dict[str, Any]:
-        hosts = self._histogram_hosts
-        if key in hosts:
-            return self._attrs(key)
-        if len(hosts) < self._histogram_budget and self._recorder.kept(key) is not None:
-            hosts.add(key)
-            return self._attrs(key)
-        return OTHER_HOSTS_ATTRIBUTES
 
     # -- collection -------------------------------------------------------------------------
 
@@ -258,10 +251,7 @@ class MetricsSink(Sink):
                     self._flush_idle_times()
                 except Exception:
                     self._recorder.sinks.failed(self)
-            return [
-                Observation(getattr(stats, field), self._attrs(stats.key))
-                for stats in self._stats()
-            ]
+            return self._observe(lambda stats: ((None, getattr(stats, field)),))
 
         return observe
 
@@ -299,27 +289,43 @@ class MetricsSink(Sink):
         return self._by_error_type("errors")
 
     def _by_error_type(self, field: str) -> list[Observation]:
-        observations = []
-        for stats in self._stats():
+        def by_type(stats: PoolStats) -> list[tuple[Extra, int]]:
             counts: dict[str, int] = getattr(stats, field)
-            for etype, count in list(counts.items()):
-                attrs = {**self._attrs(stats.key), "error.type": etype}
-                observations.append(Observation(count, attrs))
-        return observations
+            return [(("error.type", etype), n) for etype, n in list(counts.items())]
+
+        return self._observe(by_type)
 
     def _observe_open(self, options: CallbackOptions) -> Iterable[Observation]:
-        observations = []
-        for stats in self._stats():
-            attrs = self._attrs(stats.key)
+        def by_state(stats: PoolStats) -> tuple[tuple[Extra, int], ...]:
             idle = stats.idle
-            observations.append(
-                Observation(stats.open - idle, {**attrs, "http.connection.state": "active"})
-            )
-            observations.append(Observation(idle, {**attrs, "http.connection.state": "idle"}))
-        return observations
+            return ((_ACTIVE, stats.open - idle), (_IDLE, idle))
+
+        return self._observe(by_state)
 
     def _observe_waiting(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(stats.waiting, self._attrs(stats.key)) for stats in self._stats()]
+        return self._observe(lambda stats: ((None, stats.waiting),))
+
+    def _observe(self, values: Callable[[PoolStats], Iterable[tuple[Extra, int]]]) -> list[Any]:
+        """One observation per series: each host's own, and the other hosts' summed into one
+        (``values`` gives a host's figures, each with the attribute it adds, if any)."""
+        observations = []
+        others: dict[Extra, int] = {}
+        for stats in self._stats():
+            attrs = self._attrs(stats.key)
+            if attrs is OTHER_HOSTS_ATTRIBUTES:
+                for extra, value in values(stats):
+                    others[extra] = others.get(extra, 0) + value
+                continue
+            for extra, value in values(stats):
+                observations.append(
+                    Observation(value, {**attrs, extra[0]: extra[1]} if extra else attrs)
+                )
+        for extra, value in others.items():
+            attrs = OTHER_HOSTS_ATTRIBUTES
+            observations.append(
+                Observation(value, {**attrs, extra[0]: extra[1]} if extra else attrs)
+            )
+        return observations
 
 
 def _histogram(meter: Any, name: str, description: str, buckets: tuple[float, ...]) -> Any:

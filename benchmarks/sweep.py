@@ -1,0 +1,165 @@
+"""One program that talks to many hosts once each, for the hosts axis (hosts.py) and its tests.
+
+    python benchmarks/sweep.py --port PORT --mode report --hosts 20000 [--tracemalloc]
+
+One ``requests.Session`` with requests' defaults (``pool_connections=10``, so nearly every pool
+is evicted) makes one request to each of ``--hosts`` distinct hosts, ``h1.hosts.test`` ...,
+which this process resolves to 127.0.0.1, where hosts_server.py listens on ``--port``: distinct
+(scheme, host, port) pools on real loopback connections, with one listening socket. ``--mode``:
+``bare``, ``metrics`` (an OpenTelemetry SDK MeterProvider whose in-memory reader collects every
+``--collect-every`` hosts, as an exporter would) or ``report`` (``report=True``). With
+``--crowded K``, every K-th host is also asked by three threads at once through a second
+session whose pool keeps one connection, so that some connections are discarded (counted, as
+urllib3 warns of each, in ``warned_full``). It prints one
+JSON object: microseconds per request, memory (with ``--tracemalloc``, Python's traced memory
+after ``--checkpoint`` hosts and at the end, both after a full collection), the last collection
+or the report's build time, and the totals the metrics or the report give over every host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import resource
+import socket
+import threading
+import time
+import tracemalloc
+from typing import Any
+
+_getaddrinfo = socket.getaddrinfo
+
+
+def _resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+    if isinstance(host, str) and host.endswith(".hosts.test"):
+        host = "127.0.0.1"
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mode", choices=("bare", "metrics", "report"), required=True)
+    parser.add_argument("--hosts", type=int, required=True)
+    parser.add_argument("--checkpoint", type=int, default=0)
+    parser.add_argument("--collect-every", type=int, default=1000)
+    parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--crowded", type=int, default=0)
+    args = parser.parse_args()
+    socket.getaddrinfo = _resolve  # type: ignore[assignment]
+
+    import requests
+
+    import poolscope
+
+    session, small = requests.Session(), requests.Session()
+    small.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=1))
+    warned = _FullPoolWarnings()
+    logging.getLogger("urllib3.connectionpool").addHandler(warned)
+    reader = None
+    if args.mode == "metrics":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        reader = InMemoryMetricReader()
+        provider = MeterProvider([reader])
+        for one in (session, small):
+            poolscope.instrument_session(one, meter_provider=provider)
+    elif args.mode == "report":
+        for one in (session, small):
+            poolscope.instrument_session(one, report=True)
+    out: dict[str, Any] = {"mode": args.mode, "hosts": args.hosts}
+    if args.tracemalloc:
+        tracemalloc.start()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    for i in range(1, args.hosts + 1):
+        url = f"http://h{i}.hosts.test:{args.port}/"
+        session.get(url).content
+        if args.crowded and i % args.crowded == 0:
+            _at_once(small, url, 3)
+        if reader is not None and i % args.collect_every == 0:
+            reader.get_metrics_data()
+        if i == args.checkpoint and args.tracemalloc:
+            gc.collect()
+            out["traced_at_checkpoint"] = tracemalloc.get_traced_memory()[0]
+    out["us_per_request"] = (time.perf_counter() - started) / args.hosts * 1e6
+    gc.collect()
+    if args.tracemalloc:
+        out["traced_at_end"] = tracemalloc.get_traced_memory()[0]
+    out["rss_growth_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+    out["warned_full"] = warned.count
+    if reader is not None:
+        took = time.perf_counter()
+        data = reader.get_metrics_data()
+        out["collect_s"] = time.perf_counter() - took
+        out["totals"], out["points"], out["other_hosts_series"] = _metric_totals(data)
+    if args.mode == "report":
+        took = time.perf_counter()
+        report = poolscope.report()
+        text = report.render_text()
+        out["report_s"] = time.perf_counter() - took
+        out["report_lines"] = len(text.splitlines())
+        out["report_rows"] = len(report.pools)
+        other = report.other_hosts
+        out["totals"] = {
+            name: sum(getattr(p, name) for p in report.pools)
+            + (getattr(other, name) if other else 0)
+            for name in ("requests", "created", "discarded")
+        }
+        out["folded_hosts"] = other.hosts if other else 0
+    print(json.dumps(out))
+
+
+class _FullPoolWarnings(logging.Handler):
+    """Counts urllib3's "Connection pool is full, discarding connection" warnings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Connection pool is full"):
+            self.count += 1
+
+
+def _at_once(session: Any, url: str, threads: int) -> None:
+    barrier = threading.Barrier(threads)
+
+    def one() -> None:
+        barrier.wait()
+        session.get(url).content
+
+    workers = [threading.Thread(target=one) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def _metric_totals(data: Any) -> tuple[dict[str, int], int, int]:
+    """Each counter summed over its series, the points in all, and the other-hosts series."""
+    names = {
+        "urllib3.pool.connections.created": "created",
+        "urllib3.pool.connections.reused": "reused",
+        "urllib3.pool.connections.discarded": "discarded",
+    }
+    totals = {name: 0 for name in names.values()}
+    points = other = 0
+    for resource_metrics in data.resource_metrics:
+        for scope in resource_metrics.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    points += 1
+                    if point.attributes.get("poolscope.other_hosts"):
+                        other += 1
+                    if metric.name in names:
+                        totals[names[metric.name]] += point.value
+    totals["requests"] = totals["created"] + totals["reused"]
+    return totals, points, other
+
+
+if __name__ == "__main__":
+    main()
