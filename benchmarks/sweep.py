@@ -77,7 +77,7 @@ def main() -> None:
     started = time.perf_counter()
     for i in range(1, args.hosts + 1):
         url = f"http://h{i}.hosts.test:{args.port}/"
-        session.get(url).content
+        session.get(url).close()
         if args.crowded and i % args.crowded == 0:
             _at_once(small, url, 3)
         if reader is not None and i % args.collect_every == 0:
@@ -130,7 +130,7 @@ def _at_once(session: Any, url: str, threads: int) -> None:
 
     def one() -> None:
         barrier.wait()
-        session.get(url).content
+        session.get(url).close()
 
     workers = [threading.Thread(target=one) for _ in range(threads)]
     for worker in workers:

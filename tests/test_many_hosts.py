@@ -58,8 +58,10 @@ def served(port: int) -> tuple[int, int]:
 
 def sweep(port: int, mode: str, hosts: int, *args: str) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "sweep.py"), "--port", str(port), "--mode", mode]
-        + ["--hosts", str(hosts), *args],
+        [
+            *(sys.executable, str(BENCHMARKS / "sweep.py"), "--port", str(port)),
+            *("--mode", mode, "--hosts", str(hosts), *args),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -125,7 +127,7 @@ def test_folding_keeps_every_counter_monotonic_with_one_other_hosts_series(
     last: dict[tuple[Any, ...], int] = {}
     other_seen = []
     for n in range(1, 41):
-        session.get(url(server, n)).content
+        session.get(url(server, n)).close()
         points = metrics.collect()
         created = counters(points, "urllib3.pool.connections.created")
         for series, value in created.items():
@@ -151,10 +153,10 @@ def test_a_host_with_a_live_pool_is_never_folded(
     metrics = Metrics()
     kept = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
     sweeper = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
-    kept.get(url(server, 0)).content  # its pool stays in kept's manager, its connection idle
+    kept.get(url(server, 0)).close()  # its pool stays in kept's manager, its connection idle
     for n in range(1, 60):
-        sweeper.get(url(server, n)).content
-    kept.get(url(server, 0)).content
+        sweeper.get(url(server, n)).close()
+    kept.get(url(server, 0)).close()
     points = metrics.collect()
     mine = {"server.address": "h0.hosts.test", "server.port": server.port}
     assert metrics.value(points, "urllib3.pool.connections.created", **mine) == 1
@@ -196,8 +198,10 @@ def test_advice_for_the_hosts_that_keep_their_rows_is_unchanged_by_folding(
         for limit in ("1000", "16"):
             written = tmp_path / f"{limit}.json"
             subprocess.run(
-                [sys.executable, "-m", "poolscope", "run", "--format", "json", "-o", str(written)]
-                + ["--", sys.executable, str(script), str(server.port)],
+                [
+                    *(sys.executable, "-m", "poolscope", "run", "--format", "json"),
+                    *("-o", str(written), "--", sys.executable, str(script), str(server.port)),
+                ],
                 env={**os.environ, "POOLSCOPE_MAX_HOSTS": limit},
                 check=True,
                 timeout=120,
