@@ -355,7 +355,9 @@ def test_each_sample_reservoir_counts_only_its_own_samples(monkeypatch: pytest.M
     key = PoolKey("http", "127.0.0.1", 80)
     replaced = 0
     for _ in range(200):
-        sink = _report.ReportSink(Recorder())
+        recorder = Recorder()
+        recorder.stats_for(key)  # as a pool does when it is made, before its events
+        sink = _report.ReportSink(recorder)
         sink.handle(PoolEvent(EventKind.CREATED, key, 1, duration=1.0, pool_id=1))
         for _ in range(1000):
             sink.handle(PoolEvent(EventKind.REUSED, key, 1, duration=None, pool_id=1))

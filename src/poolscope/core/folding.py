@@ -79,10 +79,11 @@ def to_fold(kept: Iterable[PoolStats], keep: int, count: int, new: PoolKey) -> l
     return candidates[: max(0, count - keep)]
 
 
-def fold(into: PoolStats, folded: Iterable[PoolStats]) -> None:
+def fold(into: PoolStats, folded: list[PoolStats]) -> None:
     """Add the counts of ``folded`` into the aggregate ``into``, with the idle times a metrics
     collection has not taken yet."""
-    for stats in folded:
-        add_into(into, stats)
-        if stats.idle_times and into.idle_times is not None:
-            into.idle_times.extend(stats.idle_times)
+    add_into(into, folded)
+    if into.idle_times is not None:
+        for stats in folded:
+            if stats.idle_times:
+                into.idle_times.extend(stats.idle_times)

@@ -9,6 +9,9 @@ reused-connection path free of locks of our own.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
+from operator import add, attrgetter
+from typing import Any
 
 from .events import PoolKey
 
@@ -149,26 +152,39 @@ LAST = ("retry_setting",)
 def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
     """One key's counts across recorders or processes, as a snapshot that stays still."""
     total = PoolStats(key)
-    for part in parts:
-        add_into(total, part)
+    add_into(total, parts)
     return total
 
 
-def add_into(total: PoolStats, part: PoolStats) -> None:
-    """Add ``part``'s counts to ``total``'s (use times too: up to its deque's maxlen)."""
-    for name in (*SUMMED, *GAUGES):
-        setattr(total, name, getattr(total, name) + getattr(part, name))
-    for name in HIGHEST:
-        setattr(total, name, max(getattr(total, name), getattr(part, name)))
-    for name in BY_ERROR:
-        into: dict[str, int] = getattr(total, name)
-        for etype, count in list(getattr(part, name).items()):
-            into[etype] = into.get(etype, 0) + count
-    total.retry_setting = part.retry_setting or total.retry_setting
-    if part.use_times:
-        if total.use_times is None:
-            total.use_times = deque()
-        total.use_times.extend(part.use_times)
+_ADDED = (*SUMMED, *GAUGES)
+_added = attrgetter(*_ADDED)
+_highest = attrgetter(*HIGHEST)
+
+
+def add_into(total: PoolStats, parts: Iterable[PoolStats]) -> None:
+    """Add the counts of ``parts`` to ``total``'s (use times too: up to its deque's maxlen).
+    Field by field in C (attrgetter, map): folding runs it on hundreds of hosts at once."""
+    added: list[Any] = list(_added(total))
+    highest: list[Any] = list(_highest(total))
+    for part in parts:
+        added = list(map(add, added, _added(part)))
+        highest = list(map(max, highest, _highest(part)))
+        for name in BY_ERROR:
+            counts: dict[str, int] = getattr(part, name)
+            if counts:
+                into: dict[str, int] = getattr(total, name)
+                for etype, count in list(counts.items()):
+                    into[etype] = into.get(etype, 0) + count
+        if part.retry_setting:
+            total.retry_setting = part.retry_setting
+        if part.use_times:
+            if total.use_times is None:
+                total.use_times = deque()
+            total.use_times.extend(part.use_times)
+    for name, value in zip(_ADDED, added, strict=True):
+        setattr(total, name, value)
+    for name, value in zip(HIGHEST, highest, strict=True):
+        setattr(total, name, value)
 
 
 def minus(now: PoolStats, before: PoolStats | None) -> PoolStats:

@@ -147,7 +147,10 @@ class ReportSink(Sink):
         conn = event.connection_id or 0
         with self._lock:
             samples = self.samples.get(event.key)
+            stats = self.recorder.kept(event.key)
             if samples is None:
+                if stats is None:  # an event of a host just folded: counted in the aggregate
+                    return
                 samples = self.samples[event.key] = Samples()
             if kind is EventKind.CREATED:
                 samples.connects_seen += 1
@@ -162,7 +165,6 @@ class ReportSink(Sink):
                 samples.occupancy.mark(samples.occupancy.discards, now)
             elif kind is EventKind.WAIT_STARTED:
                 samples.occupancy.mark(samples.occupancy.waits, now)
-            stats = self.recorder.kept(event.key)
             if stats is not None:
                 samples.occupancy.sample(now, stats.open - stats.idle, stats.idle, stats.waiting)
             rec = self._record(event)
@@ -215,7 +217,7 @@ class ReportSink(Sink):
                 before = self.baseline.pop(key, None)
                 if before is not None:
                     other = self.baseline.setdefault(OTHER_HOSTS, PoolStats(OTHER_HOSTS))
-                    add_into(other, before)
+                    add_into(other, [before])
             self.pools = {i: rec for i, rec in self.pools.items() if rec.key not in gone}
 
     def forget(self) -> None:

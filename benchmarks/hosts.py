@@ -1,0 +1,105 @@
+"""The hosts axis: what poolscope costs a program that talks to 10 ... 100,000 distinct hosts.
+
+    python benchmarks/hosts.py            # 10 to 100,000 hosts (about 40 minutes)
+    python benchmarks/hosts.py --smoke    # 10 to 1,000 hosts, one round: CI runs this
+    python benchmarks/hosts.py --hosts 10000 --rounds 5
+
+Each configuration runs sweep.py in a fresh process (one Session, one request to each host,
+requests' defaults, so nearly every pool is evicted) against hosts_server.py, interleaved
+(bare, metrics, report, bare, ...) for several rounds, and prints the median microseconds per
+request (wall and the process's CPU) with their ratio to bare measured in the same run, the
+growth of the process's peak RSS during the sweep beside bare's, the cost of one metrics
+collection at the end and the report's build time. Nothing here asserts: it measures; the
+targets (docs/performance.md) speak of the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+MODES = ("bare", "metrics", "report")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--hosts", type=int, action="append")
+    parser.add_argument("--rounds", type=int)
+    args = parser.parse_args()
+    axis = args.hosts or ([10, 100, 1000] if args.smoke else [10, 100, 1000, 10_000, 100_000])
+    print(harness.describe_machine())
+    server = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "hosts_server.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None and server.stdin is not None
+    port = int(server.stdout.readline())
+    try:
+        print(
+            f"\n{'hosts':>7} {'mode':<8} {'wall us':>8} {'ratio':>6} {'cpu us':>7} {'ratio':>6} "
+            f"{'RSS +MB':>8} {'vs bare':>8} {'collect s':>9} {'report s':>8} {'kept':>5}"
+        )
+        for hosts in axis:
+            rounds = args.rounds or (1 if args.smoke or hosts >= 100_000 else 3)
+            runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+            for _ in range(rounds):
+                for mode in MODES:
+                    runs[mode].append(sweep(port, mode, hosts))
+            table(hosts, runs)
+    finally:
+        server.stdin.close()
+        server.wait(10)
+        server.stdout.close()
+
+
+def sweep(port: int, mode: str, hosts: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            *(sys.executable, os.path.join(HERE, "sweep.py"), "--port", str(port)),
+            *("--mode", mode, "--hosts", str(hosts)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def table(hosts: int, runs: dict[str, list[dict[str, Any]]]) -> None:
+    def median(mode: str, name: str) -> float:
+        return statistics.median(run.get(name, 0.0) for run in runs[mode])
+
+    bare_wall, bare_cpu = median("bare", "us_per_request"), median("bare", "cpu_us_per_request")
+    bare_rss = median("bare", "rss_growth_kb") / 1000
+    for mode in MODES:
+        wall, cpu = median(mode, "us_per_request"), median(mode, "cpu_us_per_request")
+        rss = median(mode, "rss_growth_kb") / 1000
+        last = runs[mode][-1]
+        kept = last.get("report_rows", "")
+        collect = f"{last['collect_s']:.3f}" if "collect_s" in last else ""
+        report = f"{last['report_s']:.3f}" if "report_s" in last else ""
+        print(
+            f"{hosts:>7} {mode:<8} {wall:>8.0f} {wall / bare_wall:>5.2f}x {cpu:>7.0f} "
+            f"{cpu / bare_cpu:>5.2f}x {rss:>8.1f} {rss - bare_rss:>+8.1f} {collect:>9} "
+            f"{report:>8} {kept!s:>5}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
