@@ -7,7 +7,8 @@ is evicted) makes one request to each of ``--hosts`` distinct hosts, ``h1.hosts.
 which this process resolves to 127.0.0.1, where hosts_server.py listens on ``--port``: distinct
 (scheme, host, port) pools on real loopback connections, with one listening socket. ``--mode``:
 ``bare``, ``metrics`` (an OpenTelemetry SDK MeterProvider whose in-memory reader collects every
-``--collect-every`` hosts, as an exporter would) or ``report`` (``report=True``). With
+``--collect-every`` hosts, as an exporter would) or ``report`` (``report=True``; ``--html``
+writes its page). With
 ``--crowded K``, every K-th host is also asked by three threads at once through a second
 session whose pool keeps one connection, so that some connections are discarded (counted, as
 urllib3 warns of each, in ``warned_full``). It prints one
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--collect-every", type=int, default=1000)
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--crowded", type=int, default=0)
+    parser.add_argument("--html", help="report mode: write the report's page there")
     args = parser.parse_args()
     socket.getaddrinfo = _resolve  # type: ignore[assignment]
 
@@ -102,6 +104,9 @@ def main() -> None:
         report = poolscope.report()
         text = report.render_text()
         out["report_s"] = time.perf_counter() - took
+        if args.html:
+            with open(args.html, "w") as page:
+                page.write(report.render_html())
         out["report_lines"] = len(text.splitlines())
         out["report_rows"] = len(report.pools)
         other = report.other_hosts

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import poolscope
 from poolscope.core.folding import OTHER_HOSTS
 from poolscope.loopback import LoopbackServer
 
+from .support.binaries import CHROMIUM_FLAGS, require
 from .support.metrics import Metrics
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -81,9 +83,12 @@ def test_memory_stays_flat_over_20000_hosts(hosts_server: int, mode: str) -> Non
     assert out["totals"]["requests"] == 20_000
 
 
-def test_report_over_20000_hosts_is_quick_short_and_exact(hosts_server: int) -> None:
+def test_report_over_20000_hosts_is_quick_short_and_exact(
+    hosts_server: int, tmp_path: pathlib.Path
+) -> None:
+    page = tmp_path / "report.html"
     before = served(hosts_server)
-    out = sweep(hosts_server, "report", 20_000, "--crowded", "1000")
+    out = sweep(hosts_server, "report", 20_000, "--crowded", "1000", "--html", str(page))
     after = served(hosts_server)
     connections, requests_ = (a - b for a, b in zip(after, before, strict=True))
     assert out["report_s"] < 0.5, out  # built and rendered as text
@@ -91,7 +96,23 @@ def test_report_over_20000_hosts_is_quick_short_and_exact(hosts_server: int) -> 
     assert out["folded_hosts"] > 19_000, out
     assert out["totals"]["requests"] == requests_ == 20_000 + 3 * 20
     assert out["totals"]["created"] == connections
-    assert out["totals"]["discarded"] == out["warned_full"]
+    assert out["totals"]["discarded"] == out["warned_full"] > 0
+    # The page opens in a real browser as it is: 40 hosts drawn, one line for the others.
+    assert page.stat().st_size < 1_000_000
+    chromium = require("chromium", "chromium")
+    dom = subprocess.run(
+        [
+            *(chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"),
+            *("--dump-dom", page.as_uri()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count('<section class="pool">') == 40
+    (rest,) = re.findall(r'<p class="rest">(\d+) other host\(s\) \((\d+) of them', dom.stdout)
+    assert int(rest[0]) == 20_000 - 40 and int(rest[1]) == out["folded_hosts"]
 
 
 # -- folding, in this process ---------------------------------------------------------------

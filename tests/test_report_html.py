@@ -16,7 +16,7 @@ import requests
 import poolscope
 from poolscope.loopback import LoopbackServer
 
-from .support.binaries import require
+from .support.binaries import CHROMIUM_FLAGS, require
 
 SCRIPT = """
 import sys, threading, requests
@@ -49,16 +49,6 @@ document.body.dataset.layout = JSON.stringify(
   {width, scrollbar: window.innerWidth - width, outside, y});
 </script>"""
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture

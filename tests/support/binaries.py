@@ -17,3 +17,16 @@ def require(binary: str, package: str) -> str:
             pytest.fail(f"CI must install Debian's {package} package (.ci/run does).")
         pytest.skip(f"{binary} (Debian's {package} package) is not installed.")
     return path
+
+
+# Debian's chromium, headless, as the HTML tests run it: no sandbox (root in CI), no network.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
