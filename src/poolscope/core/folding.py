@@ -6,8 +6,8 @@ A crawler or a webhook sender meets hosts by the thousand, each a few times. A r
 alive, no connection open, no request waiting) into one aggregate under :data:`OTHER_HOSTS`,
 so totals stay exact and memory stays flat. The least useful go first: hosts with nothing to
 advise (no discard, drop, wait, error, failed connect or timeout, one pool object only), then
-the least busy, the longest known first. It folds down to three quarters of the limit, so a
-fold (sorting what it keeps) comes once in ``max_hosts / 4`` new hosts. docs/decisions.md,
+the least busy, the longest known first. It folds down to half the limit, so a fold (sorting
+what it keeps) comes once in ``max_hosts / 2`` new hosts. docs/decisions.md,
 "Ten thousand hosts", says what a user keeps and loses.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from operator import attrgetter
 
 from .events import PoolKey
 from .stats import PoolStats, add_into
@@ -50,31 +51,34 @@ def max_hosts_from_env() -> int:
     return limit
 
 
-def foldable(stats: PoolStats) -> bool:
-    """Nothing of it is alive: no pool object, no open connection, no waiting request."""
-    return not (stats.live or stats.open or stats.waiting)
+# What makes a host worth keeping beyond its traffic: anything the advice reads. Read in C.
+_signals = attrgetter(
+    "discarded",
+    "dropped",
+    "waits",
+    "unreturned",
+    "failed",
+    "errors",
+    "read_timeouts",
+    "connect_timeouts",
+)
 
 
 def _worth_keeping(stats: PoolStats) -> tuple[bool, int]:
-    # Sorted ascending: hosts with nothing to advise, then the least busy, fold first.
-    notable = bool(
-        stats.discarded
-        or stats.dropped
-        or stats.waits
-        or stats.unreturned
-        or stats.failed
-        or stats.errors
-        or stats.read_timeouts
-        or stats.connect_timeouts
-        or stats.pools > 1  # revisited after an eviction, or shared by several managers
-    )
-    return notable, stats.created + stats.reused
+    # Sorted ascending: hosts with nothing to advise, then the least busy, fold first. More
+    # than one pool object: revisited after an eviction, or shared by several managers.
+    return any(_signals(stats)) or stats.pools > 1, stats.created + stats.reused
 
 
 def to_fold(kept: Iterable[PoolStats], keep: int, count: int, new: PoolKey) -> list[PoolStats]:
     """Which of ``count`` kept hosts to fold so that ``keep`` remain (fewer when not enough of
-    them are foldable); never ``new``, the host just met, whose pool is being made."""
-    candidates = [s for s in kept if s.key != OTHER_HOSTS and s.key != new and foldable(s)]
+    them can be: nothing of a folded host may be alive, no pool object, open connection or
+    waiting request); never ``new``, the host just met, whose pool is being made."""
+    candidates = [
+        s
+        for s in kept
+        if not (s.live or s.open or s.waiting) and s.key is not new and s.key != OTHER_HOSTS
+    ]
     candidates.sort(key=_worth_keeping)  # stable: among equals, the longest known first
     return candidates[: max(0, count - keep)]
 

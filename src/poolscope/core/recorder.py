@@ -74,7 +74,7 @@ class Recorder:
                     stats = self._stats[key] = PoolStats(
                         key, sinks.keep_idle_times, sinks.keep_use_times
                     )
-                    if len(self._stats) > self._fold_at:
+                    if len(self._stats) - (OTHER_HOSTS in self._stats) > self._fold_at:
                         folded = self._fold(key)
             if folded:
                 self.sinks.folded(folded)  # outside the lock: sinks take their own
@@ -85,11 +85,12 @@ class Recorder:
         return self._stats.get(key)
 
     def _fold(self, new: PoolKey) -> list[PoolKey]:
-        # Under self._lock, as a new host came: fold down to three quarters of max_hosts, and
-        # try again only once as many more hosts came, so that folding stays a small, constant
-        # cost a new host however many were seen (when pools stay alive, few can be folded).
-        keep = self.max_hosts * 3 // 4
-        chosen = to_fold(self._stats.values(), keep, len(self._stats), new)
+        # Under self._lock, as a new host came: fold down to half of max_hosts, and try again
+        # only once as many more hosts came, so that folding stays a small, constant cost a
+        # new host however many were seen (when pools stay alive, few can be folded).
+        keep = self.max_hosts // 2
+        hosts = len(self._stats) - (OTHER_HOSTS in self._stats)
+        chosen = to_fold(self._stats.values(), keep, hosts, new)
         if chosen:
             other = self._stats.get(OTHER_HOSTS)
             if other is None:
@@ -100,7 +101,7 @@ class Recorder:
                 del self._stats[stats.key]
             self._stats[OTHER_HOSTS] = other
             self.folded_hosts += len(chosen)
-        self._fold_at = max(self.max_hosts, len(self._stats) + self.max_hosts // 4)
+        self._fold_at = max(self.max_hosts, hosts - len(chosen) + self.max_hosts // 2)
         return [stats.key for stats in chosen]
 
     def all_stats(self) -> list[PoolStats]:

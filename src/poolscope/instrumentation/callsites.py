@@ -12,6 +12,7 @@ listed in :data:`CALL_SITES`.
 from __future__ import annotations
 
 import sys
+import threading
 from types import FrameType
 from typing import Any
 
@@ -241,13 +242,24 @@ def _protocol_cause(error: BaseException) -> BaseException | None:
     return None
 
 
+def making_for(library: str | None) -> None:
+    """An instrumented manager is making a pool for ``library`` on this thread (None: done):
+    the pool's library is its manager's, with no walk up the stack (a sweep over thousands
+    of hosts makes a pool a request)."""
+    _making.library = library
+
+
 def building_library() -> str:
     """Which library is building a pool or a manager right now, asked once as it is made.
 
     The first frame, from the caller outward past urllib3's and poolscope's own, that belongs
     to a library of :mod:`poolscope.core.libraries`: requests' ``HTTPAdapter``, botocore,
     elastic-transport... A program that builds its pools with urllib3 itself gets ``urllib3``.
+    A pool an instrumented manager makes is that manager's library's (see making_for).
     """
+    made_for: str | None = getattr(_making, "library", None)
+    if made_for is not None:
+        return made_for
     frame: FrameType | None = sys._getframe(1)
     for _ in range(_DEPTH):
         if frame is None:
@@ -262,6 +274,7 @@ def building_library() -> str:
 
 
 _OWN = ("urllib3.", "poolscope.")
+_making = threading.local()  # .library: the library of the manager making a pool right now
 _DEPTH = 40  # frames looked at: the library is near the constructor, the program far out
 
 

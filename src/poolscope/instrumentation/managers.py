@@ -17,7 +17,7 @@ from typing import Any
 from ..core.errors import internal_error
 from ..core.recorder import Recorder
 from .adopt import adopt_pool, detach_pool
-from .callsites import building_library, disposed_by_clear
+from .callsites import building_library, disposed_by_clear, making_for
 from .pools import instrumented_pool_class
 
 # Why no subclass swap here: on CPython 3.11+ assigning ``__class__`` (or touching
@@ -105,7 +105,11 @@ def _new_pool_hook(pm: Any, state: ManagerState) -> Callable[..., Any]:
             state.original_pool_classes = classes
             state.instrumented_classes = _instrumented_classes(classes, state.recorder)
             manager.pool_classes_by_scheme = state.instrumented_classes
-        pool = new_pool(manager, *args, **kwargs)
+        making_for(state.library)
+        try:
+            pool = new_pool(manager, *args, **kwargs)
+        finally:
+            making_for(None)
         try:
             _adopted_by(pool, manager, state)
         except Exception:
