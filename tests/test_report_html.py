@@ -50,7 +50,6 @@ document.body.dataset.layout = JSON.stringify(
 </script>"""
 
 
-
 @pytest.fixture
 def chromium() -> str:
     return require("chromium", "chromium")
