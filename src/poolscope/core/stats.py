@@ -159,6 +159,7 @@ def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
 _ADDED = (*SUMMED, *GAUGES)
 _added = attrgetter(*_ADDED)
 _highest = attrgetter(*HIGHEST)
+_by_error = attrgetter(*BY_ERROR)
 
 
 def add_into(total: PoolStats, parts: Iterable[PoolStats]) -> None:
@@ -169,9 +170,9 @@ def add_into(total: PoolStats, parts: Iterable[PoolStats]) -> None:
     for part in parts:
         added = list(map(add, added, _added(part)))
         highest = list(map(max, highest, _highest(part)))
-        for name in BY_ERROR:
-            counts: dict[str, int] = getattr(part, name)
-            if counts:
+        if any(_by_error(part)):
+            for name in BY_ERROR:
+                counts: dict[str, int] = getattr(part, name)
                 into: dict[str, int] = getattr(total, name)
                 for etype, count in list(counts.items()):
                     into[etype] = into.get(etype, 0) + count

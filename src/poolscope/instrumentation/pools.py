@@ -186,7 +186,8 @@ def start_counting(pool: Any) -> None:
             return
         if not isinstance(pool, CheckoutHookMixin):
             pool.__class__ = with_checkout_hook(type(pool))
-        for conn in q.queue:
+        waiting = q.queue
+        for conn in () if waiting.count(None) == len(waiting) else waiting:  # a new pool: none
             if conn is None:
                 continue
             cs = getattr(conn, "_poolscope", None)

@@ -221,6 +221,8 @@ class MetricsSink(Sink):
         return self._sdk
 
     def handle(self, event: PoolEvent) -> None:
+        if not (self._sdk or self.wants_reuse()):
+            return  # the API's no-op instruments: nothing would be recorded
         kind = event.kind
         if kind is EventKind.CREATED:
             attrs = self._attrs(event.key)
