@@ -15,6 +15,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -244,3 +245,31 @@ def test_advice_for_the_hosts_that_keep_their_rows_is_unchanged_by_folding(
         assert sum(p["requests"] for p in report["pools"]) + other["requests"] == requests_
         assert sum(p["created"] for p in report["pools"]) + other["created"] == connections
     assert OTHER_HOSTS.host not in {p["host"] for p in folded["pools"]}
+
+
+def test_threads_meeting_new_hosts_while_others_fold_lose_no_count(
+    server: LoopbackServer, many_names: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Eight threads, each with its own session, meet 100 new hosts each while folds run: a
+    # pool made during a fold must never have its counts folded away from under it.
+    monkeypatch.setenv("POOLSCOPE_MAX_HOSTS", "8")
+    metrics = Metrics()
+    sessions = [
+        poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
+        for _ in range(8)
+    ]
+
+    def sweep_hosts(t: int) -> None:
+        for n in range(100):
+            sessions[t].get(url(server, t * 1000 + n)).close()
+
+    workers = [threading.Thread(target=sweep_hosts, args=(t,)) for t in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    points = metrics.collect()
+    created = metrics.value(points, "urllib3.pool.connections.created")
+    evicted = metrics.value(points, "urllib3.pool.evictions")
+    assert created == server.connections == server.requests == 800
+    assert evicted == 8 * (100 - 10)  # each session keeps its last 10 pools

@@ -356,7 +356,7 @@ def test_each_sample_reservoir_counts_only_its_own_samples(monkeypatch: pytest.M
     replaced = 0
     for _ in range(200):
         recorder = Recorder()
-        recorder.stats_for(key)  # as a pool does when it is made, before its events
+        recorder.claim(key)  # as a pool does when it is made, before its events
         sink = _report.ReportSink(recorder)
         sink.handle(PoolEvent(EventKind.CREATED, key, 1, duration=1.0, pool_id=1))
         for _ in range(1000):

@@ -63,21 +63,22 @@ class Recorder:
             switch.turn_on()
         return switch.on
 
-    def stats_for(self, key: PoolKey) -> PoolStats:
-        stats = self._stats.get(key)
-        if stats is None:
-            folded: list[PoolKey] = []
-            with self._lock:
-                stats = self._stats.get(key)
-                if stats is None:
-                    sinks = self.sinks
-                    stats = self._stats[key] = PoolStats(
-                        key, sinks.keep_idle_times, sinks.keep_use_times
-                    )
-                    if len(self._stats) - (OTHER_HOSTS in self._stats) > self._fold_at:
-                        folded = self._fold(key)
-            if folded:
-                self.sinks.folded(folded)  # outside the lock: sinks take their own
+    def claim(self, key: PoolKey) -> PoolStats:
+        """The counts of ``key`` for a pool being made: made on first use (folding others past
+        max_hosts), and counted live under the lock, so that no fold takes them meanwhile."""
+        folded: list[PoolKey] = []
+        with self._lock:
+            stats = self._stats.get(key)
+            if stats is None:
+                sinks = self.sinks
+                stats = self._stats[key] = PoolStats(
+                    key, sinks.keep_idle_times, sinks.keep_use_times
+                )
+                if len(self._stats) - (OTHER_HOSTS in self._stats) > self._fold_at:
+                    folded = self._fold(key)
+            stats.live += 1  # the pool's PoolState lets go of it when closed or collected
+        if folded:
+            self.sinks.folded(folded)  # outside the lock: sinks take their own
         return stats
 
     def kept(self, key: PoolKey) -> PoolStats | None:
@@ -112,7 +113,7 @@ class Recorder:
 
     def new_pool(self, pool: Any, key: PoolKey, maxsize: int, library: str) -> PoolState:
         """The state of a pool now reporting here (see watch_pool)."""
-        stats = self.stats_for(key)
+        stats = self.claim(key)
         stats.pools += 1
         return PoolState(self, stats, pool, maxsize, library)
 

@@ -71,7 +71,6 @@ class PoolState:
         if maxsize > stats.maxsize:
             stats.maxsize = maxsize
         self.gone = False  # closed or collected: no longer counted in stats.live
-        stats.live += 1
 
     def _pool_collected(self, _ref: Any) -> None:
         self.draining = True
