@@ -41,6 +41,9 @@ class Library:
     timeout: Knob | None = None
     retries: Knob | None = None
     missing: str = ""
+    # For a library poolscope has no entry for (see poolscope.instrumentation.unknown): which
+    # one built the pool, where, and how such libraries usually take a pool of the user's.
+    built_by: str = ""
 
 
 URLLIB3 = Library(
@@ -123,9 +126,39 @@ _BY_NAME = {lib.name: lib for lib in (URLLIB3, *LIBRARIES)}
 _BY_MODULE = {module: lib for lib in LIBRARIES for module in lib.modules}
 
 
+_UNKNOWN: dict[str, Library] = {}  # libraries met that are not in the table, by name
+
+
 def library(name: str) -> Library:
-    """The library of that name; urllib3's for a name not in the table."""
-    return _BY_NAME.get(name, URLLIB3)
+    """The library of that name; urllib3's for a name neither in the table nor met."""
+    return _BY_NAME.get(name) or _UNKNOWN.get(name, URLLIB3)
+
+
+def met_unknown(name: str, built_by: str) -> Library:
+    """A library not in the table, met building a pool: it speaks urllib3's words, and
+    ``built_by`` says which library it is, where it builds the pool, and what to look for.
+    The first description of a name is kept."""
+    lib = _UNKNOWN.get(name)
+    if lib is None:
+        lib = _UNKNOWN.setdefault(
+            name,
+            Library(
+                name=name,
+                modules=(),
+                maxsize=URLLIB3.maxsize,
+                num_pools=URLLIB3.num_pools,
+                block=URLLIB3.block,
+                timeout=URLLIB3.timeout,
+                retries=URLLIB3.retries,
+                built_by=built_by,
+            ),
+        )
+    return lib
+
+
+def unknown_met() -> dict[str, str]:
+    """Every library not in the table met so far, with its description (for the report)."""
+    return {name: lib.built_by for name, lib in list(_UNKNOWN.items())}
 
 
 def library_of_module(module: str) -> Library | None:

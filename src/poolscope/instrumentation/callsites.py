@@ -30,6 +30,7 @@ from urllib3.util.retry import Retry
 from ..core.events import CloseReason, error_type
 from ..core.libraries import URLLIB3, library_of_module
 from ..core.state import ConnState
+from .unknown import unknown_library
 
 # (module, function, what its source must contain, what poolscope reads from the call)
 CALL_SITES: tuple[tuple[str, str, str, str], ...] = (
@@ -270,7 +271,8 @@ def building_library() -> str:
             if lib is not None:
                 return lib.name
         frame = frame.f_back
-    return URLLIB3.name
+    # No library of the table: an installed one poolscope has no entry for, or the program.
+    return unknown_library(sys._getframe(1), _DEPTH) or URLLIB3.name
 
 
 _OWN = ("urllib3.", "poolscope.")

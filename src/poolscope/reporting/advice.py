@@ -52,7 +52,8 @@ def _raise(knob: Knob | None, lib: Library, n: int) -> str:
     """The change, in the words of the library that built the pool."""
     if knob is None:
         return f"{lib.missing[:1].upper()}{lib.missing[1:]}."
-    return f"Raise {knob.name} to {n}: {knob.words(n)}."
+    change = f"Raise {knob.name} to {n}: {knob.words(n)}."
+    return f"{change} {lib.built_by}" if lib.built_by else change
 
 
 def _pool_full(origin: str, stats: PoolStats, lib: Library) -> list[Advice]:

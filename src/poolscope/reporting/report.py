@@ -14,6 +14,7 @@ from typing import Any
 
 from ..core.events import PoolKey
 from ..core.folding import OTHER_HOSTS
+from ..core.libraries import met_unknown
 from ..core.stats import combined
 from .advice import Evidence, advise
 from .limits import left_out_by_limits, other_hosts
@@ -173,6 +174,9 @@ def report_from(parts: list[Seen], *, incomplete: tuple[str, ...] = ()) -> Repor
     given back."""
     if len(parts) > 1:
         parts = _distinct_ids(parts)
+    for seen in parts:  # libraries other processes met, for the advice to name
+        for name, built_by in seen.libraries.items():
+            met_unknown(name, built_by)
     keys = sorted(
         {k for p in parts for k in p.stats if k != OTHER_HOSTS},
         key=lambda k: (k.origin, k.proxy or ""),

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..core.events import PoolKey
 from ..core.folding import OTHER_HOSTS
+from ..core.libraries import unknown_met
 from ..core.stats import BY_ERROR, GAUGES, HIGHEST, LAST, SUMMED, PoolStats, combined, minus
 from .records import Lane, PoolRecord, Samples, all_sinks
 
@@ -35,11 +36,13 @@ class Seen:
     records: list[PoolRecord] = field(default_factory=list)
     held: dict[PoolKey, int] = field(default_factory=dict)
     folded: int = 0
+    # Libraries not in poolscope's table that built pools here, each with its description.
+    libraries: dict[str, str] = field(default_factory=dict)
 
 
 def gather() -> Seen:
     """What this process's report sinks and their recorders saw so far."""
-    seen = Seen(os.getpid(), time.time())
+    seen = Seen(os.getpid(), time.time(), libraries=unknown_met())
     parts: dict[PoolKey, list[PoolStats]] = {}
     for sink in all_sinks():
         seen.records += sink.records()
@@ -76,6 +79,7 @@ def since(now: Seen, before: Seen) -> Seen:
         now.records,
         now.held,
         now.folded - before.folded,
+        now.libraries,
     )
 
 
@@ -85,6 +89,7 @@ def to_json(seen: Seen) -> dict[str, Any]:
         "started": seen.started,
         "held": [[list(key), n] for key, n in seen.held.items()],
         "folded": seen.folded,
+        "libraries": seen.libraries,
         "stats": [
             {
                 "key": list(key),
@@ -135,6 +140,7 @@ def from_json(data: dict[str, Any]) -> Seen:
     seen = Seen(int(data["pid"]), float(data["started"]))
     seen.held = {PoolKey(*key): n for key, n in data.get("held", ())}
     seen.folded = int(data.get("folded", 0))
+    seen.libraries = dict(data.get("libraries", {}))
     for item in data["stats"]:
         key = PoolKey(*item["key"])
         stats = seen.stats[key] = PoolStats(key)
