@@ -70,6 +70,10 @@ def _kubernetes() -> WSGIApp:
     return json_app({"/api/v1/namespaces/default/pods": pods})
 
 
+def _influxdb() -> WSGIApp:
+    return json_app({"/ping": "OK"})
+
+
 def _docker() -> WSGIApp:
     return json_app({"/v1.41/_ping": "OK"})
 
@@ -83,6 +87,8 @@ class SDK:
     setting: str  # the advice's words, with the number as (\d+)
     blocks: bool = False  # its pools wait for a free connection instead of opening more
     unix: bool = False
+    threads: int = THREADS
+    first: int = 2  # SIZE in the first run (0: the SDK's default pool, which SIZE replaces)
 
 
 SDKS = {
@@ -138,6 +144,38 @@ in_threads(client.info)
 """,
         r"OpenSearch\(\.\.\., pool_maxsize=(\d+)\)",
     ),
+    "influxdb-client": SDK(
+        "influxdb_client",
+        "influxdb-client",
+        _influxdb,
+        """
+from influxdb_client import InfluxDBClient
+client = InfluxDBClient(url=URL, token="t", org="o", connection_pool_maxsize=SIZE, timeout=10_000)
+from influxdb_client.service.ping_service import PingService  # ping() hides its errors
+in_threads(PingService(client.api_client).get_ping)
+""",
+        r"InfluxDBClient\(\.\.\., connection_pool_maxsize=(\d+)\)",
+    ),
+    "minio": SDK(
+        "minio",
+        "minio",
+        _moto,
+        """
+import minio, urllib3
+http = urllib3.PoolManager(  # as the advice writes it
+    maxsize=SIZE, timeout=urllib3.Timeout(connect=300, read=300),
+    retries=urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+)
+client = minio.Minio(
+    URL.split("://")[1], access_key="testing", secret_key="testing", secure=False,
+    region="us-east-1", http_client=http if SIZE else None,
+)
+in_threads(client.list_buckets, n=16)
+""",
+        r"Minio\(\.\.\., http_client=urllib3\.PoolManager\(maxsize=(\d+), timeout=",
+        threads=16,
+        first=0,  # minio's own manager (maxsize=10), too small for 16 threads
+    ),
     "docker": SDK(
         "docker",
         "docker",
@@ -159,7 +197,7 @@ def _run(tmp_path: pathlib.Path, sdk: SDK, size: int) -> tuple[dict[str, Any], F
     unix_path = str(tmp_path / "docker.sock") if sdk.unix else None
     # A pool that opens more connections: all the threads' requests are answered together. A
     # pool that blocks: each answer comes late, so the requests beyond its size wait.
-    pace: dict[str, Any] = {"delay": 0.3} if sdk.blocks else {"together": THREADS}
+    pace: dict[str, Any] = {"delay": 0.3} if sdk.blocks else {"together": sdk.threads}
     with FakeAPI(sdk.app(), unix_path=unix_path, **pace) as api:
         written = tmp_path / "report.json"
         run = [sys.executable, "-m", "poolscope", "run", "--format", "json", "-o", str(written)]
@@ -189,19 +227,19 @@ def _waste(report: dict[str, Any]) -> int:
 def test_an_sdk_pool_too_small_for_its_threads(tmp_path: pathlib.Path, name: str) -> None:
     sdk = SDKS[name]
     pytest.importorskip(sdk.module)
-    report, api = _run(tmp_path, sdk, 2)
+    report, api = _run(tmp_path, sdk, sdk.first)
     (pool,) = report["pools"]
     assert pool["library"] == sdk.library
     # Counted as the server counted: every request, every connection it accepted.
     assert (pool["requests"], pool["created"]) == (api.requests, api.connections)
-    assert api.requests == THREADS
+    assert api.requests == sdk.threads
     (advice,) = report["advice"]
     assert advice["rule"] == ("pool_block" if sdk.blocks else "pool_maxsize")
     found = re.search(sdk.setting, advice["change"])
     assert found, advice["change"]
     assert "HTTPAdapter" not in advice["change"] or sdk.library == "requests"
     size = int(found.group(1))
-    assert size == THREADS
+    assert size == sdk.threads
     fixed, api = _run(tmp_path, sdk, size)
     assert fixed["advice"] == [] and _waste(fixed) == 0, fixed["advice"]
     (pool,) = fixed["pools"]

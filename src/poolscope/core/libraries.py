@@ -114,6 +114,38 @@ LIBRARIES: tuple[Library, ...] = (
         missing="opensearch-py keeps one pool per node",
     ),
     Library(
+        name="minio",
+        modules=("minio",),
+        # minio builds its manager itself unless it is handed one (http_client): the one to
+        # hand it keeps minio's own timeouts and retries.
+        maxsize=Knob(
+            "maxsize",
+            "Minio(..., http_client=urllib3.PoolManager(maxsize={n}, "
+            "timeout=urllib3.Timeout(connect=300, read=300), retries=urllib3.Retry(total=5, "
+            "backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]))) (minio's own "
+            'settings; for https add cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())',
+        ),
+        num_pools=Knob("num_pools", "Minio(..., http_client=urllib3.PoolManager(num_pools={n}))"),
+        block=Knob(
+            "maxsize", "Minio(..., http_client=urllib3.PoolManager(maxsize={n}, block=True))"
+        ),
+        timeout=Knob(
+            "timeout",
+            "Minio(..., http_client=urllib3.PoolManager(timeout=urllib3.Timeout(connect={connect}, "
+            "read={read})))",
+        ),
+        retries=Knob(
+            "retries", "Minio(..., http_client=urllib3.PoolManager(retries=urllib3.Retry({n})))"
+        ),
+    ),
+    Library(
+        name="influxdb-client",
+        modules=("influxdb_client",),
+        maxsize=Knob("connection_pool_maxsize", "InfluxDBClient(..., connection_pool_maxsize={n})"),
+        timeout=Knob("timeout", "InfluxDBClient(..., timeout={read}000) (milliseconds)"),
+        missing="influxdb-client has no setting for how many pools its client keeps",
+    ),
+    Library(
         name="docker",
         modules=("docker",),
         maxsize=Knob("max_pool_size", "docker.DockerClient(..., max_pool_size={n})"),
