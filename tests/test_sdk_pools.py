@@ -12,7 +12,7 @@ import pathlib
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,19 @@ def _kubernetes() -> WSGIApp:
 
 def _influxdb() -> WSGIApp:
     return json_app({"/ping": "OK"})
+
+
+def _vault() -> WSGIApp:
+    health = {"initialized": True, "sealed": False, "standby": False, "version": "1.15.0"}
+    return json_app({"/v1/sys/health": health})
+
+
+def _influxdb_v1() -> WSGIApp:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("204 No Content", [("X-Influxdb-Version", "1.8.10")])
+        return [b""]
+
+    return app
 
 
 def _docker() -> WSGIApp:
@@ -176,6 +189,35 @@ in_threads(client.list_buckets, n=16)
         threads=16,
         first=0,  # minio's own manager (maxsize=10), too small for 16 threads
     ),
+    "hvac": SDK(
+        "hvac",
+        "hvac",
+        _vault,
+        """
+import hvac, requests
+from requests.adapters import HTTPAdapter
+session = requests.Session()  # as the advice writes it
+session.mount("http://", HTTPAdapter(pool_maxsize=SIZE or 1))
+client = hvac.Client(url=URL, session=session if SIZE else None)
+in_threads(lambda: client.sys.read_health_status(method="GET"), n=16)
+""",
+        r'session\.mount\("https://", HTTPAdapter\(pool_maxsize=(\d+)\)\)',
+        threads=16,
+        first=0,  # hvac's own Session (pool_maxsize=10), too small for 16 threads
+    ),
+    "influxdb": SDK(
+        "influxdb",
+        "influxdb",
+        _influxdb_v1,
+        """
+import urllib.parse
+from influxdb import InfluxDBClient
+where = urllib.parse.urlsplit(URL)
+client = InfluxDBClient(host=where.hostname, port=where.port, pool_size=SIZE, timeout=10)
+in_threads(client.ping)
+""",
+        r"InfluxDBClient\(\.\.\., pool_size=(\d+)\)",
+    ),
     "docker": SDK(
         "docker",
         "docker",
@@ -237,7 +279,8 @@ def test_an_sdk_pool_too_small_for_its_threads(tmp_path: pathlib.Path, name: str
     assert advice["rule"] == ("pool_block" if sdk.blocks else "pool_maxsize")
     found = re.search(sdk.setting, advice["change"])
     assert found, advice["change"]
-    assert "HTTPAdapter" not in advice["change"] or sdk.library == "requests"
+    # requests' words only where the SDK is handed a Session (hvac.Client(..., session=...)).
+    assert "HTTPAdapter" not in advice["change"] or "(..., session=session)" in advice["change"]
     size = int(found.group(1))
     assert size == sdk.threads
     fixed, api = _run(tmp_path, sdk, size)

@@ -14,6 +14,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 from poolscope.loopback import LoopbackServer
 
@@ -49,43 +50,66 @@ main()
 """
 
 
-def install(site: pathlib.Path) -> None:
-    package = site / "acme_sdk"
+SESSION_SDK = '''
+import requests
+
+
+class Client:
+    """An SDK that builds its own requests Session (pool_maxsize 10), for 16 threads."""
+
+    def __init__(self, url):
+        self.url = url
+        self.session = requests.Session()
+
+    def ping(self):
+        return self.session.get(self.url + "/together").content
+'''
+
+SESSION_APP = APP.replace("acme_sdk", "beta_sdk").replace("range(6)", "range(16)")
+
+
+def install(site: pathlib.Path, package_name: str = "acme_sdk", source: str = SDK) -> None:
+    distribution = package_name.replace("_", "-")
+    package = site / package_name
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("from .client import Client\n")
-    (package / "client.py").write_text(textwrap.dedent(SDK))
-    info = site / "acme_sdk-1.2.0.dist-info"
+    (package / "client.py").write_text(textwrap.dedent(source))
+    info = site / f"{package_name}-1.2.0.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-sdk\nVersion: 1.2.0\n")
-    (info / "top_level.txt").write_text("acme_sdk\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.2.0\n")
+    (info / "top_level.txt").write_text(f"{package_name}\n")
     (info / "RECORD").write_text("")
 
 
-def test_a_library_poolscope_does_not_know_is_named_with_where_it_builds_its_pool(
-    tmp_path: pathlib.Path,
-) -> None:
-    site = tmp_path / "lib" / "site-packages"
-    install(site)
+def run(tmp_path: pathlib.Path, app_source: str, together: int) -> tuple[dict[str, Any], int, int]:
+    """``app_source`` under poolscope run, with the installed site on PYTHONPATH: the report,
+    and the requests and connections the server counted."""
     app = tmp_path / "app.py"
-    app.write_text(APP)
+    app.write_text(app_source)
     written = tmp_path / "report.json"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-    }
-    with LoopbackServer("127.0.0.1", together=6) as server:
+    path = os.pathsep.join(
+        [str(tmp_path / "lib" / "site-packages"), os.environ.get("PYTHONPATH", "")]
+    )
+    with LoopbackServer("127.0.0.1", together=together) as server:
         subprocess.run(
             [
                 *(sys.executable, "-m", "poolscope", "run", "--format", "json"),
                 *("-o", str(written), "--", sys.executable, str(app), server.url),
             ],
-            env=env,
+            env={**os.environ, "PYTHONPATH": path},
             cwd=tmp_path,
             check=True,
             timeout=120,
         )
-        requests_, connections = server.requests, server.connections
-    report = json.loads(written.read_text())
+        counted = server.requests, server.connections
+    return json.loads(written.read_text()), *counted
+
+
+def test_a_library_poolscope_does_not_know_is_named_with_where_it_builds_its_pool(
+    tmp_path: pathlib.Path,
+) -> None:
+    install(tmp_path / "lib" / "site-packages")
+    report, requests_, connections = run(tmp_path, APP, 6)
     (pool,) = report["pools"]
     assert (pool["requests"], pool["created"]) == (requests_, connections) == (18, connections)
     assert pool["library"] == "acme-sdk"
@@ -100,3 +124,24 @@ def test_a_library_poolscope_does_not_know_is_named_with_where_it_builds_its_poo
     led = APP.splitlines().index("    client = acme_sdk.Client(sys.argv[1])")
     where = f"(acme_sdk/client.py:{built + 1}, in Client.__init__; "
     assert f"{where}reached from app.py:{led + 1}, in main)" in advice["change"]
+
+
+def test_a_library_that_builds_its_own_requests_session_is_named_in_requests_words(
+    tmp_path: pathlib.Path,
+) -> None:
+    install(tmp_path / "lib" / "site-packages", "beta_sdk", SESSION_SDK)
+    report, requests_, connections = run(tmp_path, SESSION_APP, 16)
+    (pool,) = report["pools"]
+    assert (pool["requests"], pool["created"]) == (requests_, connections) == (48, connections)
+    assert pool["library"] == "beta-sdk"
+    (advice,) = [a for a in report["advice"] if a["rule"] == "pool_maxsize"]
+    assert "Raise pool_maxsize to 16: HTTPAdapter(pool_maxsize=16)" in advice["change"]
+    built = (
+        textwrap.dedent(SESSION_SDK).splitlines().index("        self.session = requests.Session()")
+    )
+    led = SESSION_APP.splitlines().index("    client = beta_sdk.Client(sys.argv[1])")
+    assert (
+        f"beta-sdk 1.2.0 builds its requests Session itself (beta_sdk/client.py:{built + 1}, in "
+        f"Client.__init__; reached from app.py:{led + 1}, in main). Such libraries usually take "
+        "a Session of yours"
+    ) in advice["change"]

@@ -42,8 +42,10 @@ class Library:
     retries: Knob | None = None
     missing: str = ""
     # For a library poolscope has no entry for (see poolscope.instrumentation.unknown): which
-    # one built the pool, where, and how such libraries usually take a pool of the user's.
+    # one built the pool, where, and how such libraries usually take a pool of the user's;
+    # and whose words it speaks (urllib3's, or requests' for one that builds a Session).
     built_by: str = ""
+    speaks: str = ""
 
 
 URLLIB3 = Library(
@@ -138,6 +140,40 @@ LIBRARIES: tuple[Library, ...] = (
             "retries", "Minio(..., http_client=urllib3.PoolManager(retries=urllib3.Retry({n})))"
         ),
     ),
+    # SDKs that build a requests Session: found past requests' frames, so their words win.
+    Library(
+        name="hvac",
+        modules=("hvac",),
+        maxsize=Knob(
+            "pool_maxsize",
+            "hvac.Client(..., session=session), with session = requests.Session() and "
+            'session.mount("https://", HTTPAdapter(pool_maxsize={n})) (and "http://")',
+        ),
+        num_pools=Knob(
+            "pool_connections",
+            'hvac.Client(..., session=session), with session.mount("https://", '
+            'HTTPAdapter(pool_connections={n})) (and "http://")',
+        ),
+        block=Knob(
+            "pool_maxsize",
+            'hvac.Client(..., session=session), with session.mount("https://", '
+            'HTTPAdapter(pool_maxsize={n}, pool_block=True)) (and "http://")',
+        ),
+        timeout=Knob("timeout", "hvac.Client(..., timeout={read})"),
+        retries=Knob(
+            "max_retries",
+            'hvac.Client(..., session=session), with session.mount("https://", '
+            'HTTPAdapter(max_retries=urllib3.Retry({n}))) (and "http://")',
+        ),
+    ),
+    Library(
+        name="influxdb",
+        modules=("influxdb",),
+        maxsize=Knob("pool_size", "InfluxDBClient(..., pool_size={n})"),
+        num_pools=Knob("pool_size", "InfluxDBClient(..., pool_size={n})"),
+        timeout=Knob("timeout", "InfluxDBClient(..., timeout={read})"),
+        missing="influxdb's client does not wait for a free connection and retries by itself",
+    ),
     Library(
         name="influxdb-client",
         modules=("influxdb_client",),
@@ -166,31 +202,34 @@ def library(name: str) -> Library:
     return _BY_NAME.get(name) or _UNKNOWN.get(name, URLLIB3)
 
 
-def met_unknown(name: str, built_by: str) -> Library:
-    """A library not in the table, met building a pool: it speaks urllib3's words, and
-    ``built_by`` says which library it is, where it builds the pool, and what to look for.
-    The first description of a name is kept."""
+def met_unknown(name: str, built_by: str, words_of: str = "urllib3") -> Library:
+    """A library not in the table, met building a pool: it speaks the words of ``words_of``
+    (urllib3's, or requests' for one that builds a Session), and ``built_by`` says which
+    library it is, where it builds the pool, and what to look for. The first one is kept."""
     lib = _UNKNOWN.get(name)
     if lib is None:
+        words = _BY_NAME[words_of]
         lib = _UNKNOWN.setdefault(
             name,
             Library(
                 name=name,
                 modules=(),
-                maxsize=URLLIB3.maxsize,
-                num_pools=URLLIB3.num_pools,
-                block=URLLIB3.block,
-                timeout=URLLIB3.timeout,
-                retries=URLLIB3.retries,
+                maxsize=words.maxsize,
+                num_pools=words.num_pools,
+                block=words.block,
+                timeout=words.timeout,
+                retries=words.retries,
                 built_by=built_by,
+                speaks=words_of,
             ),
         )
     return lib
 
 
-def unknown_met() -> dict[str, str]:
-    """Every library not in the table met so far, with its description (for the report)."""
-    return {name: lib.built_by for name, lib in list(_UNKNOWN.items())}
+def unknown_met() -> dict[str, tuple[str, str]]:
+    """Every library not in the table met so far: its description and whose words it speaks
+    (for the report, which may be built in another process)."""
+    return {name: (lib.built_by, lib.speaks) for name, lib in list(_UNKNOWN.items())}
 
 
 def library_of_module(module: str) -> Library | None:

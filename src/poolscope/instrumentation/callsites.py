@@ -262,17 +262,21 @@ def building_library() -> str:
     if made_for is not None:
         return made_for
     frame: FrameType | None = sys._getframe(1)
+    via_requests = False  # requests' frames passed: an SDK further out may own the Session
     for _ in range(_DEPTH):
         if frame is None:
             break
         module = frame.f_globals.get("__name__") or ""
         if not module.startswith(_OWN):
             lib = library_of_module(module)
-            if lib is not None:
+            if lib is not None and lib.name != "requests":
                 return lib.name
+            via_requests = via_requests or lib is not None
         frame = frame.f_back
-    # No library of the table: an installed one poolscope has no entry for, or the program.
-    return unknown_library(sys._getframe(1), _DEPTH) or URLLIB3.name
+    # No library of the table beyond requests: an installed one poolscope has no entry for
+    # (building a Session, past requests), or else requests itself, or the program.
+    unknown = unknown_library(sys._getframe(1), _DEPTH, via_requests=via_requests)
+    return unknown or ("requests" if via_requests else URLLIB3.name)
 
 
 _OWN = ("urllib3.", "poolscope.")

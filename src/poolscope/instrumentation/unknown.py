@@ -28,17 +28,21 @@ _OWN = ("urllib3", "poolscope")
 _distributions: dict[str, list[str]] | None = None  # top-level package -> distributions
 
 
-def unknown_library(frame: FrameType | None, depth: int) -> str | None:
+def unknown_library(
+    frame: FrameType | None, depth: int, *, via_requests: bool = False
+) -> str | None:
     """The name of the installed library building a pool from ``frame`` outward (registered
-    with its description), or None when the program's own code builds it."""
+    with its description), or None when the program's own code builds it. ``via_requests``:
+    requests' frames are on the way, and the library builds a requests Session."""
     site: FrameType | None = None
     user: FrameType | None = None
+    passed = (*_OWN, "requests") if via_requests else _OWN
     for _ in range(depth):
         if frame is None:
             break
         module = frame.f_globals.get("__name__") or ""
         filename = frame.f_code.co_filename
-        if module.partition(".")[0] not in _OWN:
+        if module.partition(".")[0] not in passed:
             if site is None:
                 if _installed(filename):
                     site = frame
@@ -59,13 +63,21 @@ def unknown_library(frame: FrameType | None, depth: int) -> str | None:
         if user is not None
         else ""
     )
-    met_unknown(
-        name,
-        f"{name} {version} builds this pool itself ({where}{reached}). Such libraries usually "
-        "take a pool of yours: look in its constructor for a urllib3.PoolManager or requests "
-        "Session to hand it, or for a pool-size option (maxsize, pool_maxsize, pool_size, "
-        "connection_pool_maxsize).",
-    )
+    if via_requests:
+        built_by = (
+            f"{name} {version} builds its requests Session itself ({where}{reached}). Such "
+            "libraries usually take a Session of yours: look in its constructor for a "
+            "session= (then mount the HTTPAdapter on that Session), or for a pool-size option "
+            "(pool_size, pool_maxsize)."
+        )
+    else:
+        built_by = (
+            f"{name} {version} builds this pool itself ({where}{reached}). Such libraries "
+            "usually take a pool of yours: look in its constructor for a urllib3.PoolManager "
+            "or requests Session to hand it, or for a pool-size option (maxsize, "
+            "pool_maxsize, pool_size, connection_pool_maxsize)."
+        )
+    met_unknown(name, built_by, words_of="requests" if via_requests else "urllib3")
     return name
 
 

@@ -175,8 +175,8 @@ def report_from(parts: list[Seen], *, incomplete: tuple[str, ...] = ()) -> Repor
     if len(parts) > 1:
         parts = _distinct_ids(parts)
     for seen in parts:  # libraries other processes met, for the advice to name
-        for name, built_by in seen.libraries.items():
-            met_unknown(name, built_by)
+        for name, (built_by, speaks) in seen.libraries.items():
+            met_unknown(name, built_by, speaks)
     keys = sorted(
         {k for p in parts for k in p.stats if k != OTHER_HOSTS},
         key=lambda k: (k.origin, k.proxy or ""),

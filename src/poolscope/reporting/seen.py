@@ -36,8 +36,8 @@ class Seen:
     records: list[PoolRecord] = field(default_factory=list)
     held: dict[PoolKey, int] = field(default_factory=dict)
     folded: int = 0
-    # Libraries not in poolscope's table that built pools here, each with its description.
-    libraries: dict[str, str] = field(default_factory=dict)
+    # Libraries not in poolscope's table that built pools here: description, whose words.
+    libraries: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def gather() -> Seen:
@@ -140,7 +140,9 @@ def from_json(data: dict[str, Any]) -> Seen:
     seen = Seen(int(data["pid"]), float(data["started"]))
     seen.held = {PoolKey(*key): n for key, n in data.get("held", ())}
     seen.folded = int(data.get("folded", 0))
-    seen.libraries = dict(data.get("libraries", {}))
+    seen.libraries = {
+        name: (text, speaks) for name, (text, speaks) in data.get("libraries", {}).items()
+    }
     for item in data["stats"]:
         key = PoolKey(*item["key"])
         stats = seen.stats[key] = PoolStats(key)
