@@ -205,6 +205,24 @@ in_threads(lambda: client.sys.read_health_status(method="GET"), n=16)
         threads=16,
         first=0,  # hvac's own Session (pool_maxsize=10), too small for 16 threads
     ),
+    "google-auth": SDK(
+        "google.auth",
+        "google-auth",
+        lambda: json_app({"/": "ok"}),
+        """
+from google.auth.credentials import AnonymousCredentials
+from google.auth.transport.requests import AuthorizedSession
+from requests.adapters import HTTPAdapter
+session = AuthorizedSession(AnonymousCredentials())
+if SIZE:  # as the advice writes it
+    session.mount("http://", HTTPAdapter(pool_maxsize=SIZE))
+in_threads(lambda: session.get(URL + "/", timeout=(3.05, 10)), n=16)
+""",
+        r'session\.mount\("https://", HTTPAdapter\(pool_maxsize=(\d+)\)\) on the '
+        "AuthorizedSession",
+        threads=16,
+        first=0,  # a requests Session's own adapter (pool_maxsize=10), too small for 16
+    ),
     "influxdb": SDK(
         "influxdb",
         "influxdb",
@@ -279,8 +297,11 @@ def test_an_sdk_pool_too_small_for_its_threads(tmp_path: pathlib.Path, name: str
     assert advice["rule"] == ("pool_block" if sdk.blocks else "pool_maxsize")
     found = re.search(sdk.setting, advice["change"])
     assert found, advice["change"]
-    # requests' words only where the SDK is handed a Session (hvac.Client(..., session=...)).
-    assert "HTTPAdapter" not in advice["change"] or "(..., session=session)" in advice["change"]
+    # requests' words only where the SDK is handed a Session (hvac.Client(..., session=...)),
+    # or is one (an AuthorizedSession).
+    assert "HTTPAdapter" not in advice["change"] or re.search(
+        r"\(\.\.\., session=session\)|on the AuthorizedSession", advice["change"]
+    )
     size = int(found.group(1))
     assert size == sdk.threads
     fixed, api = _run(tmp_path, sdk, size)

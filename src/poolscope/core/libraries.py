@@ -167,6 +167,30 @@ LIBRARIES: tuple[Library, ...] = (
         ),
     ),
     Library(
+        name="google-auth",
+        modules=("google.auth",),
+        maxsize=Knob(
+            "pool_maxsize",
+            'session.mount("https://", HTTPAdapter(pool_maxsize={n})) on the AuthorizedSession '
+            '(a requests Session; and "http://")',
+        ),
+        num_pools=Knob(
+            "pool_connections",
+            'session.mount("https://", HTTPAdapter(pool_connections={n})) on the AuthorizedSession',
+        ),
+        block=Knob(
+            "pool_maxsize",
+            'session.mount("https://", HTTPAdapter(pool_maxsize={n}, pool_block=True)) on the '
+            "AuthorizedSession",
+        ),
+        timeout=Knob("timeout", "session.get(url, timeout=({connect}, {read}))"),
+        retries=Knob(
+            "max_retries",
+            'session.mount("https://", HTTPAdapter(max_retries=urllib3.Retry({n}))) on the '
+            "AuthorizedSession",
+        ),
+    ),
+    Library(
         name="influxdb",
         modules=("influxdb",),
         maxsize=Knob("pool_size", "InfluxDBClient(..., pool_size={n})"),
@@ -192,6 +216,7 @@ LIBRARIES: tuple[Library, ...] = (
 
 _BY_NAME = {lib.name: lib for lib in (URLLIB3, *LIBRARIES)}
 _BY_MODULE = {module: lib for lib in LIBRARIES for module in lib.modules}
+_NAMESPACES = {module.partition(".")[0] for module in _BY_MODULE if "." in module}
 
 
 _UNKNOWN: dict[str, Library] = {}  # libraries met that are not in the table, by name
@@ -233,5 +258,10 @@ def unknown_met() -> dict[str, tuple[str, str]]:
 
 
 def library_of_module(module: str) -> Library | None:
-    """The library whose code a module (``__name__``) is part of, if it is in the table."""
-    return _BY_MODULE.get(module.partition(".")[0])
+    """The library whose code a module (``__name__``) is part of, if it is in the table: by
+    its top-level package, or its first two names for a namespace package (``google.auth``)."""
+    top, _, rest = module.partition(".")
+    lib = _BY_MODULE.get(top)
+    if lib is None and rest and top in _NAMESPACES:
+        lib = _BY_MODULE.get(f"{top}.{rest.partition('.')[0]}")
+    return lib
