@@ -18,6 +18,7 @@ from ..core.folding import OTHER_HOSTS
 from ..core.libraries import unknown_met
 from ..core.stats import BY_ERROR, GAUGES, HIGHEST, LAST, SUMMED, PoolStats, combined, minus
 from .records import Lane, PoolRecord, Samples, all_sinks
+from .vendored import vendored_copies
 
 # Every PoolStats field a part carries, beside the use times.
 FIELDS = (*SUMMED, *GAUGES, *HIGHEST, *BY_ERROR, *LAST)
@@ -38,11 +39,12 @@ class Seen:
     folded: int = 0
     # Libraries not in poolscope's table that built pools here: description, whose words.
     libraries: dict[str, tuple[str, str]] = field(default_factory=dict)
+    vendored: tuple[str, ...] = ()  # vendored copies of urllib3 imported, not instrumented
 
 
 def gather() -> Seen:
     """What this process's report sinks and their recorders saw so far."""
-    seen = Seen(os.getpid(), time.time(), libraries=unknown_met())
+    seen = Seen(os.getpid(), time.time(), libraries=unknown_met(), vendored=vendored_copies())
     parts: dict[PoolKey, list[PoolStats]] = {}
     for sink in all_sinks():
         seen.records += sink.records()
@@ -80,6 +82,7 @@ def since(now: Seen, before: Seen) -> Seen:
         now.held,
         now.folded - before.folded,
         now.libraries,
+        now.vendored,
     )
 
 
@@ -90,6 +93,7 @@ def to_json(seen: Seen) -> dict[str, Any]:
         "held": [[list(key), n] for key, n in seen.held.items()],
         "folded": seen.folded,
         "libraries": seen.libraries,
+        "vendored": list(seen.vendored),
         "stats": [
             {
                 "key": list(key),
@@ -140,6 +144,7 @@ def from_json(data: dict[str, Any]) -> Seen:
     seen = Seen(int(data["pid"]), float(data["started"]))
     seen.held = {PoolKey(*key): n for key, n in data.get("held", ())}
     seen.folded = int(data.get("folded", 0))
+    seen.vendored = tuple(data.get("vendored", ()))
     seen.libraries = {
         name: (text, speaks) for name, (text, speaks) in data.get("libraries", {}).items()
     }
