@@ -223,6 +223,27 @@ in_threads(lambda: session.get(URL + "/", timeout=(3.05, 10)), n=16)
         threads=16,
         first=0,  # a requests Session's own adapter (pool_maxsize=10), too small for 16
     ),
+    "azure-core": SDK(
+        "azure.core",
+        "azure-core",
+        lambda: json_app({"/": "ok"}),
+        """
+import requests
+from requests.adapters import HTTPAdapter
+from azure.core import PipelineClient
+from azure.core.pipeline.transport import RequestsTransport
+from azure.core.rest import HttpRequest
+session = requests.Session()  # as the advice writes it
+session.mount("http://", HTTPAdapter(pool_maxsize=SIZE or 1))
+transport = RequestsTransport(session=session if SIZE else None)
+transport.open()  # azure-core makes its Session on first use: here, not in 16 threads at once
+client = PipelineClient(base_url=URL, transport=transport)
+in_threads(lambda: client.send_request(HttpRequest("GET", URL + "/")), n=16)
+""",
+        r'session\.mount\("https://", HTTPAdapter\(pool_maxsize=(\d+)\)\)',
+        threads=16,
+        first=0,  # azure-core's own Session (pool_maxsize=10), too small for 16 threads
+    ),
     "influxdb": SDK(
         "influxdb",
         "influxdb",
@@ -297,10 +318,10 @@ def test_an_sdk_pool_too_small_for_its_threads(tmp_path: pathlib.Path, name: str
     assert advice["rule"] == ("pool_block" if sdk.blocks else "pool_maxsize")
     found = re.search(sdk.setting, advice["change"])
     assert found, advice["change"]
-    # requests' words only where the SDK is handed a Session (hvac.Client(..., session=...)),
-    # or is one (an AuthorizedSession).
+    # requests' words only where the SDK is handed a Session (hvac.Client(..., session=...),
+    # azure-core's RequestsTransport(session=...)), or is one (an AuthorizedSession).
     assert "HTTPAdapter" not in advice["change"] or re.search(
-        r"\(\.\.\., session=session\)|on the AuthorizedSession", advice["change"]
+        r"session=session\)|on the AuthorizedSession", advice["change"]
     )
     size = int(found.group(1))
     assert size == sdk.threads

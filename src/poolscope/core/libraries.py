@@ -191,6 +191,29 @@ LIBRARIES: tuple[Library, ...] = (
         ),
     ),
     Library(
+        name="azure-core",
+        modules=("azure.core",),
+        maxsize=Knob(
+            "pool_maxsize",
+            "transport=RequestsTransport(session=session) to the client, with session = "
+            'requests.Session() and session.mount("https://", HTTPAdapter(pool_maxsize={n}))',
+        ),
+        num_pools=Knob(
+            "pool_connections",
+            "transport=RequestsTransport(session=session) to the client, with "
+            'session.mount("https://", HTTPAdapter(pool_connections={n}))',
+        ),
+        block=Knob(
+            "pool_maxsize",
+            "transport=RequestsTransport(session=session) to the client, with "
+            'session.mount("https://", HTTPAdapter(pool_maxsize={n}, pool_block=True))',
+        ),
+        timeout=Knob(
+            "connection_timeout", "the client's connection_timeout={connect}, read_timeout={read}"
+        ),
+        missing="azure-core retries in its own pipeline (retry_total), not in urllib3",
+    ),
+    Library(
         name="influxdb",
         modules=("influxdb",),
         maxsize=Knob("pool_size", "InfluxDBClient(..., pool_size={n})"),
