@@ -160,8 +160,10 @@ class Recorder:
         stats.open += 1
         if cs.pool.counting:  # else idle connections are not counted: in_use is unknown
             in_use = stats.open - stats.idle
-            if in_use > stats.peak_in_use:
-                stats.peak_in_use = in_use
+            if in_use > stats.peak_since:  # never above peak_in_use: one test, usually
+                stats.peak_since = in_use
+                if in_use > stats.peak_in_use:
+                    stats.peak_in_use = in_use
         if self._wanted[EventKind.CREATED]:
             event = PoolEvent(EventKind.CREATED, cs.pool.key, cs.id, connect_time, tls_time)
             event.requests, event.timing, event.tls_version = 0, cs.timing, tls_version

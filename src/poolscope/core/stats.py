@@ -42,6 +42,7 @@ class PoolStats:
         "no_read_timeout",
         "open",
         "peak_in_use",
+        "peak_since",
         "peak_waiting",
         "pools",
         "read_timeout",
@@ -83,6 +84,10 @@ class PoolStats:
         self.open = 0  # connections open right now
         self.idle = 0  # open connections sitting in a pool right now, while counting
         self.peak_in_use = 0  # most open connections checked out at once, while counting
+        # The same since the last metrics collection, which starts it again from those in use
+        # then: the high-water mark a scrape exports, so no peak between two is missed. Never
+        # above peak_in_use, so the checkout path tests it alone (one test, as before).
+        self.peak_since = 0
         self.maxsize = 0  # the largest pool_maxsize seen for this key
         self.pools = 0  # pool objects made for this key (one per session or manager)
         self.live = 0  # of them, those neither closed nor collected (none: it may be folded)

@@ -80,8 +80,10 @@ class InstrumentedQueueMixin(_QueueBase):
                 idle = stats.idle - 1
                 stats.idle = idle
                 in_use = stats.open - idle
-                if in_use > stats.peak_in_use:
-                    stats.peak_in_use = in_use
+                if in_use > stats.peak_since:  # never above peak_in_use: one test, usually
+                    stats.peak_since = in_use
+                    if in_use > stats.peak_in_use:
+                        stats.peak_in_use = in_use
         return item
 
     # put() counts a connection idle before it enters the queue, so no getter can take it

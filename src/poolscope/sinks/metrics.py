@@ -14,6 +14,7 @@ monotonic: a folded host's counts move into that series as its own stops being r
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from operator import add
 from typing import Any
 
 from opentelemetry import metrics
@@ -25,31 +26,13 @@ from ..core.folding import OTHER_HOSTS
 from ..core.recorder import Recorder
 from ..core.sink import Sink
 from ..core.stats import PoolStats
+from .instruments import COUNTERS, DURATION_BUCKETS, IDLE_BUCKETS, SHORT_BUCKETS, histogram
 from .sdk import records_anything
 
-_SHORT_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
 # An attribute a figure adds to its host's (error.type, http.connection.state), or None.
 Extra = tuple[str, str] | None
 _ACTIVE = ("http.connection.state", "active")
 _IDLE = ("http.connection.state", "idle")
-_IDLE_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
-# The buckets OpenTelemetry's semantic conventions advise for http.client.connection.duration.
-_DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 # The attributes of the series of the hosts folded together (no server.address of their own).
 OTHER_HOSTS_ATTRIBUTES = {"poolscope.other_hosts": True}
 
@@ -75,99 +58,37 @@ class MetricsSink(Sink):
             meter_provider=meter_provider,
             schema_url="https://opentelemetry.io/schemas/1.26.0",
         )
-        self._create_time = _histogram(
+        self._create_time = histogram(
             meter,
             "urllib3.pool.connection.create_time",
             "Time to establish a connection: TCP connect plus TLS handshake.",
-            _SHORT_BUCKETS,
+            SHORT_BUCKETS,
         )
-        self._tls_time = _histogram(
+        self._tls_time = histogram(
             meter,
             "urllib3.pool.connection.tls_time",
             "Time spent in the TLS handshake of a new https connection.",
-            _SHORT_BUCKETS,
+            SHORT_BUCKETS,
         )
-        self._idle_time = _histogram(
+        self._idle_time = histogram(
             meter,
             "urllib3.pool.connection.idle_time",
             "How long a pooled connection sat idle before it was reused.",
-            _IDLE_BUCKETS,
+            IDLE_BUCKETS,
         )
-        self._wait_time = _histogram(
+        self._wait_time = histogram(
             meter,
             "urllib3.pool.connection.wait_time",
             "How long a request waited for a free connection (pool_block=True).",
-            _SHORT_BUCKETS,
+            SHORT_BUCKETS,
         )
-        self._duration = _histogram(
+        self._duration = histogram(
             meter,
             "http.client.connection.duration",
             "The duration of the successfully established outbound HTTP connections.",
-            _DURATION_BUCKETS,
+            DURATION_BUCKETS,
         )
-        counters: Sequence[tuple[str, str, str, str]] = (
-            (
-                "urllib3.pool.connections.created",
-                "created",
-                "{connection}",
-                "Connections established (TCP, plus TLS for https), reconnects included.",
-            ),
-            (
-                "urllib3.pool.connections.reused",
-                "reused",
-                "{connection}",
-                "Requests sent on an already open pooled connection.",
-            ),
-            (
-                "urllib3.pool.connections.dropped",
-                "dropped",
-                "{connection}",
-                "Pooled connections found closed by the server when taken from the pool.",
-            ),
-            (
-                "urllib3.pool.connections.discarded",
-                "discarded",
-                "{connection}",
-                "Connections closed because they were returned to a full pool.",
-            ),
-            (
-                "urllib3.pool.evictions",
-                "evictions",
-                "{pool}",
-                "Pools pushed out of a PoolManager's cache of pool_connections pools.",
-            ),
-            (
-                "urllib3.pool.wait.timeouts",
-                "wait_timeouts",
-                "{request}",
-                "Requests that gave up waiting for a free connection (EmptyPoolError).",
-            ),
-            (
-                "urllib3.pool.requests.without_timeout",
-                "no_read_timeout",
-                "{request}",
-                "Requests sent with no read timeout: a server that stops answering holds them.",
-            ),
-            (
-                "urllib3.pool.connections.without_timeout",
-                "no_connect_timeout",
-                "{connection}",
-                "Connections opened with no connect timeout.",
-            ),
-            (
-                "urllib3.pool.timeouts.read",
-                "read_timeouts",
-                "{request}",
-                "Read timeouts that fired (ReadTimeoutError), retried or not.",
-            ),
-            (
-                "urllib3.pool.timeouts.connect",
-                "connect_timeouts",
-                "{connection}",
-                "Connect timeouts that fired (ConnectTimeoutError), retried or not.",
-            ),
-        )
-        for name, field, unit, description in counters:
+        for name, field, unit, description in COUNTERS:
             meter.create_observable_counter(
                 name, callbacks=[self._counter_callback(field)], unit=unit, description=description
             )
@@ -199,6 +120,22 @@ class MetricsSink(Sink):
                 self._observe_open,
                 "{connection}",
                 "Number of outbound HTTP connections that are currently active or idle.",
+            ),
+            (
+                meter.create_observable_gauge,
+                "urllib3.pool.connections.max",
+                self._observe_maxsize,
+                "{connection}",
+                "The most connections a pool of this host keeps (urllib3's maxsize, requests' "
+                "pool_maxsize).",
+            ),
+            (
+                meter.create_observable_gauge,
+                "urllib3.pool.connections.peak",
+                self._observe_peak,
+                "{connection}",
+                "The most connections in use at once since the previous collection: a "
+                "high-water mark, so that no peak between two scrapes is missed.",
             ),
             (
                 meter.create_observable_up_down_counter,
@@ -307,16 +244,32 @@ class MetricsSink(Sink):
     def _observe_waiting(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._observe(lambda stats: ((None, stats.waiting),))
 
-    def _observe(self, values: Callable[[PoolStats], Iterable[tuple[Extra, int]]]) -> list[Any]:
-        """One observation per series: each host's own, and the other hosts' summed into one
-        (``values`` gives a host's figures, each with the attribute it adds, if any)."""
+    def _observe_maxsize(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(lambda stats: ((None, stats.maxsize),), max)
+
+    def _observe_peak(self, options: CallbackOptions) -> Iterable[Observation]:
+        def since_last(stats: PoolStats) -> tuple[tuple[Extra, int]]:
+            peak = stats.peak_since
+            stats.peak_since = stats.open - stats.idle  # from those in use now, for the next
+            return ((None, peak),)
+
+        return self._observe(since_last, max)
+
+    def _observe(
+        self,
+        values: Callable[[PoolStats], Iterable[tuple[Extra, int]]],
+        combine: Callable[[int, int], int] = add,
+    ) -> list[Any]:
+        """One observation per series: each host's own, and the other hosts' combined into one
+        (summed; for a size or a peak, the largest). ``values`` gives a host's figures, each
+        with the attribute it adds, if any."""
         observations = []
         others: dict[Extra, int] = {}
         for stats in self._stats():
             attrs = self._attrs(stats.key)
             if attrs is OTHER_HOSTS_ATTRIBUTES:
                 for extra, value in values(stats):
-                    others[extra] = others.get(extra, 0) + value
+                    others[extra] = combine(others[extra], value) if extra in others else value
                 continue
             for extra, value in values(stats):
                 observations.append(
@@ -328,12 +281,3 @@ class MetricsSink(Sink):
                 Observation(value, {**attrs, extra[0]: extra[1]} if extra else attrs)
             )
         return observations
-
-
-def _histogram(meter: Any, name: str, description: str, buckets: tuple[float, ...]) -> Any:
-    try:
-        return meter.create_histogram(
-            name, unit="s", description=description, explicit_bucket_boundaries_advisory=buckets
-        )
-    except TypeError:  # opentelemetry-api before 1.23 has no bucket advice
-        return meter.create_histogram(name, unit="s", description=description)

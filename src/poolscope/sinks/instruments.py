@@ -1,0 +1,101 @@
+"""The metrics sink's instruments as data: the observable counters (name, PoolStats field,
+unit, description), the histograms' bucket advice, and how a histogram is made on any
+opentelemetry-api. The README's metrics table lists the same names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+SHORT_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+IDLE_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+# The buckets OpenTelemetry's semantic conventions advise for http.client.connection.duration.
+DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+# Each observable counter: its name, the PoolStats field it reads, its unit, its description.
+COUNTERS: Sequence[tuple[str, str, str, str]] = (
+    (
+        "urllib3.pool.connections.created",
+        "created",
+        "{connection}",
+        "Connections established (TCP, plus TLS for https), reconnects included.",
+    ),
+    (
+        "urllib3.pool.connections.reused",
+        "reused",
+        "{connection}",
+        "Requests sent on an already open pooled connection.",
+    ),
+    (
+        "urllib3.pool.connections.dropped",
+        "dropped",
+        "{connection}",
+        "Pooled connections found closed by the server when taken from the pool.",
+    ),
+    (
+        "urllib3.pool.connections.discarded",
+        "discarded",
+        "{connection}",
+        "Connections closed because they were returned to a full pool.",
+    ),
+    (
+        "urllib3.pool.evictions",
+        "evictions",
+        "{pool}",
+        "Pools pushed out of a PoolManager's cache of pool_connections pools.",
+    ),
+    (
+        "urllib3.pool.wait.timeouts",
+        "wait_timeouts",
+        "{request}",
+        "Requests that gave up waiting for a free connection (EmptyPoolError).",
+    ),
+    (
+        "urllib3.pool.requests.without_timeout",
+        "no_read_timeout",
+        "{request}",
+        "Requests sent with no read timeout: a server that stops answering holds them.",
+    ),
+    (
+        "urllib3.pool.connections.without_timeout",
+        "no_connect_timeout",
+        "{connection}",
+        "Connections opened with no connect timeout.",
+    ),
+    (
+        "urllib3.pool.timeouts.read",
+        "read_timeouts",
+        "{request}",
+        "Read timeouts that fired (ReadTimeoutError), retried or not.",
+    ),
+    (
+        "urllib3.pool.timeouts.connect",
+        "connect_timeouts",
+        "{connection}",
+        "Connect timeouts that fired (ConnectTimeoutError), retried or not.",
+    ),
+)
+
+
+def histogram(meter: Any, name: str, description: str, buckets: tuple[float, ...]) -> Any:
+    try:
+        return meter.create_histogram(
+            name, unit="s", description=description, explicit_bucket_boundaries_advisory=buckets
+        )
+    except TypeError:  # opentelemetry-api before 1.23 has no bucket advice
+        return meter.create_histogram(name, unit="s", description=description)
