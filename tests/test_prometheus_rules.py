@@ -55,6 +55,8 @@ EXPORTED = {
     "urllib3_pool_evictions_total",
     "urllib3_pool_retries_total",
     "urllib3_pool_wait_timeouts_total",
+    "urllib3_pool_connections_max",
+    "urllib3_pool_connections_peak",
 } | {f"{h}_{suffix}" for h in _HISTOGRAMS for suffix in ("bucket", "sum", "count")}
 
 _KEYWORDS = {
@@ -354,6 +356,12 @@ def test_every_alert_expression_and_dashboard_query_sees_its_scenario_in_prometh
         discards = prom_query(url, alerts["PoolscopeConnectionsDiscardedPoolFull"])
         assert list(discards) == [_host(full)]
         assert next(iter(discards.values())) > 0.1  # the share of new connections discarded
+        # The numbers its annotation gives (the recording rules' expressions, as Prometheus
+        # computes them from what was scraped): two in use at once against a pool of one.
+        peak = prom_query(url, recorded["poolscope_host:urllib3_pool_connections_peak:max1h"])
+        size = prom_query(url, recorded["poolscope_host:urllib3_pool_connections_max:max"])
+        assert (peak[_host(full)], size[_host(full)]) == (2, 1)
+        assert size[_host(healthy)] == 10 and peak[_host(healthy)] == 1
     finally:
         exposition[0].shutdown()
         exposition[0].server_close()
