@@ -254,9 +254,12 @@ def building_library() -> str:
     """Which library is building a pool or a manager right now, asked once as it is made.
 
     The first frame, from the caller outward past urllib3's and poolscope's own, that belongs
-    to a library of :mod:`poolscope.core.libraries`: requests' ``HTTPAdapter``, botocore,
-    elastic-transport... A program that builds its pools with urllib3 itself gets ``urllib3``.
-    A pool an instrumented manager makes is that manager's library's (see making_for).
+    to a library of :mod:`poolscope.core.libraries`: botocore, elastic-transport, hvac...
+    requests only when no other is further out (an SDK that builds a Session has requests'
+    frames nearer urllib3 than its own). Else an installed library the table lacks, named by
+    :func:`poolscope.instrumentation.unknown.unknown_library`; else the program built it:
+    ``urllib3`` (or ``requests``). A pool an instrumented manager makes is that manager's
+    library's, with no walk (see making_for).
     """
     made_for: str | None = getattr(_making, "library", None)
     if made_for is not None:

@@ -186,8 +186,8 @@ def start_counting(pool: Any) -> None:
             return
         if not isinstance(pool, CheckoutHookMixin):
             pool.__class__ = with_checkout_hook(type(pool))
-        waiting = q.queue
-        for conn in () if waiting.count(None) == len(waiting) else waiting:  # a new pool: none
+        held = q.queue  # a new pool's holds only placeholders (None): nothing to look at
+        for conn in () if held.count(None) == len(held) else held:
             if conn is None:
                 continue
             cs = getattr(conn, "_poolscope", None)
