@@ -225,7 +225,7 @@ LIBRARIES: tuple[Library, ...] = (
         name="influxdb-client",
         modules=("influxdb_client",),
         maxsize=Knob("connection_pool_maxsize", "InfluxDBClient(..., connection_pool_maxsize={n})"),
-        timeout=Knob("timeout", "InfluxDBClient(..., timeout={read}000) (milliseconds)"),
+        timeout=Knob("timeout", "InfluxDBClient(..., timeout=1000 * {read}) (milliseconds)"),
         missing="influxdb-client has no setting for how many pools its client keeps",
     ),
     Library(
