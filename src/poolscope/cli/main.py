@@ -1,14 +1,16 @@
-"""The ``poolscope`` command line: ``demo``, ``run``, and ``report`` and ``top`` beside a run in
-progress. See the README."""
+"""The ``poolscope`` command line: ``demo``, ``run``, ``report`` and ``top`` beside a run in
+progress, and ``diagnose`` for a fleet from Prometheus. See the README."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from .._version import __version__
 from .child import DEFAULT_INTERVAL
 from .demo import run_demo
+from .diagnose import PrometheusError, diagnose
 from .run import run as run_program
 from .runs import build, choose_run, output_problem, read_parts, write_report
 from .top import top
@@ -76,9 +78,29 @@ def main(argv: list[str] | None = None) -> int:
         help="redraw every SECONDS (default: %(default)s); the numbers change as often as the "
         "run's own --interval",
     )
+    fleet = commands.add_parser(
+        "diagnose",
+        help="the report's advice for a fleet, from the metrics Prometheus scraped",
+        description="Example: poolscope diagnose --prometheus http://prometheus:9090 --job "
+        "app --range 6h. Per host, summed over every process of the jobs: connections "
+        "created, reused, discarded..., the peak in use and the pool size, then the report's "
+        "advice with the number. Anything that speaks Prometheus' HTTP API will do (Thanos, "
+        "Mimir, VictoriaMetrics).",
+    )
+    fleet.add_argument("--prometheus", required=True, metavar="URL", help="Prometheus' URL")
+    fleet.add_argument("--job", default="", help="a regular expression of the jobs (default: all)")
+    fleet.add_argument(
+        "--range",
+        default="1h",
+        metavar="DURATION",
+        help="how far back, as PromQL writes it (default: %(default)s)",
+    )
+    _report_options(fleet)
     args = parser.parse_args(argv)
     if args.action == "demo":
         return run_demo(sys.stdout)
+    if args.action == "diagnose":
+        return _diagnose(args)
     if args.action == "run":
         command = list(args.command)
         if command[:1] == ["--"]:
@@ -121,6 +143,28 @@ def main(argv: list[str] | None = None) -> int:
         args.output,
         args.html,
         who="poolscope report",
+        to=sys.stdout,
+        all_hosts=args.all_hosts,
+    )
+    return 0
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    problem = output_problem(args.output, args.html)
+    if problem:
+        print(f"poolscope diagnose: {problem}", file=sys.stderr)
+        return 2
+    try:
+        report = diagnose(args.prometheus, job=args.job, window=args.range, started=time.time())
+    except PrometheusError as exc:
+        print(f"poolscope diagnose: {exc}", file=sys.stderr)
+        return 1
+    write_report(
+        report,
+        args.format,
+        args.output,
+        args.html,
+        who="poolscope diagnose",
         to=sys.stdout,
         all_hosts=args.all_hosts,
     )

@@ -1,0 +1,124 @@
+"""``poolscope diagnose``: the report's rules over a fleet, from what Prometheus scraped.
+
+It asks Prometheus' HTTP API (or anything that speaks it: Thanos, Mimir, VictoriaMetrics) for
+poolscope's series over a time range, per host summed over every process of the selected jobs:
+counters as their increase, the peak in use and the pool size as maxima. From those it builds
+what one process's report is built from, so the rules, the numbers and the words are the
+report's own. What the metrics do not carry (time samples, the timeline, which library built a
+pool, responses never read) those rules cannot see, and the report says so under "Incomplete".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from ..core.events import PoolKey
+from ..core.stats import PoolStats
+from ..reporting.report import Report, report_from
+from ..reporting.seen import Seen
+
+# PoolStats fields and the counter (as the OpenTelemetry Prometheus exporter names it) each is
+# the increase of; the histograms' _count for waits.
+_INCREASES = {
+    "created": "urllib3_pool_connections_created_total",
+    "reused": "urllib3_pool_connections_reused_total",
+    "dropped": "urllib3_pool_connections_dropped_total",
+    "discarded": "urllib3_pool_connections_discarded_total",
+    "evictions": "urllib3_pool_evictions_total",
+    "wait_timeouts": "urllib3_pool_wait_timeouts_total",
+    "waits": "urllib3_pool_connection_wait_time_seconds_count",
+    "no_read_timeout": "urllib3_pool_requests_without_timeout_total",
+    "no_connect_timeout": "urllib3_pool_connections_without_timeout_total",
+    "read_timeouts": "urllib3_pool_timeouts_read_total",
+    "connect_timeouts": "urllib3_pool_timeouts_connect_total",
+}
+_BY_ERROR = {
+    "failed": "urllib3_pool_connections_failed_total",
+    "retries": "urllib3_pool_retries_total",
+    "errors": "urllib3_pool_errors_total",
+}
+_MAXIMA = {
+    "peak_in_use": "urllib3_pool_connections_peak",
+    "maxsize": "urllib3_pool_connections_max",
+}
+_HOST = ("url_scheme", "server_address", "server_port")
+
+NOT_IN_METRICS = (
+    "from Prometheus: which library built each pool is not in the metrics, so the advice "
+    "speaks urllib3's words; the rules that read time samples or the timeline (keep-alive "
+    "idle limits, response times for a timeout, throwaway sessions, responses never read) "
+    "need poolscope run on one process",
+)
+
+
+class PrometheusError(Exception):
+    """Prometheus could not be asked, or answered with an error."""
+
+
+def diagnose(url: str, *, job: str = "", window: str = "1h", started: float = 0.0) -> Report:
+    """The report of a fleet from the Prometheus at ``url``: hosts of jobs matching ``job``
+    (a regular expression; all when empty) over the last ``window`` (a PromQL duration)."""
+    selector = f'{{job=~"{_escape(job)}"}}' if job else ""
+    stats: dict[PoolKey, PoolStats] = {}
+
+    def host(labels: dict[str, str]) -> PoolStats | None:
+        if not labels.get("server_address"):  # poolscope.other_hosts: no host of its own
+            return None
+        key = PoolKey(
+            labels.get("url_scheme", "http"),
+            labels["server_address"],
+            int(labels.get("server_port") or 0),
+        )
+        return stats.setdefault(key, PoolStats(key))
+
+    by = ", ".join(_HOST)
+    for field, name in _INCREASES.items():
+        for labels, value in _query(url, f"sum by ({by}) (increase({name}{selector}[{window}]))"):
+            if (one := host(labels)) is not None:
+                setattr(one, field, round(value))
+    for field, name in _BY_ERROR.items():
+        query = f"sum by ({by}, error_type) (increase({name}{selector}[{window}]))"
+        for labels, value in _query(url, query):
+            if (one := host(labels)) is not None and round(value):
+                getattr(one, field)[labels.get("error_type", "")] = round(value)
+    for field, name in _MAXIMA.items():
+        query = f"max by ({by}) (max_over_time({name}{selector}[{window}]))"
+        for labels, value in _query(url, query):
+            if (one := host(labels)) is not None:
+                setattr(one, field, round(value))
+    seen = Seen(pid=0, started=started, stats=stats)
+    return report_from([seen], incomplete=NOT_IN_METRICS)
+
+
+def _query(url: str, query: str) -> list[tuple[dict[str, str], float]]:
+    """An instant query's result: each series' labels and value."""
+    try:
+        answer = requests.get(
+            f"{url.rstrip('/')}/api/v1/query", params={"query": query}, timeout=60
+        )
+        body: Any = answer.json()
+    except (requests.RequestException, ValueError) as exc:
+        reason = (
+            "no connection could be made"
+            if isinstance(exc, requests.ConnectionError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        raise PrometheusError(
+            f"Prometheus at {url} could not be asked ({reason}). Check the URL (for example "
+            "http://prometheus:9090) and that this machine can reach it."
+        ) from exc
+    if body.get("status") != "success":
+        raise PrometheusError(
+            f"Prometheus at {url} refused the query {query!r}: {body.get('error', body)}."
+        )
+    return [
+        (result["metric"], float(result["value"][1]))
+        for result in body["data"]["result"]
+        if result["value"][1] not in ("NaN", "+Inf", "-Inf")
+    ]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
