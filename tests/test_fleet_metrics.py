@@ -4,7 +4,9 @@ between two scrapes is still exported). Real SDK objects, real sockets on loopba
 
 from __future__ import annotations
 
+import contextlib
 import json
+import pathlib
 import subprocess
 import sys
 import threading
@@ -12,14 +14,13 @@ import time
 from typing import Any
 
 import requests
-import urllib3
 from requests.adapters import HTTPAdapter
 
 import poolscope
 from poolscope.loopback import LoopbackServer
 
 from .support.metrics import Metrics
-from .support.prometheus import prom_query, wait_for
+from .support.prometheus import prom_query, run_prometheus_fleet, wait_for
 
 
 def test_a_peak_between_two_collections_is_still_exported(server: LoopbackServer) -> None:
@@ -57,78 +58,116 @@ def test_a_peak_between_two_collections_is_still_exported(server: LoopbackServer
     assert metrics.value(third, "urllib3.pool.connections.peak", **mine) == 0  # none in use since
 
 
-def test_diagnose_gives_from_prometheus_the_rule_and_number_the_report_gives(
-    prometheus: tuple[str, int],
-) -> None:
-    # One process exporting to a real Prometheus (scraped every second): a requests Session
-    # whose pool of 2 serves 6 requests at once, a urllib3 PoolManager whose pool of 1 serves
-    # 3, and a healthy Session. `poolscope diagnose` finds the same rules and numbers as this
-    # process's own report.
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from opentelemetry.sdk.metrics import MeterProvider
-    from prometheus_client import start_http_server
+SERVICE = """
+import json, sys, threading
+import requests, urllib3
+from requests.adapters import HTTPAdapter
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import start_http_server
+import poolscope
 
-    url, port = prometheus
-    provider = MeterProvider(metric_readers=[PrometheusMetricReader()])
-    exposition = start_http_server(port, addr="127.0.0.1")
-    try:
+port, kind, url, size, at_once = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:])
+provider = MeterProvider(metric_readers=[PrometheusMetricReader()])
+start_http_server(int(port), addr="127.0.0.1")
+if kind == "requests":
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(pool_maxsize=size))
+    poolscope.instrument_session(session, meter_provider=provider, report=True)
+    call = lambda path="": session.get(url + path, timeout=(3.05, 10)).close()
+else:
+    manager = urllib3.PoolManager(maxsize=size, timeout=urllib3.Timeout(connect=3.05, read=10))
+    poolscope.instrument_pool_manager(manager, meter_provider=provider, report=True)
+    call = lambda path="": manager.request("GET", url + path)
+call()  # the series exist before the load: increase() counts what comes after
+print("ready", flush=True)
+sys.stdin.readline()
+for _ in range(3):
+    workers = [threading.Thread(target=call, args=("/together",) if at_once > 1 else ())
+               for _ in range(at_once)]
+    [w.start() for w in workers]
+    [w.join() for w in workers]
+changes = [a.change for a in poolscope.report().advice if a.rule == "pool_maxsize"]
+print(json.dumps(changes), flush=True)
+sys.stdin.readline()  # exporting until the test has asked Prometheus
+"""
+
+
+def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gives(
+    tmp_path: pathlib.Path,
+) -> None:
+    # Three processes scraped by a real Prometheus (every second): a requests Session whose
+    # pool of 2 serves 6 requests at once, a urllib3 PoolManager whose pool of 1 serves 3, and
+    # a healthy one. `poolscope diagnose` gives the rules and numbers each process's own report
+    # gives, and nothing for the healthy host.
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE)
+    fleet_of_three = contextlib.contextmanager(run_prometheus_fleet)(tmp_path, 3)
+    with fleet_of_three as (url, ports):
         with (
             LoopbackServer("127.0.0.1", together=6) as six,
             LoopbackServer("127.0.0.2", together=3) as three,
             LoopbackServer("127.0.0.3") as healthy,
+            contextlib.ExitStack() as stack,
         ):
-            small = requests.Session()
-            small.mount("http://", HTTPAdapter(pool_maxsize=2))
-            poolscope.instrument_session(small, meter_provider=provider, report=True)
-            tiny = poolscope.InstrumentedPoolManager(
-                maxsize=1, timeout=urllib3.Timeout(connect=3.05, read=10), meter_provider=provider
-            )
-            fine = poolscope.instrument_session(requests.Session(), meter_provider=provider)
-            # Every series exists, and is scraped, before the load: increase() counts only
-            # what comes after a series' first sample.
-            small.get(six.url, timeout=(3.05, 10)).close()
-            tiny.request("GET", three.url)
-            fine.get(healthy.url, timeout=(3.05, 10)).close()
+            services = [
+                stack.enter_context(
+                    subprocess.Popen(
+                        [sys.executable, str(script), str(port), kind, server.url, *sizes],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    )
+                )
+                for port, kind, server, sizes in (
+                    (ports[0], "requests", six, ("2", "6")),
+                    (ports[1], "urllib3", three, ("1", "3")),
+                    (ports[2], "requests", healthy, ("10", "1")),
+                )
+            ]
+            for service in services:
+                assert service.stdout is not None and service.stdout.readline() == "ready\n"
             created = "urllib3_pool_connections_created_total"
-            wait_for(lambda: len(prom_query(url, created)) >= 3, 30, "the first scrape")
-            for _ in range(3):
-                _at_once(6, lambda: small.get(six.url + "/together", timeout=(3.05, 10)).close())
-                _at_once(3, lambda: tiny.request("GET", three.url + "/together"))
-            fine.get(healthy.url, timeout=(3.05, 10)).close()
-            peak = "urllib3_pool_connections_peak"
-            wait_for(
-                lambda: sorted(prom_query(url, f"max_over_time({peak}[5m])").values()) == [1, 3, 6],
-                30,
-                "the peaks scraped",
+            wait_for(lambda: len(prom_query(url, created)) == 3, 30, "the first scrapes")
+            own = []
+            for service in services:
+                assert service.stdin is not None and service.stdout is not None
+                service.stdin.write("go\n")
+                service.stdin.flush()
+            for service in services:
+                assert service.stdout is not None
+                own.append(json.loads(service.stdout.readline()))
+            peak = "max_over_time(urllib3_pool_connections_peak[5m])"
+            wait_for(lambda: sorted(prom_query(url, peak).values()) == [1, 3, 6], 30, "the peaks")
+            out = subprocess.run(
+                [
+                    *(sys.executable, "-m", "poolscope", "diagnose", "--prometheus", url),
+                    *("--job", "poolscope", "--range", "5m", "--format", "json"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
-            own = poolscope.report()
-        out = subprocess.run(
-            [
-                *(sys.executable, "-m", "poolscope", "diagnose", "--prometheus", url),
-                *("--range", "5m", "--format", "json"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    finally:
-        exposition[0].shutdown()
-        exposition[0].server_close()
-        provider.shutdown()
+            for service in services:
+                assert service.stdin is not None
+                service.stdin.close()
     assert out.returncode == 0, out.stderr
     fleet = json.loads(out.stdout)
-    sized = {a["origin"]: a for a in fleet["advice"] if a["rule"] == "pool_maxsize"}
-    assert set(sized) == {six.url, three.url}  # not the healthy host
-    assert "Raise maxsize to 6: urllib3.PoolManager(maxsize=6)" in sized[six.url]["change"]
-    assert "Raise maxsize to 3: urllib3.PoolManager(maxsize=3)" in sized[three.url]["change"]
+    sized = {a["origin"]: a["change"] for a in fleet["advice"] if a["rule"] == "pool_maxsize"}
+    assert set(sized) == {six.url, three.url}  # not the healthy host's
     assert not [a for a in fleet["advice"] if healthy.url in a["origin"]]
-    # This process's own report: the same rule, the same number (in requests' words for the
-    # Session: the metrics do not say which library built a pool, and the report says so).
-    (mine,) = [a for a in own.advice if a.rule == "pool_maxsize" and a.origin == six.url]
-    assert "Raise pool_maxsize to 6" in mine.change
-    assert any(
-        "which library built each pool is not in the metrics" in i for i in fleet["incomplete"]
-    )
+    # The same numbers as each process's own report (there in its library's words: requests'
+    # for the Session; the metrics do not say which library built a pool, and diagnose says so).
+    assert "Raise maxsize to 6: urllib3.PoolManager(maxsize=6)" in sized[six.url]
+    assert own[0] == [
+        "Raise pool_maxsize to 6: HTTPAdapter(pool_maxsize=6) (urllib3: "
+        + ("PoolManager(maxsize=6)).")
+    ]
+    assert "Raise maxsize to 3: urllib3.PoolManager(maxsize=3)" in sized[three.url]
+    assert own[1][0].startswith("Raise maxsize to 3: urllib3.PoolManager(maxsize=3)")
+    assert own[2] == []
+    (said,) = [i for i in fleet["incomplete"] if "not in the metrics" in i]
+    assert "which library built each pool is not in the metrics" in said
 
 
 def _at_once(n: int, call: Any) -> None:

@@ -51,13 +51,20 @@ def prom_query(url: str, query: str) -> dict[tuple[str, ...], float]:
 
 def run_prometheus(tmp_path: pathlib.Path) -> Iterator[tuple[str, int]]:
     """A real Prometheus server (Debian's package) on loopback; yields (its URL, scrape port)."""
+    for url, (target,) in run_prometheus_fleet(tmp_path, 1):
+        yield url, target
+
+
+def run_prometheus_fleet(tmp_path: pathlib.Path, processes: int) -> Iterator[tuple[str, list[int]]]:
+    """The same, scraping one port per process of a fleet (one job, an instance each); yields
+    (its URL, the scrape ports)."""
     binary = require("prometheus", "prometheus")
-    target, listen = free_port(), free_port()
+    targets, listen = [free_port() for _ in range(processes)], free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n"
         "scrape_configs:\n  - job_name: poolscope\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+        f"    static_configs:\n      - targets: {[f'127.0.0.1:{t}' for t in targets]}\n"
     )
     proc = subprocess.Popen(
         [
@@ -74,7 +81,7 @@ def run_prometheus(tmp_path: pathlib.Path) -> Iterator[tuple[str, int]]:
         wait_for(
             lambda: urllib.request.urlopen(url + "/-/ready").status == 200, 30, "Prometheus start"
         )
-        yield url, target
+        yield url, targets
     finally:
         proc.terminate()
         proc.wait(10)
