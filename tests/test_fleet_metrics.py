@@ -102,7 +102,8 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
     # gives, and nothing for the healthy host.
     script = tmp_path / "service.py"
     script.write_text(SERVICE)
-    fleet_of_three = contextlib.contextmanager(run_prometheus_fleet)(tmp_path, 3)
+    jobs = ["app", "app", "healthy-app"]  # the healthy process also a fleet of its own
+    fleet_of_three = contextlib.contextmanager(run_prometheus_fleet)(tmp_path, jobs)
     with fleet_of_three as (url, ports):
         with (
             LoopbackServer("127.0.0.1", together=6) as six,
@@ -139,14 +140,17 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
                 own.append(json.loads(service.stdout.readline()))
             peak = "max_over_time(urllib3_pool_connections_peak[5m])"
             wait_for(lambda: sorted(prom_query(url, peak).values()) == [1, 3, 6], 30, "the peaks")
-            out = subprocess.run(
-                [
-                    *(sys.executable, "-m", "poolscope", "diagnose", "--prometheus", url),
-                    *("--job", "poolscope", "--range", "5m", "--format", "json"),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
+            out, healthy_out = (
+                subprocess.run(
+                    [
+                        *(sys.executable, "-m", "poolscope", "diagnose", "--prometheus", url),
+                        *("--job", job, "--range", "5m", "--format", "json"),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                for job in (".*", "healthy-app")
             )
             for service in services:
                 assert service.stdin is not None
@@ -166,6 +170,11 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
     assert "Raise maxsize to 3: urllib3.PoolManager(maxsize=3)" in sized[three.url]
     assert own[1][0].startswith("Raise maxsize to 3: urllib3.PoolManager(maxsize=3)")
     assert own[2] == []
+    # A fleet that is all healthy: its host, and no advice at all.
+    assert healthy_out.returncode == 0, healthy_out.stderr
+    healthy_fleet = json.loads(healthy_out.stdout)
+    assert [p["origin"] for p in healthy_fleet["pools"]] == [healthy.url]
+    assert healthy_fleet["advice"] == [] and healthy_fleet["healthy"]
     (said,) = [i for i in fleet["incomplete"] if "not in the metrics" in i]
     assert "which library built each pool is not in the metrics" in said
 

@@ -51,21 +51,24 @@ def prom_query(url: str, query: str) -> dict[tuple[str, ...], float]:
 
 def run_prometheus(tmp_path: pathlib.Path) -> Iterator[tuple[str, int]]:
     """A real Prometheus server (Debian's package) on loopback; yields (its URL, scrape port)."""
-    for url, (target,) in run_prometheus_fleet(tmp_path, 1):
+    for url, (target,) in run_prometheus_fleet(tmp_path, ["poolscope"]):
         yield url, target
 
 
-def run_prometheus_fleet(tmp_path: pathlib.Path, processes: int) -> Iterator[tuple[str, list[int]]]:
-    """The same, scraping one port per process of a fleet (one job, an instance each); yields
-    (its URL, the scrape ports)."""
+def run_prometheus_fleet(
+    tmp_path: pathlib.Path, jobs: list[str]
+) -> Iterator[tuple[str, list[int]]]:
+    """The same, scraping one port per process of a fleet, each process in the job named (a
+    job may be named twice); yields (its URL, the scrape ports, in that order)."""
     binary = require("prometheus", "prometheus")
-    targets, listen = [free_port() for _ in range(processes)], free_port()
+    targets, listen = [free_port() for _ in jobs], free_port()
     config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n  - job_name: poolscope\n"
-        f"    static_configs:\n      - targets: {[f'127.0.0.1:{t}' for t in targets]}\n"
+    scrapes = "".join(
+        f"  - job_name: {job}\n    static_configs:\n      - targets: "
+        f"{[f'127.0.0.1:{t}' for t, j in zip(targets, jobs, strict=True) if j == job]}\n"
+        for job in dict.fromkeys(jobs)
     )
+    config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n{scrapes}")
     proc = subprocess.Popen(
         [
             binary,
