@@ -7,6 +7,9 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
+import select
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -207,3 +210,30 @@ def test_diagnose_says_in_a_sentence_when_prometheus_cannot_be_reached(refused_p
         "(no connection could be made). Check the URL (for example http://prometheus:9090) and "
         "that this machine can reach it.\n"
     )
+
+
+def test_diagnose_stopped_by_ctrl_c_while_prometheus_does_not_answer_says_so() -> None:
+    # A loopback socket that listens and never accepts: the query waits for an answer.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "poolscope",
+                "diagnose",
+                "--prometheus",
+                f"http://127.0.0.1:{silent.getsockname()[1]}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # Readable once its connection is pending (never accepted): diagnose waits for the
+        # answer, its Ctrl-C handler long in place.
+        assert select.select([silent], [], [], 30)[0], "diagnose never connected"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and out == ""
+    assert err == "poolscope diagnose: interrupted; no report.\n"

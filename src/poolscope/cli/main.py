@@ -159,6 +159,9 @@ def _diagnose(args: argparse.Namespace) -> int:
     except PrometheusError as exc:
         print(f"poolscope diagnose: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while Prometheus answers slowly: as top does
+        print("poolscope diagnose: interrupted; no report.", file=sys.stderr)
+        return 130
     write_report(
         report,
         args.format,
