@@ -8,6 +8,7 @@ import sys
 import time
 
 from .._version import __version__
+from ..reporting.report import Report
 from .child import DEFAULT_INTERVAL
 from .demo import run_demo
 from .diagnose import PrometheusError, diagnose
@@ -137,15 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "each process's last snapshot.",
         file=sys.stderr,
     )
-    write_report(
-        now,
-        args.format,
-        args.output,
-        args.html,
-        who="poolscope report",
-        to=sys.stdout,
-        all_hosts=args.all_hosts,
-    )
+    _write(now, args)
     return 0
 
 
@@ -162,16 +155,21 @@ def _diagnose(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C while Prometheus answers slowly: as top does
         print("poolscope diagnose: interrupted; no report.", file=sys.stderr)
         return 130
+    _write(report, args)
+    return 0
+
+
+def _write(report: Report, args: argparse.Namespace) -> None:
+    """The report as _report_options asked for it, to stdout unless -o names a file."""
     write_report(
         report,
         args.format,
         args.output,
         args.html,
-        who="poolscope diagnose",
+        who=f"poolscope {args.action}",
         to=sys.stdout,
         all_hosts=args.all_hosts,
     )
-    return 0
 
 
 def _report_options(command: argparse.ArgumentParser) -> None:

@@ -36,7 +36,7 @@ class Recorder:
         self._wanted = self.sinks.wanted  # the same dict, one attribute read closer
         self.counting_switch = CountingSwitch()
         self._stats: dict[PoolKey, PoolStats] = {}
-        self._lock = threading.Lock()  # guards creation of PoolStats
+        self._lock = threading.Lock()  # guards making PoolStats, their live counts, folding
         self.providers: tuple[Any, ...] = ()  # the OpenTelemetry providers it reports to
         self.config = ""  # its options in words, for errors that name two configurations
         # Hosts with counts of their own, at most; the rest are folded (core/folding.py).
@@ -70,11 +70,8 @@ class Recorder:
         with self._lock:
             stats = self._stats.get(key)
             if stats is None:
-                sinks = self.sinks
-                stats = self._stats[key] = PoolStats(
-                    key, sinks.keep_idle_times, sinks.keep_use_times
-                )
-                if len(self._stats) - (OTHER_HOSTS in self._stats) > self._fold_at:
+                stats = self._stats[key] = self._new_stats(key)
+                if self._hosts() > self._fold_at:
                     folded = self._fold(key)
             stats.live += 1  # the pool's PoolState lets go of it when closed or collected
         if folded:
@@ -90,13 +87,10 @@ class Recorder:
         # only once as many more hosts came, so that folding stays a small, constant cost a
         # new host however many were seen (when pools stay alive, few can be folded).
         keep = self.max_hosts // 2
-        hosts = len(self._stats) - (OTHER_HOSTS in self._stats)
+        hosts = self._hosts()
         chosen = to_fold(self._stats.values(), keep, hosts, new)
         if chosen:
-            other = self._stats.get(OTHER_HOSTS)
-            if other is None:
-                sinks = self.sinks
-                other = PoolStats(OTHER_HOSTS, sinks.keep_idle_times, sinks.keep_use_times)
+            other = self._stats.get(OTHER_HOSTS) or self._new_stats(OTHER_HOSTS)
             fold(other, chosen)
             for stats in chosen:
                 del self._stats[stats.key]
@@ -104,6 +98,14 @@ class Recorder:
             self.folded_hosts += len(chosen)
         self._fold_at = max(self.max_hosts, hosts - len(chosen) + self.max_hosts // 2)
         return [stats.key for stats in chosen]
+
+    def _hosts(self) -> int:
+        """Hosts with counts of their own (the aggregate of the folded ones aside)."""
+        return len(self._stats) - (OTHER_HOSTS in self._stats)
+
+    def _new_stats(self, key: PoolKey) -> PoolStats:
+        sinks = self.sinks
+        return PoolStats(key, sinks.keep_idle_times, sinks.keep_use_times)
 
     def all_stats(self) -> list[PoolStats]:
         """A consistent list of every pool's counters (safe while pools keep working)."""

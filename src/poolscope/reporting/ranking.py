@@ -35,9 +35,9 @@ def the_rest(rest: Sequence[PoolSummary], other: OtherHosts | None = None) -> st
     folded = other.hosts if other else 0
 
     def total(name: str) -> int:
-        shown: int = sum(getattr(p, name) for p in rest)
-        folded: int = getattr(other, name) if other else 0
-        return shown + folded
+        not_shown: int = sum(getattr(p, name) for p in rest)
+        in_other: int = getattr(other, name) if other else 0
+        return not_shown + in_other
 
     how = f" ({folded} of them folded together: POOLSCOPE_MAX_HOSTS)" if folded else ""
     return (

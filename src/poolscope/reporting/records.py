@@ -214,10 +214,9 @@ class ReportSink(Sink):
         with self._lock:
             for key in keys:
                 self.samples.pop(key, None)
-                before = self.baseline.pop(key, None)
-                if before is not None:
-                    other = self.baseline.setdefault(OTHER_HOSTS, PoolStats(OTHER_HOSTS))
-                    add_into(other, [before])
+            befores = [b for key in keys if (b := self.baseline.pop(key, None)) is not None]
+            if befores:
+                add_into(self.baseline.setdefault(OTHER_HOSTS, PoolStats(OTHER_HOSTS)), befores)
             self.pools = {i: rec for i, rec in self.pools.items() if rec.key not in gone}
 
     def forget(self) -> None:

@@ -272,12 +272,12 @@ class MetricsSink(Sink):
                     others[extra] = combine(others[extra], value) if extra in others else value
                 continue
             for extra, value in values(stats):
-                observations.append(
-                    Observation(value, {**attrs, extra[0]: extra[1]} if extra else attrs)
-                )
+                observations.append(Observation(value, _with(attrs, extra)))
         for extra, value in others.items():
-            attrs = OTHER_HOSTS_ATTRIBUTES
-            observations.append(
-                Observation(value, {**attrs, extra[0]: extra[1]} if extra else attrs)
-            )
+            observations.append(Observation(value, _with(OTHER_HOSTS_ATTRIBUTES, extra)))
         return observations
+
+
+def _with(attrs: dict[str, Any], extra: Extra) -> dict[str, Any]:
+    """A series' attributes: its host's, and the one its figure adds (if any)."""
+    return {**attrs, extra[0]: extra[1]} if extra else attrs
