@@ -145,17 +145,3 @@ def test_a_library_that_builds_its_own_requests_session_is_named_in_requests_wor
         f"Client.__init__; reached from app.py:{led + 1}, in main). Such libraries usually take "
         "a Session of yours"
     ) in advice["change"]
-
-
-def test_pips_vendored_urllib3_is_named_as_not_counted(tmp_path: pathlib.Path) -> None:
-    # pip's own copy of urllib3 is not instrumented (docs/decisions.md says why): the report
-    # says it was imported and that what went through it is not counted, rather than "healthy".
-    app = "import sys\nfrom pip._vendor import urllib3\n"
-    app += "urllib3.PoolManager().request('GET', sys.argv[1])\n"
-    report, requests_, _ = run(tmp_path, app, 2)
-    assert requests_ == 1  # the request reached the server...
-    assert report["pools"] == []  # ...through a copy poolscope does not see
-    (line,) = report["incomplete"]
-    assert line.startswith("pip._vendor.urllib3 (pip's own copy of urllib3 ")
-    assert "not counted here" in line
-    assert [a["rule"] for a in report["advice"]] == ["nothing_seen"]

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 import poolscope
-from poolscope.instrumentation.callsites import CALL_SITES
+from poolscope.instrumentation.call_sites_read import CALL_SITES
 from poolscope.loopback import LoopbackServer
 
 

@@ -4,38 +4,39 @@
 their pools are never in the user's hands. ``instrument()`` wraps ``PoolManager.__init__`` (which
 ``ProxyManager`` and requests' ``HTTPAdapter`` go through) so each new manager is instrumented
 as it is made, and makes every pool constructed without a manager (elastic-transport's,
-docker-py's over a unix socket) an instrumented one (see ``instrument_new_pools``);
-``uninstrument()`` puts urllib3's own functions back and lets go of everything it instrumented.
+docker-py's over a unix socket) an instrumented one (see ``instrument_new_pools``), and does
+the same for vendored copies of urllib3 such as pip's as they are imported (see
+``instrumentation/copies.py``); ``uninstrument()`` puts urllib3's own functions back and lets
+go of everything it instrumented.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
-import weakref
+from collections.abc import Callable
 from typing import Any
 
 from urllib3.poolmanager import PoolManager
 
 from .config import get_recorder, report_recorder
-from .core.errors import internal_error
 from .core.recorder import Recorder
 from .instrumentation.adopt import instrument_new_pools
-from .instrumentation.managers import attach_manager, detach_manager
+from .instrumentation.copies import instrument_copies
+from .instrumentation.managers import instrument_new_managers
 from .poolmanager import InstrumentedPoolManager
 
 _lock = threading.Lock()
 
 
 class _ProcessState:
-    __slots__ = ("managers", "original_init", "recorder", "stop_pools", "yields")
+    __slots__ = ("recorder", "undo", "yields")
 
-    def __init__(self, recorder: Recorder, original_init: Any, yields: bool) -> None:
+    def __init__(self, recorder: Recorder, yields: bool) -> None:
         self.recorder = recorder
-        self.original_init = original_init
         self.yields = yields  # poolscope run's: the program's own instrument() takes over
-        self.managers: weakref.WeakSet[Any] = weakref.WeakSet()
-        self.stop_pools: Any = None  # undoes instrument_new_pools
+        # Each undoes one patch (new managers, new pools, vendored copies); False: what was
+        # instrumented keeps reporting.
+        self.undo: list[Callable[[bool], None]] = []
 
 
 _state: _ProcessState | None = None
@@ -84,22 +85,12 @@ def _instrument(recorder: Recorder, *, yields: bool) -> None:
                 )
             # poolscope run's: the managers and pools it instrumented keep feeding the report.
             _uninstrument_locked(give_back=False)
-        original_init = PoolManager.__dict__["__init__"]
-        state = _ProcessState(recorder, original_init, yields)
-
-        @functools.wraps(original_init)
-        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-            original_init(self, *args, **kwargs)
-            # InstrumentedPoolManager attaches itself, with the options it was given.
-            if not isinstance(self, InstrumentedPoolManager):
-                try:
-                    attach_manager(self, state.recorder, implicit=True)
-                    state.managers.add(self)
-                except Exception:
-                    internal_error("global instrumentation")
-
-        PoolManager.__init__ = __init__  # type: ignore[method-assign]
-        state.stop_pools = instrument_new_pools(recorder)
+        state = _ProcessState(recorder, yields)
+        state.undo = [
+            instrument_new_managers(PoolManager, recorder, skip=InstrumentedPoolManager),
+            instrument_new_pools(recorder),
+            instrument_copies(recorder),
+        ]
         _state = state
 
 
@@ -115,8 +106,5 @@ def _uninstrument_locked(*, give_back: bool = True) -> None:
     state, _state = _state, None
     if state is None:
         return
-    PoolManager.__init__ = state.original_init  # type: ignore[method-assign]
-    state.stop_pools(give_back)
-    if give_back:
-        for pm in list(state.managers):
-            detach_manager(pm, implicit_only=True)  # a session instrumented since keeps its own
+    for undo in reversed(state.undo):
+        undo(give_back)

@@ -4,9 +4,7 @@ which threads are in a request when a program stops.
 
 urllib3 says none of this through an API. poolscope learns it on rare paths only (a close, a
 pool leaving its manager) from who made the call, and every such reading is in this module.
-The call sites relied on, each checked against the installed urllib3 by the test suite
-(tests/test_urllib3_call_sites.py, which fails loudly when a supported urllib3 moves one), are
-listed in :data:`CALL_SITES`.
+The call sites relied on are listed, and checked, in :mod:`.call_sites_read`.
 """
 
 from __future__ import annotations
@@ -32,71 +30,10 @@ from ..core.libraries import URLLIB3, library_of_module
 from ..core.state import ConnState
 from .unknown import unknown_library
 
-# (module, function, what its source must contain, what poolscope reads from the call)
-CALL_SITES: tuple[tuple[str, str, str, str], ...] = (
-    (
-        "urllib3.connectionpool",
-        "HTTPConnectionPool._get_conn",
-        "conn.close()",
-        "a close() called from _get_conn is its drop check: the connection was found dropped",
-    ),
-    (
-        "http.client",
-        "HTTPConnection.getresponse",
-        "self.close()",
-        "a close() called from getresponse is 'Connection: close' (or a connection error)",
-    ),
-    (
-        "urllib3.connectionpool",
-        "HTTPConnectionPool.urlopen",
-        "conn.close()",
-        "a close() called from urlopen with no exception in flight is its cleanup before a "
-        "retry; its local `retries` (a Retry) ends with the error that caused it",
-    ),
-    (
-        "urllib3.connectionpool",
-        "HTTPConnectionPool.urlopen",
-        "retries = retries.increment(",
-        "a close() called from urlopen with an exception in flight: the error reaches the "
-        "program; its local `retries` is the Retry in force (its history, the retries made)",
-    ),
-    (
-        "urllib3.connectionpool",
-        "HTTPConnectionPool.urlopen",
-        "timeout_obj = self._get_timeout(timeout)",
-        "urlopen's local `timeout_obj` is the Timeout in force (read_timeout: the read timeout)",
-    ),
-    (
-        "urllib3.response",
-        "HTTPResponse.__init__",
-        "self._pool = pool",
-        "a response being read holds its pool in `_pool`: the thread reading it is in a request",
-    ),
-    (
-        "requests.adapters",
-        "HTTPAdapter.send",
-        "resp = conn.urlopen(",
-        "HTTPAdapter.send's local `conn` is the pool its request goes through",
-    ),
-    (
-        "requests.sessions",
-        "Session.send",
-        "r = adapter.send(",
-        "Session.send's local `r` is the Response whose `raw` holds the pool, until it returns",
-    ),
-    (
-        "urllib3._collections",
-        "RecentlyUsedContainer.clear",
-        "dispose_func(",
-        "a pool disposed from clear() was let go by PoolManager.clear(), not evicted",
-    ),
-    (
-        "urllib3._collections",
-        "RecentlyUsedContainer.__setitem__",
-        "dispose_func(",
-        "a pool disposed from __setitem__ was evicted by a newer one",
-    ),
-)
+# The urllib3 these rules read: "urllib3", or a vendored copy's package ("pip._vendor.urllib3")
+# when this module is loaded against one (see copies.py), with the requests beside it.
+URLLIB3_PACKAGE = HTTPConnectionPool.__module__.rpartition(".")[0]
+REQUESTS_PACKAGE = URLLIB3_PACKAGE[: -len("urllib3")] + "requests"
 
 
 def account_close(cs: ConnState) -> None:
@@ -270,7 +207,9 @@ def building_library() -> str:
         if frame is None:
             break
         module = frame.f_globals.get("__name__") or ""
-        if not module.startswith(_OWN):
+        if module.startswith(_REQUESTS):  # requests' own, or a vendored copy's beside urllib3
+            via_requests = True
+        elif not module.startswith(_OWN):
             lib = library_of_module(module)
             if lib is not None and lib.name != "requests":
                 return lib.name
@@ -278,11 +217,13 @@ def building_library() -> str:
         frame = frame.f_back
     # No library of the table beyond requests: an installed one poolscope has no entry for
     # (building a Session, past requests), or else requests itself, or the program.
-    unknown = unknown_library(sys._getframe(1), _DEPTH, via_requests=via_requests)
+    passed = (URLLIB3_PACKAGE, "poolscope", *([REQUESTS_PACKAGE] if via_requests else []))
+    unknown = unknown_library(sys._getframe(1), _DEPTH, passed, via_requests=via_requests)
     return unknown or ("requests" if via_requests else URLLIB3.name)
 
 
-_OWN = ("urllib3.", "poolscope.")
+_OWN = (f"{URLLIB3_PACKAGE}.", "poolscope.")
+_REQUESTS = f"{REQUESTS_PACKAGE}."
 _making = threading.local()  # .library: the library of the manager making a pool right now
 _DEPTH = 40  # frames looked at: the library is near the constructor, the program far out
 
@@ -312,13 +253,13 @@ def pools_in_use_by_threads() -> list[Any]:
 
 def _request_pool(frame: FrameType) -> Any:
     module = frame.f_globals.get("__name__") or ""
-    if not module.startswith(("urllib3.", "requests.")):
+    if not module.startswith(_OWN_OR_REQUESTS):
         return None
     local = frame.f_locals
     for candidate in (
         local.get("self"),
         getattr(local.get("self"), "_pool", None),
-        local.get("conn") if module == "requests.adapters" else None,
+        local.get("conn") if module == f"{REQUESTS_PACKAGE}.adapters" else None,
         getattr(getattr(local.get("r"), "raw", None), "_pool", None),
     ):
         if isinstance(candidate, HTTPConnectionPool):
@@ -327,6 +268,7 @@ def _request_pool(frame: FrameType) -> Any:
 
 
 _STACK = 200  # frames looked at per thread
+_OWN_OR_REQUESTS = (f"{URLLIB3_PACKAGE}.", _REQUESTS)
 
 
 def disposed_by_clear() -> bool:

@@ -9,6 +9,7 @@ every pool a manager builds report through the manager's ``pool_classes_by_schem
 
 from __future__ import annotations
 
+import functools
 import itertools
 import weakref
 from collections.abc import Callable
@@ -180,3 +181,35 @@ def manager_recorder(pm: Any) -> Recorder | None:
     """The recorder an explicit call made this manager report to (None: none did)."""
     state = getattr(pm, "_poolscope", None)
     return state.recorder if state is not None and not state.implicit else None
+
+
+def instrument_new_managers(
+    manager_class: type[Any], recorder: Recorder, *, skip: type[Any] | None = None
+) -> Callable[[bool], None]:
+    """From now on, every ``manager_class`` (urllib3's ``PoolManager``, or a vendored copy's)
+    made in the process reports to ``recorder``, with the pools it makes; instances of
+    ``skip`` (the drop-in class, which attaches itself with its own options) pass through.
+    Returns the undo: ``undo(True)`` gives every such manager back as it was, ``undo(False)``
+    only puts the constructor back (its managers keep reporting)."""
+    original_init = manager_class.__dict__["__init__"]
+    managers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    @functools.wraps(original_init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        if skip is None or not isinstance(self, skip):
+            try:
+                attach_manager(self, recorder, implicit=True)
+                managers.add(self)
+            except Exception:
+                internal_error("global instrumentation")
+
+    manager_class.__init__ = __init__
+
+    def undo(give_back: bool = True) -> None:
+        manager_class.__init__ = original_init
+        if give_back:
+            for pm in list(managers):
+                detach_manager(pm, implicit_only=True)  # one instrumented since keeps its own
+
+    return undo

@@ -24,25 +24,25 @@ _INSTALLED = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}"
 _STDLIB = tuple(
     {os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")}
 )
-_OWN = ("urllib3", "poolscope")
 _distributions: dict[str, list[str]] | None = None  # top-level package -> distributions
 
 
 def unknown_library(
-    frame: FrameType | None, depth: int, *, via_requests: bool = False
+    frame: FrameType | None, depth: int, passed: tuple[str, ...], *, via_requests: bool = False
 ) -> str | None:
     """The name of the installed library building a pool from ``frame`` outward (registered
-    with its description), or None when the program's own code builds it. ``via_requests``:
-    requests' frames are on the way, and the library builds a requests Session."""
+    with its description), or None when the program's own code builds it. ``passed``: the
+    packages whose frames are walked past (urllib3 or a vendored copy of it, poolscope, and
+    requests or the copy's when ``via_requests``: the library builds a requests Session)."""
     site: FrameType | None = None
     user: FrameType | None = None
-    passed = (*_OWN, "requests") if via_requests else _OWN
+    inside = tuple(f"{package}." for package in passed)
     for _ in range(depth):
         if frame is None:
             break
         module = frame.f_globals.get("__name__") or ""
         filename = frame.f_code.co_filename
-        if module.partition(".")[0] not in passed:
+        if module not in passed and not module.startswith(inside):
             if site is None:
                 if _installed(filename):
                     site = frame

@@ -258,8 +258,8 @@ NOTHING_SEEN = Advice(
     change=(
         "If the program made HTTP requests, they went where poolscope cannot see: in child "
         "processes it does not follow (in process: any; under poolscope run: those that are not "
-        "Python or were killed), through a vendored copy of urllib3 (pip's, for one), or "
-        "through another client (httpx, aiohttp, urllib.request)."
+        "Python or were killed), through a vendored copy of urllib3 poolscope left alone (named "
+        "under Incomplete), or through another client (httpx, aiohttp, urllib.request)."
     ),
     waste=0,
 )

@@ -1,13 +1,12 @@
-"""Copies of urllib3 that other packages vendor (pip's ``pip._vendor.urllib3``): named in the
-report, not instrumented.
+"""Copies of urllib3 that other packages vendor (pip's ``pip._vendor.urllib3``) that poolscope
+did not instrument, named in the report with the reason.
 
-poolscope instruments urllib3 where its classes are defined, in the ``urllib3`` package; a
-vendored copy is another set of modules with classes of its own, so its pools are not seen.
-Instrumenting one would mean running poolscope's patches against a copy of unknown version and
-patch level that its owner changes at will (pip rewrites its imports, and may patch it), inside
-a tool that must keep working (pip installs the packages that fix things): docs/decisions.md,
-"Vendored copies of urllib3", says why poolscope names them instead. The report lists each copy
-a process had imported, so that a run whose requests went through one says what it misses.
+Process-wide instrumentation (``poolscope.instrument()``, ``poolscope run``) instruments a copy
+as it is imported (poolscope/instrumentation/copies.py) and leaves a mark on its package:
+"instrumented", or why it left the copy alone (not a whole urllib3, a version poolscope does
+not support, code that differs where poolscope reads it). A copy without the mark was imported
+with no process-wide instrumentation in place. Either way its requests are not counted, and the
+report says so rather than call the run healthy.
 """
 
 from __future__ import annotations
@@ -15,20 +14,30 @@ from __future__ import annotations
 import sys
 
 _VENDORED = ("._vendor.urllib3", ".vendored.urllib3", "._vendored.urllib3")
+_MARK = "_poolscope_copy"  # instrumentation/copies.py's MARK (reporting imports only the core)
 
 
 def vendored_copies() -> tuple[str, ...]:
-    """One sentence for each vendored copy of urllib3 this process has imported."""
+    """One sentence for each vendored copy of urllib3 this process imported and poolscope did
+    not instrument."""
     found = []
     for name, module in list(sys.modules.items()):
         # requests.packages.urllib3 is urllib3 itself under another name, not a copy.
         if not name.endswith(_VENDORED) or getattr(module, "__name__", "urllib3") == "urllib3":
             continue
+        mark = getattr(module, _MARK, None)
+        if mark == "instrumented":
+            continue
         owner = name.partition(".")[0]
         version = getattr(module, "__version__", "of unknown version")
+        why = (
+            f"poolscope left it alone: {mark}"
+            if mark
+            else "poolscope instruments vendored copies with process-wide instrumentation "
+            "only (poolscope.instrument() or poolscope run)"
+        )
         found.append(
-            f"{name} ({owner}'s own copy of urllib3 {version}) was imported: poolscope does not "
-            "instrument vendored copies of urllib3, so requests made through it are not "
-            "counted here."
+            f"{name} ({owner}'s own copy of urllib3 {version}) was imported and {why}; "
+            "requests made through it are not counted here."
         )
     return tuple(sorted(found))
