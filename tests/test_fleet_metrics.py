@@ -163,14 +163,16 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
     sized = {a["origin"]: a["change"] for a in fleet["advice"] if a["rule"] == "pool_maxsize"}
     assert set(sized) == {six.url, three.url}  # not the healthy host's
     assert not [a for a in fleet["advice"] if healthy.url in a["origin"]]
-    # The same numbers as each process's own report (there in its library's words: requests'
-    # for the Session; the metrics do not say which library built a pool, and diagnose says so).
-    assert "Raise maxsize to 6: urllib3.PoolManager(maxsize=6)" in sized[six.url]
-    assert own[0] == [
-        "Raise pool_maxsize to 6: HTTPAdapter(pool_maxsize=6) (urllib3: "
-        + ("PoolManager(maxsize=6)).")
-    ]
-    assert "Raise maxsize to 3: urllib3.PoolManager(maxsize=3)" in sized[three.url]
+    # The same change, number and words as each process's own report: requests' for the
+    # Session, urllib3's for the PoolManager (urllib3.pool.library names them).
+    assert (
+        sized[six.url]
+        == own[0][0]
+        == (
+            "Raise pool_maxsize to 6: HTTPAdapter(pool_maxsize=6) (urllib3: PoolManager(maxsize=6))."
+        )
+    )
+    assert sized[three.url] == own[1][0]
     assert own[1][0].startswith("Raise maxsize to 3: urllib3.PoolManager(maxsize=3)")
     assert own[2] == []
     # A fleet that is all healthy: its host, and no advice at all.
@@ -178,8 +180,25 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
     healthy_fleet = json.loads(healthy_out.stdout)
     assert [p["origin"] for p in healthy_fleet["pools"]] == [healthy.url]
     assert healthy_fleet["advice"] == [] and healthy_fleet["healthy"]
-    (said,) = [i for i in fleet["incomplete"] if "not in the metrics" in i]
-    assert "which library built each pool is not in the metrics" in said
+    (said,) = [i for i in fleet["incomplete"] if i.startswith("from Prometheus")]
+    assert "need poolscope run on one process" in said
+
+
+def test_the_library_that_built_each_hosts_pools_is_exported_once_per_host(
+    server: LoopbackServer,
+) -> None:
+    # An info-style series: 1, with the library in poolscope.library, one per host.
+    metrics = Metrics()
+    session = requests.Session()
+    poolscope.instrument_session(session, meter_provider=metrics.provider)
+    session.get(server.url).close()
+    manager = poolscope.InstrumentedPoolManager(meter_provider=metrics.provider)
+    with LoopbackServer("127.0.0.2") as other:
+        manager.request("GET", other.url)
+    points = metrics.collect()["urllib3.pool.library"]
+    libraries = {p.attributes["server.address"]: p.attributes["poolscope.library"] for p in points}
+    assert libraries == {"127.0.0.1": "requests", "127.0.0.2": "urllib3"}
+    assert [p.value for p in points] == [1, 1]
 
 
 def _at_once(n: int, call: Any) -> None:

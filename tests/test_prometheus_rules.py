@@ -57,6 +57,7 @@ EXPORTED = {
     "urllib3_pool_wait_timeouts_total",
     "urllib3_pool_connections_max",
     "urllib3_pool_connections_peak",
+    "urllib3_pool_library",
 } | {f"{h}_{suffix}" for h in _HISTOGRAMS for suffix in ("bucket", "sum", "count")}
 
 _KEYWORDS = {

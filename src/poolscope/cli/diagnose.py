@@ -4,8 +4,9 @@ It asks Prometheus' HTTP API (or anything that speaks it: Thanos, Mimir, Victori
 poolscope's series over a time range, per host summed over every process of the selected jobs:
 counters as their increase, the peak in use and the pool size as maxima. From those it builds
 what one process's report is built from, so the rules, the numbers and the words are the
-report's own. What the metrics do not carry (time samples, the timeline, which library built a
-pool, responses never read) those rules cannot see, and the report says so under "Incomplete".
+report's own, in the words of the library that built each host's pools
+(``urllib3.pool.library``). What the metrics do not carry (time samples, the timeline,
+responses never read) those rules cannot see, and the report says so under "Incomplete".
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 import requests
 
 from ..core.events import PoolKey
+from ..core.libraries import URLLIB3, library, met_unknown
 from ..core.stats import PoolStats
+from ..instrumentation.unknown import described
 from ..reporting.report import Report, report_from
 from ..reporting.seen import Seen
 
@@ -46,11 +49,12 @@ _MAXIMA = {
 _HOST = ("url_scheme", "server_address", "server_port")
 
 NOT_IN_METRICS = (
-    "from Prometheus: which library built each pool is not in the metrics, so the advice "
-    "speaks urllib3's words; the rules that read time samples or the timeline (keep-alive "
-    "idle limits, response times for a timeout, throwaway sessions, responses never read) "
-    "need poolscope run on one process",
+    "from Prometheus: the rules that read time samples or the timeline (keep-alive idle "
+    "limits, response times for a timeout, throwaway sessions, responses never read) need "
+    "poolscope run on one process",
 )
+_LIBRARY = "urllib3_pool_library"
+_WHERE = "where in it, the metrics do not say: poolscope run on one of its processes does"
 
 
 class PrometheusError(Exception):
@@ -88,6 +92,17 @@ def diagnose(url: str, *, job: str = "", window: str = "1h", started: float = 0.
         for labels, value in _query(url, query):
             if (one := host(labels)) is not None:
                 setattr(one, field, round(value))
+    # Which library built each host's pools: the one most of its processes name.
+    query = f"count by ({by}, poolscope_library) (max_over_time({_LIBRARY}{selector}[{window}]))"
+    named: dict[PoolKey, tuple[float, str]] = {}
+    for labels, value in _query(url, query):
+        one, name = host(labels), labels.get("poolscope_library", "")
+        if one is not None and name and (value, name) > named.get(one.key, (0.0, "")):
+            named[one.key] = (value, name)
+    for key, (_, name) in named.items():
+        stats[key].library = name
+        if library(name) is URLLIB3 and name != URLLIB3.name:  # a library not in the table
+            met_unknown(name, described(name, _WHERE, via_requests=False))
     seen = Seen(pid=0, started=started, stats=stats)
     return report_from([seen], incomplete=NOT_IN_METRICS)
 

@@ -117,6 +117,8 @@ class Recorder:
         """The state of a pool now reporting here (see watch_pool)."""
         stats = self.claim(key)
         stats.pools += 1
+        if not stats.library:
+            stats.library = library
         return PoolState(self, stats, pool, maxsize, library)
 
     def watch_pool(self, pool: Any, start: Listener) -> None:

@@ -72,6 +72,13 @@ class PoolState:
             stats.maxsize = maxsize
         self.gone = False  # closed or collected: no longer counted in stats.live
 
+    def built_by(self, library: str) -> None:
+        """Say which library built this pool, learnt after it was made (a manager adopting
+        it); for its host's only pool, the host's library too."""
+        self.library = library
+        if self.stats.pools == 1:
+            self.stats.library = library
+
     def _pool_collected(self, _ref: Any) -> None:
         self.draining = True
         self._let_go()

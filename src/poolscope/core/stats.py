@@ -35,6 +35,7 @@ class PoolStats:
         "idle",
         "idle_times",
         "key",
+        "library",
         "live",
         "max_wait",
         "maxsize",
@@ -104,6 +105,7 @@ class PoolStats:
         self.errors: dict[str, int] = {}
         self.unretried: dict[str, int] = {}  # errors a retry would have caught, none allowed
         self.retry_setting = ""
+        self.library = ""  # which library built the key's first pool (poolscope.core.libraries)
         self.slowest = 0.0  # the longest a request held a connection, while timed
         # How long requests held a connection (checkout to return: send, wait for the response,
         # read it), the most recent ones, when the report wants them.
@@ -150,8 +152,9 @@ SUMMED = (
 GAUGES = ("waiting", "open", "idle")
 HIGHEST = ("peak_in_use", "peak_waiting", "max_wait", "maxsize", "read_timeout", "slowest")
 BY_ERROR = ("failed", "retries", "errors", "unretried")
-# The Retry in force, as urllib3 writes it: the last one seen of any part.
-LAST = ("retry_setting",)
+# The Retry in force, as urllib3 writes it, and the library that built the pools: the last
+# one seen of any part.
+LAST = ("retry_setting", "library")
 
 
 def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
@@ -181,8 +184,9 @@ def add_into(total: PoolStats, parts: Iterable[PoolStats]) -> None:
                 into: dict[str, int] = getattr(total, name)
                 for etype, count in list(counts.items()):
                     into[etype] = into.get(etype, 0) + count
-        if part.retry_setting:
-            total.retry_setting = part.retry_setting
+        for name in LAST:
+            if value := getattr(part, name):
+                setattr(total, name, value)
         if part.use_times:
             if total.use_times is None:
                 total.use_times = deque()

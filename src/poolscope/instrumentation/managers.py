@@ -126,7 +126,7 @@ def _adopted_by(pool: Any, pm: Any, state: ManagerState) -> None:
     if ps is not None:
         ps.manager_id = state.id
         ps.num_pools = pm.pools._maxsize
-        ps.library = state.library
+        ps.built_by(state.library)
 
 
 def _instrumented_classes(

@@ -63,22 +63,27 @@ def unknown_library(
         if user is not None
         else ""
     )
-    if via_requests:
-        built_by = (
-            f"{name} {version} builds its requests Session itself ({where}{reached}). Such "
-            "libraries usually take a Session of yours: look in its constructor for a "
-            "session= (then mount the HTTPAdapter on that Session), or for a pool-size option "
-            "(pool_size, pool_maxsize)."
-        )
-    else:
-        built_by = (
-            f"{name} {version} builds this pool itself ({where}{reached}). Such libraries "
-            "usually take a pool of yours: look in its constructor for a urllib3.PoolManager "
-            "or requests Session to hand it, or for a pool-size option (maxsize, "
-            "pool_maxsize, pool_size, connection_pool_maxsize)."
-        )
+    built_by = described(f"{name} {version}", f"{where}{reached}", via_requests=via_requests)
     met_unknown(name, built_by, words_of="requests" if via_requests else "urllib3")
     return name
+
+
+def described(name: str, where: str, *, via_requests: bool) -> str:
+    """What the advice says of a library poolscope has no entry for that builds a pool (or,
+    ``via_requests``, a requests Session): which, where (as ``where`` says), and how such
+    libraries usually take one of yours."""
+    if via_requests:
+        return (
+            f"{name} builds its requests Session itself ({where}). Such libraries usually take "
+            "a Session of yours: look in its constructor for a session= (then mount the "
+            "HTTPAdapter on that Session), or for a pool-size option (pool_size, pool_maxsize)."
+        )
+    return (
+        f"{name} builds this pool itself ({where}). Such libraries usually take a pool of "
+        "yours: look in its constructor for a urllib3.PoolManager or requests Session to hand "
+        "it, or for a pool-size option (maxsize, pool_maxsize, pool_size, "
+        "connection_pool_maxsize)."
+    )
 
 
 def _installed(filename: str) -> bool:

@@ -30,7 +30,7 @@ class Evidence(NamedTuple):
     @property
     def library(self) -> Library:
         """The library that built its pools, whose words the advice speaks."""
-        return library(self.records[0].library if self.records else "urllib3")
+        return library(self.records[0].library if self.records else self.stats.library)
 
 
 def advise(evidence: list[Evidence]) -> list[Advice]:

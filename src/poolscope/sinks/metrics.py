@@ -33,6 +33,7 @@ from .sdk import records_anything
 Extra = tuple[str, str] | None
 _ACTIVE = ("http.connection.state", "active")
 _IDLE = ("http.connection.state", "idle")
+LIBRARY = "poolscope.library"  # urllib3.pool.library's: which library built a host's pools
 # The attributes of the series of the hosts folded together (no server.address of their own).
 OTHER_HOSTS_ATTRIBUTES = {"poolscope.other_hosts": True}
 
@@ -136,6 +137,14 @@ class MetricsSink(Sink):
                 "{connection}",
                 "The most connections in use at once since the previous collection: a "
                 "high-water mark, so that no peak between two scrapes is missed.",
+            ),
+            (
+                meter.create_observable_gauge,
+                "urllib3.pool.library",
+                self._observe_library,
+                "{library}",
+                "1 for the library that built a host's pools, named in poolscope.library (an "
+                "info-style series: join it to the host's others on its host attributes).",
             ),
             (
                 meter.create_observable_up_down_counter,
@@ -254,6 +263,9 @@ class MetricsSink(Sink):
             return ((None, peak),)
 
         return self._observe(since_last, max)
+
+    def _observe_library(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(lambda stats: (((LIBRARY, stats.library or "urllib3"), 1),), max)
 
     def _observe(
         self,
