@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import pathlib
 import select
 import signal
@@ -79,7 +80,7 @@ if kind == "requests":
     poolscope.instrument_session(session, meter_provider=provider, report=True)
     call = lambda path="": session.get(url + path, timeout=(3.05, 10)).close()
 else:
-    manager = urllib3.PoolManager(maxsize=size, timeout=urllib3.Timeout(connect=3.05, read=10))
+    manager = urllib3.PoolManager(maxsize=size, timeout=urllib3.Timeout(connect=3.05))  # no read
     poolscope.instrument_pool_manager(manager, meter_provider=provider, report=True)
     call = lambda path="": manager.request("GET", url + path)
 call()  # the series exist before the load: increase() counts what comes after
@@ -90,8 +91,7 @@ for _ in range(3):
                for _ in range(at_once)]
     [w.start() for w in workers]
     [w.join() for w in workers]
-changes = [a.change for a in poolscope.report().advice if a.rule == "pool_maxsize"]
-print(json.dumps(changes), flush=True)
+print(json.dumps({a.rule: a.change for a in poolscope.report().advice}), flush=True)
 sys.stdin.readline()  # exporting until the test has asked Prometheus
 """
 
@@ -118,6 +118,7 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
                 stack.enter_context(
                     subprocess.Popen(
                         [sys.executable, str(script), str(port), kind, server.url, *sizes],
+                        env={**os.environ, "POOLSCOPE_METRICS_USE_TIME": "1"},
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         text=True,
@@ -164,17 +165,22 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
     assert set(sized) == {six.url, three.url}  # not the healthy host's
     assert not [a for a in fleet["advice"] if healthy.url in a["origin"]]
     # The same change, number and words as each process's own report: requests' for the
-    # Session, urllib3's for the PoolManager (urllib3.pool.library names them).
+    # Session, urllib3's for the PoolManager (urllib3.pool.library names them); the timeout
+    # for the manager sent with no read timeout, from the fleet's response times.
     assert (
         sized[six.url]
-        == own[0][0]
+        == own[0]["pool_maxsize"]
         == (
             "Raise pool_maxsize to 6: HTTPAdapter(pool_maxsize=6) (urllib3: PoolManager(maxsize=6))."
         )
     )
-    assert sized[three.url] == own[1][0]
-    assert own[1][0].startswith("Raise maxsize to 3: urllib3.PoolManager(maxsize=3)")
-    assert own[2] == []
+    assert sized[three.url] == own[1]["pool_maxsize"]
+    assert own[1]["pool_maxsize"].startswith("Raise maxsize to 3: urllib3.PoolManager(maxsize=3)")
+    (timeout,) = [a for a in fleet["advice"] if a["rule"] == "timeout"]
+    assert timeout["origin"] == three.url
+    assert timeout["change"] == own[1]["timeout"]
+    assert "(4 times the p99, above the slowest)" in timeout["change"]
+    assert set(own[0]) == {"pool_maxsize"} and own[2] == {}
     # A fleet that is all healthy: its host, and no advice at all.
     assert healthy_out.returncode == 0, healthy_out.stderr
     healthy_fleet = json.loads(healthy_out.stdout)
@@ -182,6 +188,32 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
     assert healthy_fleet["advice"] == [] and healthy_fleet["healthy"]
     (said,) = [i for i in fleet["incomplete"] if i.startswith("from Prometheus")]
     assert "need poolscope run on one process" in said
+    timed = "response times come from urllib3.pool.connection.use_time"
+    assert any(i.startswith(timed) for i in fleet["incomplete"])
+
+
+def test_response_times_are_exported_when_asked_and_left_to_the_report(
+    server: LoopbackServer, monkeypatch: Any
+) -> None:
+    # Timing each request costs the reused-connection path: exported only when asked.
+    def slow_requests(n: int) -> tuple[dict[str, list[Any]], requests.Session]:
+        metrics = Metrics()
+        session = requests.Session()
+        poolscope.instrument_session(session, meter_provider=metrics.provider, report=True)
+        for _ in range(n):
+            session.get(server.url + "/slow").close()
+        return metrics.collect(), session
+
+    points, _ = slow_requests(2)
+    assert "urllib3.pool.connection.use_time" not in points
+    monkeypatch.setenv("POOLSCOPE_METRICS_USE_TIME", "1")
+    points, _alive = slow_requests(5)
+    (use,) = points["urllib3.pool.connection.use_time"]
+    assert use.count == 5 and 0.5 <= use.sum < 5  # the server takes 0.1 s a request
+    assert dict(use.attributes)["server.port"] == server.port
+    # The collection took the metrics' samples, not the report's (its own window).
+    (pool,) = [p for p in poolscope.report().pools if p.port == server.port]
+    assert pool.requests == 7 and pool.response_time_s["p50"] >= 0.1
 
 
 def test_the_library_that_built_each_hosts_pools_is_exported_once_per_host(

@@ -11,6 +11,7 @@ responses never read) those rules cannot see, and the report says so under "Inco
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import requests
@@ -49,10 +50,20 @@ _MAXIMA = {
 _HOST = ("url_scheme", "server_address", "server_port")
 
 NOT_IN_METRICS = (
-    "from Prometheus: the rules that read time samples or the timeline (keep-alive idle "
-    "limits, response times for a timeout, throwaway sessions, responses never read) need "
-    "poolscope run on one process",
+    "from Prometheus: the rules that read the timeline or samples of single connections "
+    "(keep-alive idle limits, throwaway sessions, responses never read) need poolscope run on "
+    "one process",
 )
+TIMES_FROM_BUCKETS = (
+    "response times come from urllib3.pool.connection.use_time, to its bucket bounds: a time "
+    "in the evidence is the upper bound of the bucket it fell in"
+)
+NO_TIMES = (
+    "response times were not exported (POOLSCOPE_METRICS_USE_TIME=1 in the services exports "
+    "them): a timeout's read value is a default, not the fleet's"
+)
+_USE_TIME = "urllib3_pool_connection_use_time_seconds_bucket"
+_SAMPLES = 4096  # response times per host handed to the timeout rule, as one process keeps
 _LIBRARY = "urllib3_pool_library"
 _WHERE = "where in it, the metrics do not say: poolscope run on one of its processes does"
 
@@ -103,8 +114,37 @@ def diagnose(url: str, *, job: str = "", window: str = "1h", started: float = 0.
         stats[key].library = name
         if library(name) is URLLIB3 and name != URLLIB3.name:  # a library not in the table
             met_unknown(name, described(name, _WHERE, via_requests=False))
+    # How long requests held a connection: the histogram's buckets, as samples at their bounds.
+    query = f"sum by ({by}, le) (increase({_USE_TIME}{selector}[{window}]))"
+    buckets: dict[PoolKey, list[tuple[float, float]]] = {}
+    for labels, value in _query(url, query):
+        if (one := host(labels)) is not None:
+            buckets.setdefault(one.key, []).append((float(labels.get("le", "+Inf")), value))
+    for key, cumulative in buckets.items():
+        samples = _samples(cumulative)
+        stats[key].use_times, stats[key].slowest = deque(samples), max(samples, default=0.0)
     seen = Seen(pid=0, started=started, stats=stats)
-    return report_from([seen], incomplete=NOT_IN_METRICS)
+    timed = TIMES_FROM_BUCKETS if buckets else NO_TIMES
+    return report_from([seen], incomplete=(*NOT_IN_METRICS, timed))
+
+
+def _samples(cumulative: list[tuple[float, float]]) -> list[float]:
+    """A histogram's cumulative buckets (bound, count) as at most _SAMPLES values, each the
+    upper bound of its bucket (the +Inf bucket's: the largest finite bound), in proportion."""
+    cumulative.sort()
+    total = cumulative[-1][1] if cumulative else 0.0
+    if total < 0.5:
+        return []
+    scale = min(1.0, _SAMPLES / total)
+    finite = [bound for bound, _ in cumulative if bound != float("inf")]
+    samples: list[float] = []
+    below = 0.0
+    for bound, count in cumulative:
+        n = round((count - below) * scale)
+        below = count
+        if n > 0:
+            samples += [bound if bound != float("inf") else max(finite, default=0.0)] * n
+    return samples
 
 
 def _query(url: str, query: str) -> list[tuple[dict[str, str], float]]:

@@ -84,10 +84,11 @@ def to_fold(kept: Iterable[PoolStats], keep: int, count: int, new: PoolKey) -> l
 
 
 def fold(into: PoolStats, folded: list[PoolStats]) -> None:
-    """Add the counts of ``folded`` into the aggregate ``into``, with the idle times a metrics
-    collection has not taken yet."""
+    """Add the counts of ``folded`` into the aggregate ``into``, with the idle and use times a
+    metrics collection has not taken yet."""
     add_into(into, folded)
-    if into.idle_times is not None:
-        for stats in folded:
-            if stats.idle_times:
-                into.idle_times.extend(stats.idle_times)
+    for stats in folded:
+        if stats.idle_times and into.idle_times is not None:
+            into.idle_times.extend(stats.idle_times)
+        if stats.use_pending and into.use_pending is not None:
+            into.use_pending.extend(stats.use_pending)

@@ -50,10 +50,12 @@ class Recorder:
 
     def add_sink(self, sink: Sink) -> None:
         self.sinks.add(sink)
-        if sink.keeps_use_times:  # keys seen before it start keeping them now
-            for stats in self.all_stats():
-                if stats.use_times is None:
-                    stats.use_times = deque(maxlen=IDLE_SAMPLES_PER_KEY)
+        for stats in self.all_stats():  # keys seen before it start keeping what it reads now
+            if sink.keeps_use_times and stats.use_times is None:
+                stats.use_times = deque(maxlen=IDLE_SAMPLES_PER_KEY)
+            if sink.drains_use_times and stats.use_pending is None:
+                stats.use_pending = deque(maxlen=IDLE_SAMPLES_PER_KEY)
+            stats.timed = stats.use_times is not None or stats.use_pending is not None
 
     def should_count(self) -> bool:
         """Whether this recorder's pools count reuses and idle connections, turning the
@@ -105,7 +107,7 @@ class Recorder:
 
     def _new_stats(self, key: PoolKey) -> PoolStats:
         sinks = self.sinks
-        return PoolStats(key, sinks.keep_idle_times, sinks.keep_use_times)
+        return PoolStats(key, sinks.keep_idle_times, sinks.keep_use_times, sinks.drain_use_times)
 
     def all_stats(self) -> list[PoolStats]:
         """A consistent list of every pool's counters (safe while pools keep working)."""
@@ -156,7 +158,7 @@ class Recorder:
             cs.id = next_connection_id()
         cs.open = True
         cs.opened_at = _now()
-        if stats.use_times is not None:
+        if stats.timed:
             cs.taken_at = cs.opened_at  # the request that opened it holds it from here
         cs.requests = 1
         cs.error_type = None
@@ -198,7 +200,7 @@ class Recorder:
         # None: it went idle before its pool stamped returns (a sink that acts on reuses
         # appeared since), so how long it sat is not known.
         idle = now - cs.idle_since if cs.idle_since else None
-        if stats.use_times is not None:
+        if stats.timed:
             cs.taken_at = now
         if idle_times is not None and idle is not None:
             idle_times.append(idle)

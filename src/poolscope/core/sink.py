@@ -30,6 +30,9 @@ class Sink:
     keeps_idle_times: ClassVar[bool] = False
     #: It reads ``PoolStats.use_times`` (how long requests held a connection), so they are kept.
     keeps_use_times: ClassVar[bool] = False
+    #: It takes ``PoolStats.use_pending`` (the same, not yet collected), so they are buffered
+    #: (a sink may say so per instance).
+    drains_use_times: bool = False
 
     def handle(self, event: PoolEvent) -> None:
         """Consume one event of a kind in ``kinds``; may raise (the failure is contained)."""
@@ -76,6 +79,7 @@ class Sinks:
         self.reuse: tuple[tuple[Sink, _OnReuse | None, Callable[[], bool] | None], ...] = ()
         self.keep_idle_times = False
         self.keep_use_times = False
+        self.drain_use_times = False
         self._failed: set[int] = set()
 
     def add(self, sink: Sink) -> None:
@@ -88,6 +92,7 @@ class Sinks:
             self.reuse = (*self.reuse, (sink, on_reuse, gate))
         self.keep_idle_times = self.keep_idle_times or sink.keeps_idle_times
         self.keep_use_times = self.keep_use_times or sink.keeps_use_times
+        self.drain_use_times = self.drain_use_times or sink.drains_use_times
 
     def emit(self, event: PoolEvent) -> None:
         for sink in self.wanted[event.kind]:

@@ -53,8 +53,10 @@ class PoolStats:
         "reused",
         "server_closed",
         "slowest",
+        "timed",
         "unretried",
         "unreturned",
+        "use_pending",
         "use_times",
         "wait_timeouts",
         "waiting",
@@ -62,7 +64,11 @@ class PoolStats:
     )
 
     def __init__(
-        self, key: PoolKey, keep_idle_times: bool = False, keep_use_times: bool = False
+        self,
+        key: PoolKey,
+        keep_idle_times: bool = False,
+        keep_use_times: bool = False,
+        drain_use_times: bool = False,
     ) -> None:
         self.key = key
         self.created = 0  # handshakes completed (TCP, plus TLS for https)
@@ -111,6 +117,11 @@ class PoolStats:
         # read it), the most recent ones, when the report wants them.
         self.use_times: deque[float] | None = (
             deque(maxlen=IDLE_SAMPLES_PER_KEY) if keep_use_times else None
+        )
+        # The same not yet collected, when a metrics sink wants them (it drains them).
+        self.timed = keep_use_times or drain_use_times  # either is kept: requests are timed
+        self.use_pending: deque[float] | None = (
+            deque(maxlen=IDLE_SAMPLES_PER_KEY) if drain_use_times else None
         )
         # Idle times of reuses not yet collected, when a metrics sink wants them.
         self.idle_times: deque[float] | None = (

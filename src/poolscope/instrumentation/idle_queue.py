@@ -200,8 +200,10 @@ def _count_use(stats: PoolStats, used: float) -> None:
     """A request held its connection ``used`` seconds (checkout to return)."""
     if stats.use_times is not None:
         stats.use_times.append(used)
-        if used > stats.slowest:
-            stats.slowest = used
+    if stats.use_pending is not None:
+        stats.use_pending.append(used)
+    if used > stats.slowest:
+        stats.slowest = used
 
 
 # What get() and put() call beyond stdlib's queue: functions, not methods. adopt_pool and

@@ -1,8 +1,8 @@
 """The OpenTelemetry metrics sink: observable counters over the recorder's counts, histograms.
 
 Counts are read at collection time from the recorder's plain integers, so a request costs no
-instrument call. Idle times, the one histogram fed on the reused-connection path, are buffered
-per pool key (a bounded deque append) and recorded when a reader collects.
+instrument call. Idle and use times, the histograms fed on the reused-connection path, are
+buffered per pool key (a bounded deque append each) and recorded when a reader collects.
 
 Series are bounded on purpose, as an SDK keeps every series it was ever given: at most
 ``POOLSCOPE_MAX_HOSTS`` hosts (see :mod:`poolscope.core.folding`) get series of their own over
@@ -13,6 +13,7 @@ monotonic: a folded host's counts move into that series as its own stops being r
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from operator import add
 from typing import Any
@@ -36,6 +37,7 @@ _IDLE = ("http.connection.state", "idle")
 LIBRARY = "poolscope.library"  # urllib3.pool.library's: which library built a host's pools
 # The attributes of the series of the hosts folded together (no server.address of their own).
 OTHER_HOSTS_ATTRIBUTES = {"poolscope.other_hosts": True}
+USE_TIME_ENV = "POOLSCOPE_METRICS_USE_TIME"  # 1: export urllib3.pool.connection.use_time
 
 
 class MetricsSink(Sink):
@@ -47,6 +49,10 @@ class MetricsSink(Sink):
     keeps_idle_times = True  # reuses are read from PoolStats.idle_times
 
     def __init__(self, recorder: Recorder, meter_provider: Any = None) -> None:
+        # How long requests held a connection (from PoolStats.use_pending), when asked: timing
+        # each request costs the reused-connection path (docs/decisions.md, "Response times
+        # in the metrics, when asked").
+        self.drains_use_times = os.environ.get(USE_TIME_ENV, "").strip() not in ("", "0")
         self._recorder = recorder
         self._provider = meter_provider
         self._sdk = False  # a meter provider that records was seen (it stays so)
@@ -76,6 +82,17 @@ class MetricsSink(Sink):
             "urllib3.pool.connection.idle_time",
             "How long a pooled connection sat idle before it was reused.",
             IDLE_BUCKETS,
+        )
+        self._use_time = (
+            histogram(
+                meter,
+                "urllib3.pool.connection.use_time",
+                "How long a request held its connection, from checkout to its return to the "
+                "pool (sending, waiting for the response, reading it).",
+                DURATION_BUCKETS,
+            )
+            if self.drains_use_times
+            else None
         )
         self._wait_time = histogram(
             meter,
@@ -196,7 +213,7 @@ class MetricsSink(Sink):
             if field == "reused":
                 # A failing histogram must not cost the counter its observations.
                 try:
-                    self._flush_idle_times()
+                    self._flush_times()
                 except Exception:
                     self._recorder.sinks.failed(self)
             return self._observe(lambda stats: ((None, getattr(stats, field)),))
@@ -211,21 +228,22 @@ class MetricsSink(Sink):
             recorder.counting_switch.turn_on()
         return recorder.all_stats()
 
-    def _flush_idle_times(self) -> None:
+    def _flush_times(self) -> None:
         # Runs inside a reader's collection, before it reads the histograms: the buffered
         # samples land in this collection.
-        record = self._idle_time.record
+        idle = self._idle_time.record
+        use = self._use_time.record if self._use_time is not None else idle  # (never used)
         for stats in self._stats():
-            samples = stats.idle_times
-            if not samples:
-                continue
-            attrs = self._attrs(stats.key)
-            while True:
-                try:
-                    value = samples.popleft()
-                except IndexError:
-                    break
-                record(value, attrs)
+            for samples, record in ((stats.idle_times, idle), (stats.use_pending, use)):
+                if not samples:
+                    continue
+                attrs = self._attrs(stats.key)
+                while True:
+                    try:
+                        value = samples.popleft()
+                    except IndexError:
+                        break
+                    record(value, attrs)
 
     def _observe_failed(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._by_error_type("failed")
