@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import select
 import signal
 import socket
@@ -63,7 +64,7 @@ def test_a_peak_between_two_collections_is_still_exported(server: LoopbackServer
 
 
 SERVICE = """
-import json, sys, threading
+import json, sys, threading, time
 import requests, urllib3
 from requests.adapters import HTTPAdapter
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -74,7 +75,7 @@ import poolscope
 port, kind, url, size, at_once = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:])
 provider = MeterProvider(metric_readers=[PrometheusMetricReader()])
 start_http_server(int(port), addr="127.0.0.1")
-if kind == "requests":
+if kind in ("requests", "keepalive"):
     session = requests.Session()
     session.mount("http://", HTTPAdapter(pool_maxsize=size))
     poolscope.instrument_session(session, meter_provider=provider, report=True)
@@ -87,6 +88,9 @@ call()  # the series exist before the load: increase() counts what comes after
 print("ready", flush=True)
 sys.stdin.readline()
 for _ in range(3):
+    if kind == "keepalive":  # two quick reuses, then idle past the server's keep-alive
+        call(), call(), time.sleep(0.6)
+        continue
     workers = [threading.Thread(target=call, args=("/together",) if at_once > 1 else ())
                for _ in range(at_once)]
     [w.start() for w in workers]
@@ -105,13 +109,16 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
     # gives, and nothing for the healthy host.
     script = tmp_path / "service.py"
     script.write_text(SERVICE)
-    jobs = ["app", "app", "healthy-app"]  # the healthy process also a fleet of its own
+    # The healthy process is also a fleet of its own; the fourth process's server closes
+    # connections idle for 0.3 s, and it leaves its connection idle for 0.6 s.
+    jobs = ["app", "app", "healthy-app", "app"]
     fleet_of_three = contextlib.contextmanager(run_prometheus_fleet)(tmp_path, jobs)
     with fleet_of_three as (url, ports):
         with (
             LoopbackServer("127.0.0.1", together=6) as six,
             LoopbackServer("127.0.0.2", together=3) as three,
             LoopbackServer("127.0.0.3") as healthy,
+            LoopbackServer("127.0.0.4", keepalive=0.3) as closing,
             contextlib.ExitStack() as stack,
         ):
             services = [
@@ -128,12 +135,13 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
                     (ports[0], "requests", six, ("2", "6")),
                     (ports[1], "urllib3", three, ("1", "3")),
                     (ports[2], "requests", healthy, ("10", "1")),
+                    (ports[3], "keepalive", closing, ("10", "1")),
                 )
             ]
             for service in services:
                 assert service.stdout is not None and service.stdout.readline() == "ready\n"
             created = "urllib3_pool_connections_created_total"
-            wait_for(lambda: len(prom_query(url, created)) == 3, 30, "the first scrapes")
+            wait_for(lambda: len(prom_query(url, created)) == 4, 30, "the first scrapes")
             own = []
             for service in services:
                 assert service.stdin is not None and service.stdout is not None
@@ -143,7 +151,9 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
                 assert service.stdout is not None
                 own.append(json.loads(service.stdout.readline()))
             peak = "max_over_time(urllib3_pool_connections_peak[5m])"
-            wait_for(lambda: sorted(prom_query(url, peak).values()) == [1, 3, 6], 30, "the peaks")
+            wait_for(lambda: sorted(prom_query(url, peak).values()) == [1, 1, 3, 6], 30, "peaks")
+            drops = "urllib3_pool_connection_dropped_idle_time_seconds_count"
+            wait_for(lambda: sum(prom_query(url, drops).values()) == 3, 30, "the drops")
             out, healthy_out = (
                 subprocess.run(
                     [
@@ -162,18 +172,13 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
     assert out.returncode == 0, out.stderr
     fleet = json.loads(out.stdout)
     sized = {a["origin"]: a["change"] for a in fleet["advice"] if a["rule"] == "pool_maxsize"}
-    assert set(sized) == {six.url, three.url}  # not the healthy host's
+    assert set(sized) == {six.url, three.url}  # not the healthy host's, nor the idle one's
     assert not [a for a in fleet["advice"] if healthy.url in a["origin"]]
     # The same change, number and words as each process's own report: requests' for the
     # Session, urllib3's for the PoolManager (urllib3.pool.library names them); the timeout
     # for the manager sent with no read timeout, from the fleet's response times.
-    assert (
-        sized[six.url]
-        == own[0]["pool_maxsize"]
-        == (
-            "Raise pool_maxsize to 6: HTTPAdapter(pool_maxsize=6) (urllib3: PoolManager(maxsize=6))."
-        )
-    )
+    six_change = "Raise pool_maxsize to 6: HTTPAdapter(pool_maxsize=6) (urllib3: PoolManager("
+    assert sized[six.url] == own[0]["pool_maxsize"] == six_change + "maxsize=6))."
     assert sized[three.url] == own[1]["pool_maxsize"]
     assert own[1]["pool_maxsize"].startswith("Raise maxsize to 3: urllib3.PoolManager(maxsize=3)")
     (timeout,) = [a for a in fleet["advice"] if a["rule"] == "timeout"]
@@ -181,6 +186,17 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
     assert timeout["change"] == own[1]["timeout"]
     assert "(4 times the p99, above the slowest)" in timeout["change"]
     assert set(own[0]) == {"pool_maxsize"} and own[2] == {}
+    # The server's keep-alive limit, found from the idle times of reused and dropped
+    # connections: the same rule and change, the times to the histograms' bucket bounds.
+    (kept,) = [a for a in fleet["advice"] if a["rule"] == "keepalive"]
+    assert kept["origin"] == closing.url and set(own[3]) == {"keepalive"}
+    # 3 dropped: Prometheus' increase() extrapolates to the range's edges, by up to one.
+    assert re.match(
+        f"[34] pooled connection\\(s\\) to {closing.url} were found closed by the server: it "
+        "closes idle connections after between 0.0[01] s and 1.00 s of idling",  # bucket bounds
+        kept["evidence"],
+    ), kept["evidence"]
+    assert kept["change"].split(", or keep")[0] == own[3]["keepalive"].split(", or keep")[0]
     # A fleet that is all healthy: its host, and no advice at all.
     assert healthy_out.returncode == 0, healthy_out.stderr
     healthy_fleet = json.loads(healthy_out.stdout)

@@ -43,6 +43,7 @@ _HISTOGRAMS = (
     "urllib3_pool_connection_tls_time_seconds",
     "urllib3_pool_connection_idle_time_seconds",
     "urllib3_pool_connection_wait_time_seconds",
+    "urllib3_pool_connection_dropped_idle_time_seconds",
 )
 EXPORTED = {
     "http_client_open_connections",

@@ -20,6 +20,7 @@ from ..core.events import PoolKey
 from ..core.libraries import URLLIB3, library, met_unknown
 from ..core.stats import PoolStats
 from ..instrumentation.unknown import described
+from ..reporting.records import Samples
 from ..reporting.report import Report, report_from
 from ..reporting.seen import Seen
 
@@ -50,9 +51,9 @@ _MAXIMA = {
 _HOST = ("url_scheme", "server_address", "server_port")
 
 NOT_IN_METRICS = (
-    "from Prometheus: the rules that read the timeline or samples of single connections "
-    "(keep-alive idle limits, throwaway sessions, responses never read) need poolscope run on "
-    "one process",
+    "from Prometheus: the rules that read the timeline or single pool objects (throwaway "
+    "sessions, responses never read, evictions) need poolscope run on one process; idle times "
+    "come from the idle-time histograms, to their bucket bounds",
 )
 TIMES_FROM_BUCKETS = (
     "response times come from urllib3.pool.connection.use_time, to its bucket bounds: a time "
@@ -63,6 +64,8 @@ NO_TIMES = (
     "them): a timeout's read value is a default, not the fleet's"
 )
 _USE_TIME = "urllib3_pool_connection_use_time_seconds_bucket"
+_IDLE_TIME = "urllib3_pool_connection_idle_time_seconds_bucket"
+_DROPPED_IDLE_TIME = "urllib3_pool_connection_dropped_idle_time_seconds_bucket"
 _SAMPLES = 4096  # response times per host handed to the timeout rule, as one process keeps
 _LIBRARY = "urllib3_pool_library"
 _WHERE = "where in it, the metrics do not say: poolscope run on one of its processes does"
@@ -114,17 +117,32 @@ def diagnose(url: str, *, job: str = "", window: str = "1h", started: float = 0.
         stats[key].library = name
         if library(name) is URLLIB3 and name != URLLIB3.name:  # a library not in the table
             met_unknown(name, described(name, _WHERE, via_requests=False))
-    # How long requests held a connection: the histogram's buckets, as samples at their bounds.
-    query = f"sum by ({by}, le) (increase({_USE_TIME}{selector}[{window}]))"
-    buckets: dict[PoolKey, list[tuple[float, float]]] = {}
-    for labels, value in _query(url, query):
-        if (one := host(labels)) is not None:
-            buckets.setdefault(one.key, []).append((float(labels.get("le", "+Inf")), value))
-    for key, cumulative in buckets.items():
+
+    # Time samples, from histograms' buckets: how long requests held a connection (the timeout
+    # rule), and idle times of reused and of dropped connections (the keep-alive rule).
+    def buckets(name: str) -> dict[PoolKey, list[tuple[float, float]]]:
+        found: dict[PoolKey, list[tuple[float, float]]] = {}
+        query = f"sum by ({by}, le) (increase({name}{selector}[{window}]))"
+        for labels, value in _query(url, query):
+            if (one := host(labels)) is not None:
+                found.setdefault(one.key, []).append((float(labels.get("le", "+Inf")), value))
+        return found
+
+    used = buckets(_USE_TIME)
+    for key, cumulative in used.items():
         samples = _samples(cumulative)
         stats[key].use_times, stats[key].slowest = deque(samples), max(samples, default=0.0)
-    seen = Seen(pid=0, started=started, stats=stats)
-    timed = TIMES_FROM_BUCKETS if buckets else NO_TIMES
+    sampled: dict[PoolKey, Samples] = {}
+    for key, cumulative in buckets(_IDLE_TIME).items():
+        sampled.setdefault(key, Samples()).idle_times = _samples(cumulative)
+    for key, cumulative in buckets(_DROPPED_IDLE_TIME).items():
+        drops = sampled.setdefault(key, Samples())
+        drops.drop_idle_times = _samples(cumulative)
+        # How many: the counter's increase (it exists from the pool's start; a histogram's
+        # series appears with its first drop, and increase() extrapolates from there).
+        drops.drops_seen = stats[key].dropped
+    seen = Seen(pid=0, started=started, stats=stats, samples=sampled)
+    timed = TIMES_FROM_BUCKETS if used else NO_TIMES
     return report_from([seen], incomplete=(*NOT_IN_METRICS, timed))
 
 

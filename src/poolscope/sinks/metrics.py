@@ -44,7 +44,13 @@ class MetricsSink(Sink):
     """Turns pool events and counts into OpenTelemetry instruments on one meter."""
 
     kinds = frozenset(
-        {EventKind.CREATED, EventKind.CLOSED, EventKind.WAIT_ENDED, EventKind.WAIT_TIMED_OUT}
+        {
+            EventKind.CREATED,
+            EventKind.CLOSED,
+            EventKind.DROPPED,
+            EventKind.WAIT_ENDED,
+            EventKind.WAIT_TIMED_OUT,
+        }
     )
     keeps_idle_times = True  # reuses are read from PoolStats.idle_times
 
@@ -81,6 +87,13 @@ class MetricsSink(Sink):
             meter,
             "urllib3.pool.connection.idle_time",
             "How long a pooled connection sat idle before it was reused.",
+            IDLE_BUCKETS,
+        )
+        self._dropped_idle_time = histogram(
+            meter,
+            "urllib3.pool.connection.dropped_idle_time",
+            "How long a pooled connection sat idle before it was found closed by the server "
+            'as it was taken out (urllib3\'s "Resetting dropped connection").',
             IDLE_BUCKETS,
         )
         self._use_time = (
@@ -194,6 +207,8 @@ class MetricsSink(Sink):
                 self._tls_time.record(event.tls_duration, attrs)
         elif kind is EventKind.CLOSED:
             self._duration.record(event.duration, self._attrs(event.key))
+        elif kind is EventKind.DROPPED and event.duration is not None:  # idle time known
+            self._dropped_idle_time.record(event.duration, self._attrs(event.key))
         elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
             self._wait_time.record(event.duration, self._attrs(event.key))
 
