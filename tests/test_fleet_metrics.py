@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -304,3 +305,23 @@ def test_diagnose_stopped_by_ctrl_c_while_prometheus_does_not_answer_says_so() -
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and out == ""
     assert err == "poolscope diagnose: interrupted; no report.\n"
+
+
+@pytest.mark.parametrize(
+    ("buckets", "samples"),
+    [
+        ([], []),
+        ([(float("inf"), 5.0)], []),  # no finite bound: no time to give
+        ([(0.1, 2.0), (1.0, 3.0), (float("inf"), 4.0)], [0.1, 0.1, 1.0, 1.0]),  # beyond: 1.0
+        ([(0.1, 100.0), (1.0, 90.0), (float("inf"), 100.0)], [0.1] * 100),  # extrapolated dips
+        ([(0.1, 0.4), (1.0, 0.8), (5.0, 1.2), (float("inf"), 1.6)], [1.0, 5.0]),
+        ([(1.0, 8192.0), (float("inf"), 8192.0)], [1.0] * 4096),  # at most 4,096, in proportion
+    ],
+    ids=["empty", "only +Inf", "beyond the last bound", "a dip", "fractions", "many"],
+)
+def test_histogram_buckets_become_time_samples_at_their_bounds(
+    buckets: list[tuple[float, float]], samples: list[float]
+) -> None:
+    from poolscope.cli.diagnose import _samples
+
+    assert _samples(buckets) == samples

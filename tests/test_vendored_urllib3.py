@@ -203,9 +203,51 @@ def test_uninstrument_gives_a_copy_back_and_stops_watching_for_copies() -> None:
     poolscope.instrument(mode="logging")
     try:
         assert poolmanager.PoolManager.__dict__["__init__"] is not original
-        assert len(sys.meta_path) == len(finders) + 1
+        assert len(sys.meta_path) > len(finders)  # watching for copies (and httpcore)
     finally:
         poolscope.uninstrument()
     assert poolmanager.PoolManager.__dict__["__init__"] is original
     assert sys.meta_path == finders
     assert not hasattr(poolmanager.PoolManager(), "_poolscope")
+
+
+def test_a_copy_imported_again_is_instrumented_once_and_keeps_its_loader() -> None:
+    # reload() finds the copy again; its PoolManager is wrapped once, and its loader stays
+    # the file loader it was (pkg_resources and importlib.resources read it).
+    import importlib
+
+    from pip._vendor import urllib3 as copy
+    from pip._vendor.urllib3 import poolmanager
+
+    original = poolmanager.PoolManager.__dict__["__init__"]
+    poolscope.instrument(mode="logging")
+    try:
+        wrapped = poolmanager.PoolManager.__dict__["__init__"]
+        importlib.reload(copy)
+        assert poolmanager.PoolManager.__dict__["__init__"] is wrapped
+        assert wrapped.__wrapped__ is original
+        assert type(copy.__spec__.loader).__name__ == "SourceFileLoader"
+        assert "exec_module" not in vars(copy.__spec__.loader)
+    finally:
+        poolscope.uninstrument()
+    assert poolmanager.PoolManager.__dict__["__init__"] is original
+
+
+def test_managers_of_urllib3_and_of_a_copy_have_ids_of_their_own() -> None:
+    from pip._vendor import urllib3 as copy
+
+    poolscope.instrument(mode="logging")
+    try:
+        ours, theirs = urllib3.PoolManager(), copy.PoolManager()
+        assert ours._poolscope.id != theirs._poolscope.id
+    finally:
+        poolscope.uninstrument()
+
+
+def test_a_copy_imported_with_no_process_wide_instrumentation_is_named_as_such() -> None:
+    from pip._vendor import urllib3  # noqa: F401
+
+    from poolscope.reporting.vendored import vendored_copies
+
+    (line,) = [c for c in vendored_copies() if c.startswith("pip._vendor.urllib3 ")]
+    assert "poolscope instruments vendored copies with process-wide instrumentation only" in line

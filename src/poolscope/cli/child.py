@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 
 from ..core.events import PoolKey
 from ..instrumentation.callsites import pools_in_use_by_threads
+from ..instrumentation.copies import copies_in_use_by_threads
 from ..instrumentation.pools import pool_key
 from ..process import instrument_for_report
 from ..reporting.records import all_sinks, renew_locks_after_fork
@@ -175,7 +176,9 @@ def _held_at_end(seen: Seen) -> dict[PoolKey, int]:
     """Connections still checked out as the process ends that no thread is using: held by
     responses nobody read or closed. Those a thread is still sending or reading on (in flight
     when the program was stopped) are not counted."""
-    in_flight = Counter(pool_key(pool) for pool in pools_in_use_by_threads())
+    in_flight = Counter(
+        pool_key(pool) for pool in (*pools_in_use_by_threads(), *copies_in_use_by_threads())
+    )
     return {key: n for key, s in seen.stats.items() if (n := s.in_use - in_flight[key]) > 0}
 
 

@@ -2,11 +2,12 @@
 
 It asks Prometheus' HTTP API (or anything that speaks it: Thanos, Mimir, VictoriaMetrics) for
 poolscope's series over a time range, per host summed over every process of the selected jobs:
-counters as their increase, the peak in use and the pool size as maxima. From those it builds
-what one process's report is built from, so the rules, the numbers and the words are the
-report's own, in the words of the library that built each host's pools
-(``urllib3.pool.library``). What the metrics do not carry (time samples, the timeline,
-responses never read) those rules cannot see, and the report says so under "Incomplete".
+counters as their increase, the peak in use and the pool size as maxima, time samples from
+histograms' buckets, and the library that built each host's pools (``urllib3.pool.library``).
+From those it builds what one process's report is built from, so the rules, the numbers and
+the library's words are the report's own. What the metrics do not carry (the timeline, single
+pool objects, responses never read) those rules cannot see, and the report says so under
+"Incomplete".
 """
 
 from __future__ import annotations
@@ -57,11 +58,13 @@ NOT_IN_METRICS = (
 )
 TIMES_FROM_BUCKETS = (
     "response times come from urllib3.pool.connection.use_time, to its bucket bounds: a time "
-    "in the evidence is the upper bound of the bucket it fell in"
+    "in the evidence is the upper bound of the bucket it fell in (beyond the last bound, 300 "
+    "s, that bound: the least it took)"
 )
 NO_TIMES = (
-    "response times were not exported (POOLSCOPE_METRICS_USE_TIME=1 in the services exports "
-    "them): a timeout's read value is a default, not the fleet's"
+    "response times were not exported for hosts sent requests with no read timeout "
+    "(POOLSCOPE_METRICS_USE_TIME=1 in the services exports them): their timeout's read value "
+    "is a default, not the fleet's"
 )
 _USE_TIME = "urllib3_pool_connection_use_time_seconds_bucket"
 _IDLE_TIME = "urllib3_pool_connection_idle_time_seconds_bucket"
@@ -136,32 +139,46 @@ def diagnose(url: str, *, job: str = "", window: str = "1h", started: float = 0.
     for key, cumulative in buckets(_IDLE_TIME).items():
         sampled.setdefault(key, Samples()).idle_times = _samples(cumulative)
     for key, cumulative in buckets(_DROPPED_IDLE_TIME).items():
-        drops = sampled.setdefault(key, Samples())
-        drops.drop_idle_times = _samples(cumulative)
-        # How many: the counter's increase (it exists from the pool's start; a histogram's
-        # series appears with its first drop, and increase() extrapolates from there).
-        drops.drops_seen = stats[key].dropped
+        drop_idle_times = _samples(cumulative)
+        if drop_idle_times:  # the rule reads the shortest: none, no rule
+            drops = sampled.setdefault(key, Samples())
+            drops.drop_idle_times = drop_idle_times
+            # How many: the counter's increase (it exists from the pool's start; a histogram's
+            # series appears with its first drop, and increase() extrapolates from there).
+            drops.drops_seen = max(stats[key].dropped, 1)
     seen = Seen(pid=0, started=started, stats=stats, samples=sampled)
-    timed = TIMES_FROM_BUCKETS if used else NO_TIMES
-    return report_from([seen], incomplete=(*NOT_IN_METRICS, timed))
+    untimed = [k for k, s in stats.items() if s.no_read_timeout and not s.use_times]
+    timed = (TIMES_FROM_BUCKETS,) if used else ()
+    return report_from([seen], incomplete=(*NOT_IN_METRICS, *timed, *_no_times(untimed)))
+
+
+def _no_times(hosts: list[PoolKey]) -> tuple[str, ...]:
+    if not hosts:
+        return ()
+    named = ", ".join(sorted(key.origin for key in hosts)[:3]) + (", ..." if len(hosts) > 3 else "")
+    return (f"{NO_TIMES} ({named})",)
 
 
 def _samples(cumulative: list[tuple[float, float]]) -> list[float]:
     """A histogram's cumulative buckets (bound, count) as at most _SAMPLES values, each the
-    upper bound of its bucket (the +Inf bucket's: the largest finite bound), in proportion."""
-    cumulative.sort()
-    total = cumulative[-1][1] if cumulative else 0.0
-    if total < 0.5:
+    upper bound of its bucket, in proportion; those beyond the last finite bound at that bound
+    (the least they took). Each bucket's increase() is extrapolated on its own, so a count
+    below the one before it is taken as that one."""
+    buckets = sorted(cumulative)
+    finite = [bound for bound, _ in buckets if bound != float("inf")]
+    total = max((count for _, count in buckets), default=0.0)
+    if not finite or total < 0.5:
         return []
     scale = min(1.0, _SAMPLES / total)
-    finite = [bound for bound, _ in cumulative if bound != float("inf")]
     samples: list[float] = []
-    below = 0.0
-    for bound, count in cumulative:
-        n = round((count - below) * scale)
-        below = count
+    taken = 0  # samples so far: rounding the running total loses no fraction
+    running = 0.0
+    for bound, count in buckets:
+        running = max(running, count)
+        n = round(running * scale) - taken
         if n > 0:
-            samples += [bound if bound != float("inf") else max(finite, default=0.0)] * n
+            samples += [min(bound, finite[-1])] * n
+            taken += n
     return samples
 
 

@@ -13,6 +13,13 @@ from .stats import PoolStats
 
 _connection_ids = itertools.count(1)
 _pool_ids = itertools.count(1)
+_manager_ids = itertools.count(1)
+
+
+def next_manager_id() -> int:
+    """A new PoolManager's id: one sequence for the process, whichever urllib3 (or vendored
+    copy of it) the manager is of."""
+    return next(_manager_ids)
 
 
 def next_connection_id() -> int:

@@ -96,9 +96,13 @@ def misplaced_call_sites(urllib3_package: str = "urllib3") -> list[str]:
             function: Any = importlib.import_module(module)
             for part in qualname.split("."):
                 function = getattr(function, part)
-            source = inspect.getsource(function)
         except Exception:
             problems.append(f"{module}.{qualname} is not there ({meaning})")
+            continue
+        try:
+            source = inspect.getsource(function)
+        except (OSError, TypeError):  # no source to read: a frozen or .pyc-only install
+            problems.append(f"the source of {module}.{qualname} cannot be read to check it")
             continue
         if needle not in source:
             problems.append(f"{module}.{qualname} does not call {needle} ({meaning})")

@@ -29,6 +29,7 @@ from importlib.abc import InspectLoader
 from typing import Any
 
 from ..core.errors import internal_error
+from ..core.imports import ImportWatcher
 from ..core.recorder import Recorder
 
 # A copy is a package of one of these names that is not urllib3 itself under another name
@@ -46,6 +47,7 @@ _NEEDED = ("poolmanager", "connectionpool", "connection", "exceptions", "respons
 MARK = "_poolscope_copy"
 
 _lock = threading.RLock()
+_NOT_WHOLE = "it is not a whole urllib3"
 _loaded: dict[str, dict[str, types.ModuleType] | str] = {}  # by copy: its modules, or why not
 
 
@@ -59,22 +61,26 @@ def instrument_copies(recorder: Recorder) -> Callable[[bool], None]:
     process-wide instrumentation does urllib3 (new managers and new pools). Returns the undo
     (``undo(False)``: the managers and pools already instrumented keep reporting)."""
     undos: list[Callable[[bool], None]] = []
+    handled: set[str] = set()  # once each, however often found (a reload, a racing import)
     stopped = False
 
     def found(copy: str) -> None:
         with _lock:
-            if stopped:
+            if stopped or copy in handled:
                 return
+            handled.add(copy)
             undo = _instrument_copy(copy, recorder)
             if undo is not None:
                 undos.append(undo)
 
-    finder = _CopyFinder(found)
+    finder = ImportWatcher(is_copy, found)
     with _lock:
         sys.meta_path.insert(0, finder)
         present = [name for name in list(sys.modules) if is_copy(name)]
     for name in present:
-        found(name)
+        spec = getattr(sys.modules.get(name), "__spec__", None)
+        if not getattr(spec, "_initializing", False):  # else its import, watched, will say
+            found(name)
 
     def undo(give_back: bool = True) -> None:
         nonlocal stopped
@@ -93,6 +99,7 @@ def _instrument_copy(copy: str, recorder: Recorder) -> Callable[[bool], None] | 
     package = sys.modules.get(copy)
     if package is None or getattr(package, "__name__", copy) != copy:
         return None  # urllib3 itself under another name
+    stop_managers = None
     try:
         modules = _modules_for(copy)
         if isinstance(modules, str):
@@ -103,12 +110,16 @@ def _instrument_copy(copy: str, recorder: Recorder) -> Callable[[bool], None] | 
         stop_pools = modules["adopt"].instrument_new_pools(recorder)
     except Exception:
         internal_error("vendored urllib3")
+        if stop_managers is not None:
+            stop_managers(True)
+        setattr(package, MARK, "poolscope failed to instrument it (its log says why)")
         return None
     setattr(package, MARK, "instrumented")
 
     def undo(give_back: bool) -> None:
         stop_managers(give_back)
         stop_pools(give_back)
+        package.__dict__.pop(MARK, None)  # its new managers and pools are plain again
 
     return undo
 
@@ -118,8 +129,18 @@ def _modules_for(copy: str) -> dict[str, types.ModuleType] | str:
     loaded = _loaded.get(copy)
     if loaded is None:
         why = _refused(copy)
-        loaded = _loaded[copy] = why if why else _load_against(copy)
+        loaded = why if why else _load_against(copy)
+        if not why.startswith(_NOT_WHOLE):  # an import may fail for a while: ask again later
+            _loaded[copy] = loaded
     return loaded
+
+
+def copies_in_use_by_threads() -> list[Any]:
+    """The pools of vendored copies that threads are making a request through right now (see
+    ``callsites.pools_in_use_by_threads``, which finds urllib3's own)."""
+    with _lock:
+        bound = [m["callsites"] for m in _loaded.values() if not isinstance(m, str)]
+    return [pool for callsites in bound for pool in callsites.pools_in_use_by_threads()]
 
 
 def _refused(copy: str) -> str:
@@ -128,7 +149,7 @@ def _refused(copy: str) -> str:
         try:
             importlib.import_module(f"{copy}.{needed}")
         except Exception as error:
-            return f"it is not a whole urllib3 ({copy}.{needed} does not import: {error})"
+            return f"{_NOT_WHOLE} ({copy}.{needed} does not import: {error})"
     version = str(getattr(sys.modules[copy], "__version__", ""))
     major, _, rest = version.partition(".")
     if not (major == "2" or (major == "1" and rest.startswith("26."))):
@@ -183,7 +204,9 @@ def _importer(
                         setattr(outer, wanted, importlib.import_module(f"{_HERE}.{wanted}"))
                 return outer
             own = absolute.rpartition(".")[2]
-            if absolute.startswith(f"{_HERE}.") and own in modules:
+            if absolute.startswith(f"{_HERE}.") and own in _BOUND:
+                if own not in modules:  # _BOUND's order is its modules' import order
+                    raise ImportError(f"{absolute} is imported before it is bound to {copy}")
                 return modules[own]
             return builtins.__import__(name, globals, locals, fromlist, level)
         if name == "urllib3" or name.startswith("urllib3."):
@@ -192,50 +215,3 @@ def _importer(
         return builtins.__import__(name, globals, locals, fromlist, level)
 
     return __import__
-
-
-class _CopyFinder(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: when a copy's package is about to be imported, it lets the other
-    finders find it and wraps the loader so that ``found`` runs once the package has run (a
-    urllib3 package imports its pool manager and pools as it runs)."""
-
-    def __init__(self, found: Callable[[str], None]) -> None:
-        self.found = found
-
-    def find_spec(
-        self, name: str, path: Sequence[str] | None, target: types.ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if not is_copy(name):
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        if isinstance(spec.loader, importlib.abc.Loader) and hasattr(spec.loader, "exec_module"):
-            spec.loader = _ThenFound(spec.loader, self.found)
-        return spec
-
-
-class _ThenFound(importlib.abc.Loader):
-    """A loader that runs another, then says the module was found."""
-
-    def __init__(self, loader: importlib.abc.Loader, found: Callable[[str], None]) -> None:
-        self.loader = loader
-        self.found = found
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        self.loader.exec_module(module)
-        try:
-            self.found(module.__name__)
-        except Exception:
-            internal_error("vendored urllib3")
-
-    def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, get_code...
-        return getattr(self.loader, name)

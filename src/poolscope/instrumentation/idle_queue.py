@@ -126,7 +126,7 @@ class InstrumentedQueueMixin(_QueueBase):
                             stats.no_read_timeout += 1
                     except Exception:
                         pass
-                    if cs.taken_at:  # timed at checkout (the report wants use times)
+                    if cs.taken_at:  # timed at checkout (the report or metrics want use times)
                         _count_use(stats, now - cs.taken_at)
                         cs.taken_at = 0.0
             with self.not_full:
@@ -166,7 +166,7 @@ class InstrumentedQueueMixin(_QueueBase):
                             stats.no_read_timeout += 1
                     except Exception:
                         pass
-                    if cs.taken_at:  # timed at checkout (the report wants use times)
+                    if cs.taken_at:  # timed at checkout (the report or metrics want use times)
                         _count_use(stats, now - cs.taken_at)
                         cs.taken_at = 0.0
             with self.not_full:

@@ -10,13 +10,13 @@ every pool a manager builds report through the manager's ``pool_classes_by_schem
 from __future__ import annotations
 
 import functools
-import itertools
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import internal_error
 from ..core.recorder import Recorder
+from ..core.state import next_manager_id
 from .adopt import adopt_pool, detach_pool
 from .callsites import building_library, disposed_by_clear, making_for
 from .pools import instrumented_pool_class
@@ -26,9 +26,6 @@ from .pools import instrumented_pool_class
 # later attribute read on it slower; a PoolManager's attributes are read on every request. So
 # a manager that already exists is instrumented with instance attributes only: its
 # ``pool_classes_by_scheme``, a ``_new_pool`` hook, and its pool container's ``dispose_func``.
-
-
-manager_ids = itertools.count(1)
 
 
 class ManagerState:
@@ -46,7 +43,7 @@ class ManagerState:
     )
 
     def __init__(self, recorder: Recorder, pm: Any, library: str, implicit: bool) -> None:
-        self.id = next(manager_ids)
+        self.id = next_manager_id()
         self.recorder = recorder
         # Instrumented by process-wide instrumentation, not by a call naming this manager (or
         # its session): a later call that does name it, with other options, takes it over.

@@ -102,7 +102,7 @@ def _throwaway_sessions(origin: str, recs: list[PoolRecord]) -> list[Advice]:
 
 
 def _dropped(origin: str, samples: Samples) -> list[Advice]:
-    if not samples.drops_seen:
+    if not samples.drops_seen or not samples.drop_idle_times:
         return []
     dropped = samples.drops_seen  # those whose idle time is known
     shortest = min(samples.drop_idle_times)

@@ -174,7 +174,7 @@ def report_from(parts: list[Seen], *, incomplete: tuple[str, ...] = ()) -> Repor
     given back."""
     if len(parts) > 1:
         parts = _distinct_ids(parts)
-    # Vendored copies of urllib3 a process imported: what went through them is not counted.
+    # Vendored copies of urllib3 poolscope left alone: what went through them is not counted.
     incomplete = (*incomplete, *sorted({line for seen in parts for line in seen.vendored}))
     for seen in parts:  # libraries other processes met, for the advice to name
         for name, (built_by, speaks) in seen.libraries.items():

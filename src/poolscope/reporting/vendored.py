@@ -4,9 +4,10 @@ did not instrument, named in the report with the reason.
 Process-wide instrumentation (``poolscope.instrument()``, ``poolscope run``) instruments a copy
 as it is imported (poolscope/instrumentation/copies.py) and leaves a mark on its package:
 "instrumented", or why it left the copy alone (not a whole urllib3, a version poolscope does
-not support, code that differs where poolscope reads it). A copy without the mark was imported
-with no process-wide instrumentation in place. Either way its requests are not counted, and the
-report says so rather than call the run healthy.
+not support, code that differs where poolscope reads it, poolscope's own failure). A copy
+without the mark was imported with no process-wide instrumentation in place, or by a loader
+poolscope could not watch. Either way its requests are not counted, and the report says so
+rather than call the run healthy.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def vendored_copies() -> tuple[str, ...]:
             f"poolscope left it alone: {mark}"
             if mark
             else "poolscope instruments vendored copies with process-wide instrumentation "
-            "only (poolscope.instrument() or poolscope run)"
+            "only (poolscope.instrument() or poolscope run) as they are imported"
         )
         found.append(
             f"{name} ({owner}'s own copy of urllib3 {version}) was imported and {why}; "

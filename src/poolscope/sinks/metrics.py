@@ -246,10 +246,12 @@ class MetricsSink(Sink):
     def _flush_times(self) -> None:
         # Runs inside a reader's collection, before it reads the histograms: the buffered
         # samples land in this collection.
-        idle = self._idle_time.record
-        use = self._use_time.record if self._use_time is not None else idle  # (never used)
+        flushed = [(self._idle_time.record, "idle_times")]
+        if self._use_time is not None:
+            flushed.append((self._use_time.record, "use_pending"))
         for stats in self._stats():
-            for samples, record in ((stats.idle_times, idle), (stats.use_pending, use)):
+            for record, field in flushed:
+                samples = getattr(stats, field)
                 if not samples:
                     continue
                 attrs = self._attrs(stats.key)
