@@ -15,11 +15,12 @@ LIMIT = 350  # lines
 # Each layer and what it may import besides itself. The entry points (top-level modules) may
 # import any layer and each other; the command line, them too.
 ENTRY = ("config", "loopback", "session", "poolmanager", "process", "instrumentor")
-LOWER = ("_version", "core", "instrumentation", "sinks", "reporting")
+LOWER = ("_version", "core", "instrumentation", "httpx_pools", "sinks", "reporting")
 MAY_IMPORT = {
     "_version": (),
     "core": (),
     "instrumentation": ("core",),
+    "httpx_pools": ("core",),
     "sinks": ("core", "_version"),
     "reporting": ("core",),
     **{name: (*LOWER, *ENTRY) for name in ENTRY},

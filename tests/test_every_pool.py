@@ -700,7 +700,7 @@ def test_a_run_that_saw_no_pool_says_so(tmp_path: pathlib.Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout == "no http here\n"  # the program's own output, and only that
-    assert "poolscope saw no urllib3 connection pool" in out.stderr
+    assert "poolscope saw no urllib3 or httpx connection pool" in out.stderr
     assert "No problems found" not in out.stderr
     assert "child processes" in out.stderr
 

@@ -20,6 +20,7 @@ from urllib3.poolmanager import PoolManager
 
 from .config import get_recorder, report_recorder
 from .core.recorder import Recorder
+from .httpx_pools.hooks import instrument_httpcore
 from .instrumentation.adopt import instrument_new_pools
 from .instrumentation.copies import instrument_copies
 from .instrumentation.managers import instrument_new_managers
@@ -53,7 +54,8 @@ def instrument(
 
     That covers every new ``requests.Session`` (so ``requests.get()`` too), proxies, and SDKs
     that use urllib3 directly, with or without a ``PoolManager`` (boto3, the kubernetes
-    client, elasticsearch, opensearch-py, docker-py). ``report=True`` also gathers
+    client, elasticsearch, opensearch-py, docker-py), vendored copies of urllib3 (pip's), and
+    every httpx client, existing ones included, when httpx is installed. ``report=True`` also gathers
     :func:`poolscope.report`'s data. Managers and pools that exist already are not touched: use
     :func:`instrument_session` or :func:`instrument_pool_manager` for them. Calling it again
     with the same options is harmless::
@@ -90,6 +92,7 @@ def _instrument(recorder: Recorder, *, yields: bool) -> None:
             instrument_new_managers(PoolManager, recorder, skip=InstrumentedPoolManager),
             instrument_new_pools(recorder),
             instrument_copies(recorder),
+            instrument_httpcore(recorder),
         ]
         _state = state
 

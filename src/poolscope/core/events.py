@@ -79,6 +79,7 @@ class CloseReason(str, enum.Enum):
     POOL_CLOSED = "pool_closed"  # the pool was closed (Session.close, PoolManager.clear)
     GARBAGE_COLLECTED = "garbage_collected"  # its pool, or the connection itself, was collected
     CLIENT_CLOSED = "client_closed"  # closed by the client, e.g. a response closed unread
+    IDLE_EXPIRED = "idle_expired"  # idle past the client's own keep-alive limit (httpx's)
 
 
 class ConnectTiming:

@@ -41,6 +41,7 @@ class Library:
     timeout: Knob | None = None
     retries: Knob | None = None
     missing: str = ""
+    gave_up: str = "EmptyPoolError"  # what a request that waited too long for a connection got
     # For a library poolscope has no entry for (see poolscope.instrumentation.unknown): which
     # one built the pool, where, and how such libraries usually take a pool of the user's;
     # and whose words it speaks (urllib3's, or requests' for one that builds a Session).
@@ -64,6 +65,25 @@ URLLIB3 = Library(
 )
 
 LIBRARIES: tuple[Library, ...] = (
+    Library(
+        name="httpx",
+        modules=("httpx", "httpcore"),
+        # A pool's maxsize is the idle connections it keeps (urllib3's maxsize): httpx's
+        # max_keepalive_connections. The connections it opens at most, beyond which requests
+        # wait, are max_connections.
+        maxsize=Knob(
+            "max_keepalive_connections",
+            "httpx.Client(limits=httpx.Limits(max_keepalive_connections={n})) (and "
+            "max_connections at least as many)",
+        ),
+        block=Knob(
+            "max_connections",
+            "httpx.Client(limits=httpx.Limits(max_connections={n}, max_keepalive_connections={n}))",
+        ),
+        timeout=Knob("timeout", "httpx.Client(timeout=httpx.Timeout({read}, connect={connect}))"),
+        missing="an httpx client keeps one pool for all its hosts",
+        gave_up="httpx.PoolTimeout",
+    ),
     Library(
         name="requests",
         modules=("requests",),

@@ -139,22 +139,26 @@ def _waits(origin: str, stats: PoolStats, lib: Library) -> list[Advice]:
     waits = stats.waits
     if not waits:
         return []
-    maxsize = stats.maxsize
-    need = maxsize + stats.peak_waiting
+    # The connections a request waits for: a pool's maxsize (urllib3's, with block=True), or,
+    # where the limit on open connections is a setting of its own (httpx's max_connections),
+    # those in use when requests waited.
+    knob = lib.block or lib.maxsize
+    own_limit = knob.name != lib.maxsize.name
+    limit = max(stats.maxsize, stats.peak_in_use) if own_limit else stats.maxsize
+    need = limit + stats.peak_waiting
     timeouts = stats.wait_timeouts
     longest = stats.max_wait
-    also = f", {timeouts} of them gave up (EmptyPoolError)" if timeouts else ""
+    also = f", {timeouts} of them gave up ({lib.gave_up})" if timeouts else ""
     return [
         Advice(
             rule="pool_block",
             origin=origin,
             evidence=(
                 f"{waits} request(s) to {origin} waited for a free connection (the pool "
-                f"blocks, {lib.maxsize.name}={maxsize}), the longest {longest * 1000:.0f} ms"
+                f"blocks, {knob.name}={limit}), the longest {longest * 1000:.0f} ms"
                 f"{also}; up to {need} requests wanted a connection at once."
             ),
-            change=_raise(lib.block or lib.maxsize, lib, need)[:-1]
-            + ", or use fewer concurrent workers.",
+            change=_raise(knob, lib, need)[:-1] + ", or use fewer concurrent workers.",
             waste=waits,
         )
     ]

@@ -254,12 +254,12 @@ def _distinct_ids(parts: list[Seen]) -> list[Seen]:
 NOTHING_SEEN = Advice(
     rule="nothing_seen",
     origin="",
-    evidence="poolscope saw no urllib3 connection pool make a request in this run.",
+    evidence="poolscope saw no urllib3 or httpx connection pool make a request in this run.",
     change=(
         "If the program made HTTP requests, they went where poolscope cannot see: in child "
         "processes it does not follow (in process: any; under poolscope run: those that are not "
         "Python or were killed), through a vendored copy of urllib3 poolscope left alone (named "
-        "under Incomplete), or through another client (httpx, aiohttp, urllib.request)."
+        "under Incomplete), or through another client (aiohttp, urllib.request)."
     ),
     waste=0,
 )

@@ -1,0 +1,185 @@
+"""httpcore's connections, observed: a connection opened (its connect time, TLS included) or
+failed, a request on it (a reuse when it was open before), and its response closed (the
+connection idle in its pool again). Sync and async wrappers alike call httpcore's own method
+and return or raise what it does (see :mod:`.hooks`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..core.errors import internal_error
+from ..core.state import ConnState
+
+_now = time.monotonic
+
+
+def _opened(conn: Any, stream: Any, started: float) -> None:
+    cs: ConnState | None = getattr(conn, "_poolscope", None)
+    if cs is None:
+        return
+    try:
+        ssl_object = stream.get_extra_info("ssl_object")
+        tls_version = ssl_object.version() if ssl_object is not None else None
+        timeout = conn._connect_timeout_given  # set by the request wrapper
+        cs.pool.recorder.connection_created(
+            cs, _now() - started, None, tls_version, connect_timeout=timeout
+        )
+    except Exception:
+        internal_error("httpx connect")
+
+
+def _failed(conn: Any, exc: BaseException, started: float) -> None:
+    cs: ConnState | None = getattr(conn, "_poolscope", None)
+    if cs is not None:
+        try:
+            cs.pool.recorder.connect_failed(cs, exc, _now() - started)
+        except Exception:
+            internal_error("httpx connect")
+
+
+def sync_connect(connect: Callable[..., Any]) -> Callable[..., Any]:
+    def _connect(self: Any, request: Any) -> Any:
+        started = _now()
+        self._connect_timeout_given = _connect_timeout(request)
+        try:
+            stream = connect(self, request)
+        except Exception as exc:
+            _failed(self, exc, started)
+            raise
+        _opened(self, stream, started)
+        return stream
+
+    return _connect
+
+
+def async_connect(connect: Callable[..., Any]) -> Callable[..., Any]:
+    async def _connect(self: Any, request: Any) -> Any:
+        started = _now()
+        self._connect_timeout_given = _connect_timeout(request)
+        try:
+            stream = await connect(self, request)
+        except Exception as exc:
+            _failed(self, exc, started)
+            raise
+        _opened(self, stream, started)
+        return stream
+
+    return _connect
+
+
+def _connect_timeout(request: Any) -> bool:
+    return request.extensions.get("timeout", {}).get("connect") is not None
+
+
+def _taken(conn: Any) -> bool:
+    """A request is about to go out on ``conn``: out of the idle ones (True if it was one)."""
+    cs: ConnState | None = getattr(conn, "_poolscope", None)
+    if cs is None or not cs.in_pool:
+        return False
+    cs.in_pool = False
+    stats = cs.stats
+    stats.idle -= 1
+    in_use = stats.open - stats.idle
+    if in_use > stats.peak_since:  # a new connection's, connection_created counts
+        stats.peak_since = in_use
+        if in_use > stats.peak_in_use:
+            stats.peak_in_use = in_use
+    return True
+
+
+def _served(conn: Any, reused: bool) -> None:
+    """A request on ``conn`` got its response: a reuse, if the connection was open before."""
+    cs: ConnState | None = getattr(conn, "_poolscope", None)
+    if reused and cs is not None and cs.open:
+        try:
+            cs.pool.recorder.connection_reused(cs)
+        except Exception:
+            internal_error("httpx request")
+
+
+def _not_served(conn: Any, taken: bool) -> None:
+    """The request did not go out on ``conn`` after all (httpcore's ConnectionNotAvailable,
+    or an error): an idle connection taken for it is idle again."""
+    if taken and not conn.is_closed() and conn.is_idle():
+        _back(conn)
+
+
+def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
+    def handle_request(self: Any, request: Any) -> Any:
+        reused = self._connection is not None
+        taken = _taken(self)
+        try:
+            response = handle(self, request)
+        except BaseException:
+            _not_served(self, taken)
+            raise
+        _served(self, reused)
+        return response
+
+    return handle_request
+
+
+def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        reused = self._connection is not None
+        taken = _taken(self)
+        try:
+            response = await handle(self, request)
+        except BaseException:
+            _not_served(self, taken)
+            raise
+        _served(self, reused)
+        return response
+
+    return handle_async_request
+
+
+def _back(conn: Any) -> None:
+    """The request on ``conn`` is done: the connection is idle in its pool (if it closes
+    instead, the pool's pass that lets it go accounts for that)."""
+    cs: ConnState | None = getattr(conn, "_poolscope", None)
+    if cs is None or not cs.open or cs.in_pool:
+        return
+    cs.in_pool = True
+    cs.idle_since = now = _now()
+    stats = cs.stats
+    stats.idle += 1
+    if cs.taken_at:
+        used = now - cs.taken_at
+        cs.taken_at = 0.0
+        if stats.use_times is not None:
+            stats.use_times.append(used)
+        if stats.use_pending is not None:
+            stats.use_pending.append(used)
+        if used > stats.slowest:
+            stats.slowest = used
+
+
+# The response's close: counted idle before httpcore's own close runs, whose pass may hand the
+# connection to a waiting request at once (which takes it out of the idle ones again).
+
+
+def _returning(stream: Any) -> None:
+    if not stream._closed:
+        try:
+            _back(stream._pool_request.connection)
+        except Exception:
+            internal_error("httpx return")
+
+
+def sync_returned(close: Callable[..., Any]) -> Callable[..., Any]:
+    def close_stream(self: Any) -> None:
+        _returning(self)
+        close(self)
+
+    return close_stream
+
+
+def async_returned(close: Callable[..., Any]) -> Callable[..., Any]:
+    async def aclose(self: Any) -> None:
+        _returning(self)
+        await close(self)
+
+    return aclose

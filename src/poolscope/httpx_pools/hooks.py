@@ -1,0 +1,296 @@
+"""Where httpcore's pools are observed: a few of its own methods, wrapped at the class, sync and
+async alike, reporting to the recorder of the pool they run for.
+
+httpcore (1.0.3 and later, and its fork httpcore2) keeps one pool per client for every origin,
+at most ``max_connections`` connections and ``max_keepalive_connections`` of them idle. It has
+no pool events of its own, so poolscope wraps (docs/decisions.md, "httpx's pools"):
+
+- ``create_connection``: a connection object is made for an origin (its ``PoolState``: one per
+  pool and origin, sized by ``max_keepalive_connections``, the idle connections it keeps);
+- the connection's ``_connect``: a connection opened (its connect time, TLS included) or failed;
+- the connection's ``handle_request``: a request on it, a reuse if it was open before;
+- the response stream's close: the connection back in the pool, idle;
+- ``_assign_requests_to_connections``, the pool's one place of decision (under its lock):
+  connections it let go, why (idle past ``keepalive_expiry``, more idle than it keeps, or
+  closed by the connection itself), found when its count of connections says one went;
+- ``PoolRequest.wait_for_connection``: a request waiting for a free connection, and the
+  ``PoolTimeout`` that ends a wait too long.
+
+Every wrapper calls httpcore's own method with the same arguments and returns or raises what it
+does; poolscope's part runs in ``try`` blocks that report their own failures and carry on.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..core.errors import internal_error
+from ..core.events import CloseReason
+from ..core.imports import ImportWatcher
+from ..core.recorder import Recorder
+from ..core.state import ConnState, PoolState
+from .connections import (
+    async_connect,
+    async_request,
+    async_returned,
+    sync_connect,
+    sync_request,
+    sync_returned,
+)
+from .scope import TARGET, PoolScope, scope_of
+
+_now = time.monotonic
+
+# The pool whose request is being handled in this context: a waiting PoolRequest's pool.
+_handling: contextvars.ContextVar[Any] = contextvars.ContextVar("poolscope_httpx_pool")
+
+
+MODULES = ("httpcore", "httpcore2")  # httpx's, and httpx2's (pydantic's fork, openai's 3.x)
+
+
+def instrument_httpcore(recorder: Recorder) -> Callable[[bool], None]:
+    """From now on, every httpcore pool (so every ``httpx.Client`` and ``AsyncClient``, and
+    the SDKs built on them) reports to ``recorder``: httpcore and httpcore2 now if imported,
+    else as soon as they are. Returns the undo (``undo(False)`` is the same: a pool keeps no
+    hook of its own, so nothing can keep reporting)."""
+    undos: list[Callable[[], None]] = []
+    lock = threading.Lock()
+
+    def found(name: str) -> None:
+        with lock:
+            if watcher in sys.meta_path or name in sys.modules:
+                undo = instrument_module(name, recorder)
+                if undo is not None:
+                    undos.append(undo)
+
+    watcher = ImportWatcher(MODULES.__contains__, found)
+    sys.meta_path.insert(0, watcher)
+    for name in MODULES:
+        if name in sys.modules:
+            found(name)
+
+    def undo(give_back: bool = True) -> None:
+        with lock:
+            if watcher in sys.meta_path:
+                sys.meta_path.remove(watcher)
+            for one in reversed(undos):
+                one()
+            undos.clear()
+
+    return undo
+
+
+def instrument_module(name: str, recorder: Recorder | None) -> Callable[[], None] | None:
+    """Wrap the pool methods of the httpcore module ``name`` (``httpcore`` or ``httpcore2``);
+    with ``recorder``, every pool reports to it unless one says otherwise. None if the module
+    is not installed or not a version poolscope knows (1.0.3 and later); else the undo."""
+    try:
+        module = importlib.import_module(name)
+        sync_pool = importlib.import_module(f"{name}._sync.connection_pool")
+        async_pool = importlib.import_module(f"{name}._async.connection_pool")
+        sync_conn = importlib.import_module(f"{name}._sync.connection")
+        async_conn = importlib.import_module(f"{name}._async.connection")
+    except ImportError:
+        return None
+    if not hasattr(module.ConnectionPool, "_assign_requests_to_connections"):
+        return None  # httpcore before 1.0.3 keeps its pool another way
+    timeout: type[BaseException] = module.PoolTimeout
+    patches: list[tuple[type[Any], str, Callable[[Any], Any]]] = [
+        (sync_pool.PoolRequest, "wait_for_connection", lambda f: _sync_wait(f, timeout)),
+        (
+            async_pool.AsyncPoolRequest,
+            "wait_for_connection",
+            lambda f: _async_wait(f, timeout),
+        ),
+        (sync_pool.PoolByteStream, "close", sync_returned),
+        (async_pool.PoolByteStream, "aclose", async_returned),
+        (sync_conn.HTTPConnection, "_connect", sync_connect),
+        (async_conn.AsyncHTTPConnection, "_connect", async_connect),
+        (sync_conn.HTTPConnection, "handle_request", sync_request),
+        (async_conn.AsyncHTTPConnection, "handle_async_request", async_request),
+        (module.ConnectionPool, "handle_request", _sync_handling),
+        (module.AsyncConnectionPool, "handle_async_request", _async_handling),
+    ]
+    for pool_class in (module.ConnectionPool, module.AsyncConnectionPool):
+        patches.append((pool_class, "_assign_requests_to_connections", _assigned))
+        # The proxies make their connections with a create_connection of their own.
+        for cls in (pool_class, *_subclasses(pool_class)):
+            if "create_connection" in cls.__dict__:
+                patches.append((cls, "create_connection", _created))
+    originals = [(cls, attr, cls.__dict__[attr]) for cls, attr, _ in patches]
+    for cls, attr, wrap in patches:
+        wrapper = wrap(cls.__dict__[attr])
+        wrapper.__wrapped__ = cls.__dict__[attr]
+        setattr(cls, attr, wrapper)
+    if recorder is not None:
+        TARGET[:] = [recorder]
+
+    def undo() -> None:
+        TARGET.clear()
+        for cls, attr, original in originals:
+            setattr(cls, attr, original)
+
+    return undo
+
+
+def _subclasses(cls: type[Any]) -> list[type[Any]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+# -- the pool ----------------------------------------------------------------------------------
+
+
+def _created(create: Callable[..., Any]) -> Callable[..., Any]:
+    def create_connection(self: Any, origin: Any) -> Any:
+        conn = create(self, origin)
+        scope = scope_of(self)
+        if scope is not None:
+            try:
+                ps = scope.state(self, origin)
+                conn._poolscope = scope.recorder.new_connection(ps, conn)
+                scope.made += 1
+            except Exception:
+                internal_error("httpx new connection")
+        return conn
+
+    return create_connection
+
+
+def _assigned(assign: Callable[..., Any]) -> Callable[..., Any]:
+    def _assign_requests_to_connections(self: Any) -> Any:
+        scope: PoolScope | None = self.__dict__.get("_poolscope")
+        if scope is None:
+            return assign(self)
+        before, made = len(self._connections), scope.made
+        closing = assign(self)
+        if closing or len(self._connections) != before + scope.made - made:
+            try:
+                _let_go(self, scope, closing)
+            except Exception:
+                internal_error("httpx pool")
+        return closing
+
+    return _assign_requests_to_connections
+
+
+def _let_go(pool: Any, scope: PoolScope, closing: list[Any]) -> None:
+    """Account for the connections the pool no longer holds: those it is closing (idle past
+    keepalive_expiry, found closed by the server, or idle beyond what it keeps or making room
+    for another origin's) and those that closed themselves."""
+    held = set(map(id, pool._connections))
+    closed = {id(conn) for conn in closing}
+    now = _now()
+    for ps in scope.origins.values():
+        for conn in list(ps.conns):
+            cs: ConnState | None = getattr(conn, "_poolscope", None)
+            if cs is None or not cs.open or id(conn) in held:
+                continue
+            if id(conn) not in closed:
+                reason = CloseReason.SERVER_CLOSED  # the connection closed itself
+            elif _expired(conn, now):
+                reason = CloseReason.IDLE_EXPIRED
+            elif conn.has_expired():  # not by time: its socket is readable, the server closed it
+                reason = CloseReason.DROPPED
+            else:
+                reason = CloseReason.POOL_FULL  # more idle than the pool keeps, or room made
+            scope.recorder.connection_closed(cs, reason)
+
+
+def _expired(conn: Any, now: float) -> bool:
+    expire_at = getattr(getattr(conn, "_connection", None), "_expire_at", None)
+    return expire_at is not None and now > expire_at
+
+
+def _sync_handling(handle: Callable[..., Any]) -> Callable[..., Any]:
+    def handle_request(self: Any, request: Any) -> Any:
+        token = _handling.set(self)
+        try:
+            return handle(self, request)
+        finally:
+            _handling.reset(token)
+
+    return handle_request
+
+
+def _async_handling(handle: Callable[..., Any]) -> Callable[..., Any]:
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        token = _handling.set(self)
+        try:
+            return await handle(self, request)
+        finally:
+            _handling.reset(token)
+
+    return handle_async_request
+
+
+def _waiting(request: Any, timeout: float | None) -> PoolState | None:
+    """The pool state a request about to wait for a connection waits in (None: not ours)."""
+    pool = _handling.get(None)
+    scope: PoolScope | None = pool.__dict__.get("_poolscope") if pool is not None else None
+    if scope is None:
+        return None
+    try:
+        ps = scope.state(pool, request.url.origin)
+        scope.recorder.wait_started(ps, timeout)
+    except Exception:
+        internal_error("httpx wait")
+        return None
+    return ps
+
+
+def _waited(ps: PoolState, started: float, timed_out: bool) -> None:
+    try:
+        ps.recorder.wait_ended(ps, _now() - started, timed_out)
+    except Exception:
+        internal_error("httpx wait")
+
+
+def _sync_wait(wait: Callable[..., Any], pool_timeout: type[BaseException]) -> Callable[..., Any]:
+    def wait_for_connection(self: Any, timeout: float | None = None) -> Any:
+        if self.connection is not None:
+            return wait(self, timeout)
+        ps, started = _waiting(self.request, timeout), _now()
+        if ps is None:
+            return wait(self, timeout)
+        try:
+            conn = wait(self, timeout)
+        except pool_timeout:
+            _waited(ps, started, True)
+            raise
+        except BaseException:
+            _waited(ps, started, False)
+            raise
+        _waited(ps, started, False)
+        return conn
+
+    return wait_for_connection
+
+
+def _async_wait(wait: Callable[..., Any], pool_timeout: type[BaseException]) -> Callable[..., Any]:
+    async def wait_for_connection(self: Any, timeout: float | None = None) -> Any:
+        if self.connection is not None:
+            return await wait(self, timeout)
+        ps, started = _waiting(self.request, timeout), _now()
+        if ps is None:
+            return await wait(self, timeout)
+        try:
+            conn = await wait(self, timeout)
+        except pool_timeout:
+            _waited(ps, started, True)
+            raise
+        except BaseException:
+            _waited(ps, started, False)
+            raise
+        _waited(ps, started, False)
+        return conn
+
+    return wait_for_connection

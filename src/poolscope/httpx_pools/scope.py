@@ -1,0 +1,58 @@
+"""What poolscope keeps on one httpcore pool: the recorder it reports to and, per origin, the
+pool state its connections count in; and which pools report, one by one or all of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.events import PoolKey
+from ..core.recorder import Recorder
+from ..core.state import PoolState
+
+LIBRARY = "httpx"
+
+
+class PoolScope:
+    """What poolscope keeps on one httpcore pool (``pool._poolscope``): its recorder and, per
+    origin, the pool state connections to that origin report to."""
+
+    __slots__ = ("made", "origins", "recorder")
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.origins: dict[tuple[bytes, bytes, int], PoolState] = {}
+        self.made = 0  # connection objects made: a pass that ends with fewer let one go
+
+    def state(self, pool: Any, origin: Any) -> PoolState:
+        """The pool state of ``origin`` (an httpcore Origin) in ``pool``, made at its first
+        connection: sized by ``max_keepalive_connections``, the idle connections it keeps."""
+        named = (origin.scheme, origin.host, origin.port)  # an Origin is not hashable
+        ps = self.origins.get(named)
+        if ps is None:
+            key = PoolKey(origin.scheme.decode("ascii"), origin.host.decode("ascii"), origin.port)
+            ps = self.recorder.new_pool(pool, key, pool._max_keepalive_connections, LIBRARY)
+            ps.counting = True  # counted from the first request: nothing to switch on
+            self.origins[named] = ps
+        return ps
+
+
+def attach(pool: Any, recorder: Recorder) -> None:
+    """Make one httpcore pool report to ``recorder`` from now on (its open connections are
+    not counted: they were made before)."""
+    if pool.__dict__.get("_poolscope") is None:
+        pool._poolscope = PoolScope(recorder)
+
+
+def detach(pool: Any) -> None:
+    pool.__dict__.pop("_poolscope", None)
+
+
+# Pools with no PoolScope of their own report to this recorder (process-wide instrumentation).
+TARGET: list[Recorder] = []
+
+
+def scope_of(pool: Any) -> PoolScope | None:
+    scope: PoolScope | None = pool.__dict__.get("_poolscope")
+    if scope is None and TARGET:
+        scope = pool._poolscope = PoolScope(TARGET[0])
+    return scope

@@ -1,0 +1,164 @@
+"""httpx's pools (#30, first part): every ``httpx.Client`` and ``AsyncClient`` seen by
+process-wide instrumentation, its connections created, reused and closed and its requests
+counted as the server counts them, waits and PoolTimeouts as the program saw them, and advice
+in httpx's words with a number that, applied, leaves nothing to advise. Real httpx, HTTP/1.1,
+against loopback servers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import poolscope
+from poolscope.loopback import LoopbackServer
+
+httpx = pytest.importorskip("httpx")
+
+
+@pytest.fixture
+def instrumented() -> Iterator[None]:
+    poolscope.instrument(report=True)
+    try:
+        yield
+    finally:
+        poolscope.uninstrument()
+
+
+def row(server: LoopbackServer) -> Any:
+    (pool,) = [p for p in poolscope.report().pools if p.port == server.port]
+    return pool
+
+
+def advice(server: LoopbackServer) -> dict[str, Any]:
+    return {a.rule: a for a in poolscope.report().advice if a.origin == server.url}
+
+
+def threads_together(client: Any, url: str, n: int, rounds: int) -> None:
+    for _ in range(rounds):
+        workers = [threading.Thread(target=lambda: client.get(url).close()) for _ in range(n)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+
+def test_a_sync_client_is_counted_as_the_server_counts(instrumented: None) -> None:
+    with LoopbackServer("127.0.0.1", together=4) as server:
+        with httpx.Client(limits=httpx.Limits(max_keepalive_connections=10)) as client:
+            for _ in range(5):
+                client.get(server.url + "/x")
+            threads_together(client, server.url + "/together", 4, 3)
+        counted = server.requests, server.connections
+    pool = row(server)
+    assert (pool.requests, pool.created) == counted
+    assert pool.reused == pool.requests - pool.created > 0
+    assert pool.library == "httpx" and pool.peak_in_use == 4
+    assert pool.discarded == 0 and advice(server) == {}
+
+
+def test_more_busy_than_kept_idle_is_advised_in_httpx_words_and_the_number_holds(
+    instrumented: None,
+) -> None:
+    # Four threads at once through a pool that keeps two idle: httpcore closes the others as
+    # they come back, and opens new ones for the next round.
+    def run(keep: int) -> LoopbackServer:
+        with LoopbackServer("127.0.0.1", together=4) as server:
+            limits = httpx.Limits(max_connections=10, max_keepalive_connections=keep)
+            with httpx.Client(limits=limits) as client:
+                threads_together(client, server.url + "/together", 4, 3)
+            assert (row(server).requests, row(server).created) == (
+                server.requests,
+                server.connections,
+            )
+        return server
+
+    small = run(2)
+    pool, said = row(small), advice(small)
+    assert pool.discarded == pool.created - 2 > 0
+    assert said["pool_maxsize"].change.startswith(
+        "Raise max_keepalive_connections to 4: "
+        "httpx.Client(limits=httpx.Limits(max_keepalive_connections=4))"
+    )
+    enough = run(4)
+    assert row(enough).discarded == 0 and advice(enough) == {}
+    assert row(enough).created == 4
+
+
+def test_an_async_client_that_waits_is_advised_max_connections_and_the_number_holds(
+    instrumented: None,
+) -> None:
+    def run(most: int) -> LoopbackServer:
+        async def six_at_once(url: str) -> None:
+            limits = httpx.Limits(max_connections=most)
+            async with httpx.AsyncClient(limits=limits) as client:
+                await asyncio.gather(*[client.get(url) for _ in range(6)])
+
+        with LoopbackServer("127.0.0.1") as server:
+            asyncio.run(six_at_once(server.url + "/slow"))
+            assert (row(server).requests, row(server).created) == (
+                server.requests,
+                server.connections,
+            )
+        return server
+
+    small = run(2)
+    pool, said = row(small), advice(small)
+    assert pool.created == 2 and pool.waits >= 4 and pool.wait_timeouts == 0
+    assert said["pool_block"].change.startswith(
+        "Raise max_connections to 6: httpx.Client(limits=httpx.Limits(max_connections=6, "
+        "max_keepalive_connections=6))"
+    )
+    enough = run(6)
+    assert row(enough).waits == 0 and advice(enough) == {}
+
+
+def test_pool_timeouts_are_counted_as_the_program_saw_them(instrumented: None) -> None:
+    timeouts = []
+
+    def one(client: Any, url: str) -> None:
+        try:
+            client.get(url)
+        except httpx.PoolTimeout:
+            timeouts.append(1)
+
+    with LoopbackServer("127.0.0.1") as server:
+        limits = httpx.Limits(max_connections=1)
+        with httpx.Client(limits=limits, timeout=httpx.Timeout(5, pool=0.05)) as client:
+            workers = [
+                threading.Thread(target=one, args=(client, server.url + "/hold")) for _ in range(3)
+            ]
+            for worker in workers:
+                worker.start()
+            deadline = time.monotonic() + 10
+            while len(timeouts) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            server.release()
+            for worker in workers:
+                worker.join()
+    pool = row(server)
+    assert len(timeouts) == 2
+    assert pool.wait_timeouts == 2 and pool.waits == 2
+    assert "2 of them gave up (httpx.PoolTimeout)" in advice(server)["pool_block"].evidence
+
+
+def test_closes_say_why(instrumented: None) -> None:
+    # Idle past httpx's keepalive_expiry, and idle past the server's keep-alive limit.
+    with LoopbackServer("127.0.0.1") as ours, LoopbackServer("127.0.0.2", keepalive=0.2) as theirs:
+        with httpx.Client(limits=httpx.Limits(keepalive_expiry=0.2)) as client:
+            client.get(ours.url)
+            time.sleep(0.4)
+            client.get(ours.url)
+        with httpx.Client() as client:
+            client.get(theirs.url)
+            time.sleep(0.4)
+            client.get(theirs.url)
+        counted = [(s.requests, s.connections) for s in (ours, theirs)]
+    assert [(row(s).requests, row(s).created) for s in (ours, theirs)] == counted == [(2, 2)] * 2
+    assert row(ours).dropped == 0 and row(theirs).dropped == 1
+    kept = advice(theirs)["keepalive"]
+    assert kept.evidence.startswith(f"1 pooled connection(s) to {theirs.url} were found closed")
