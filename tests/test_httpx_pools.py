@@ -2,7 +2,8 @@
 process-wide instrumentation, its connections created, reused and closed and its requests
 counted as the server counts them, waits and PoolTimeouts as the program saw them, and advice
 in httpx's words with a number that, applied, leaves nothing to advise. Real httpx, HTTP/1.1,
-against loopback servers."""
+against loopback servers. Each test reports to a recorder of its own (a meter provider of its
+own): a recorder outlives a test, and a loopback port may come back."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ import pytest
 import poolscope
 from poolscope.loopback import LoopbackServer
 
+from .support.metrics import Metrics
+
 httpx = pytest.importorskip("httpx")
 
 
 @pytest.fixture
 def instrumented() -> Iterator[None]:
-    poolscope.instrument(report=True)
+    poolscope.instrument(report=True, meter_provider=Metrics().provider)
     try:
         yield
     finally:
@@ -30,7 +33,7 @@ def instrumented() -> Iterator[None]:
 
 
 def row(server: LoopbackServer) -> Any:
-    (pool,) = [p for p in poolscope.report().pools if p.port == server.port]
+    (pool,) = [p for p in poolscope.report().pools if p.origin == server.url]
     return pool
 
 
@@ -162,3 +165,23 @@ def test_closes_say_why(instrumented: None) -> None:
     assert row(ours).dropped == 0 and row(theirs).dropped == 1
     kept = advice(theirs)["keepalive"]
     assert kept.evidence.startswith(f"1 pooled connection(s) to {theirs.url} were found closed")
+
+
+def test_one_client_at_a_time_and_given_back() -> None:
+    # No process-wide instrumentation: only the client named reports, until given back.
+    with LoopbackServer("127.0.0.1") as server:
+        mine, other = httpx.Client(), httpx.Client()
+        provider = Metrics().provider
+        assert poolscope.instrument_httpx_client(mine, meter_provider=provider, report=True) is mine
+        for client in (mine, other, mine):
+            client.get(server.url)
+        assert (row(server).requests, row(server).created) == (2, 1)
+        poolscope.uninstrument_httpx_client(mine)
+        mine.get(server.url)
+        assert row(server).requests == 2  # given back: not counted
+        import httpcore
+
+        assert not hasattr(httpcore.ConnectionPool.create_connection, "__wrapped__")
+        mine.close(), other.close()
+    with pytest.raises(TypeError, match=r"for a requests\.Session use instrument_session"):
+        poolscope.instrument_httpx_client(object())

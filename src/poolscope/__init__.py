@@ -13,6 +13,7 @@ import logging
 
 from ._version import __version__
 from .core.events import CloseReason, EventKind, PoolEvent, PoolKey
+from .httpx_client import instrument_httpx_client, uninstrument_httpx_client
 from .instrumentation.connections import InstrumentedHTTPConnection, InstrumentedHTTPSConnection
 from .instrumentation.pools import InstrumentedHTTPConnectionPool, InstrumentedHTTPSConnectionPool
 from .poolmanager import InstrumentedPoolManager, instrument_pool_manager, uninstrument_pool_manager
@@ -41,10 +42,12 @@ __all__ = [
     "Report",
     "__version__",
     "instrument",
+    "instrument_httpx_client",
     "instrument_pool_manager",
     "instrument_session",
     "report",
     "uninstrument",
+    "uninstrument_httpx_client",
     "uninstrument_pool_manager",
     "uninstrument_session",
 ]

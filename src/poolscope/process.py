@@ -55,10 +55,10 @@ def instrument(
     That covers every new ``requests.Session`` (so ``requests.get()`` too), proxies, and SDKs
     that use urllib3 directly, with or without a ``PoolManager`` (boto3, the kubernetes
     client, elasticsearch, opensearch-py, docker-py), vendored copies of urllib3 (pip's), and
-    every httpx client, existing ones included, when httpx is installed. ``report=True`` also gathers
-    :func:`poolscope.report`'s data. Managers and pools that exist already are not touched: use
-    :func:`instrument_session` or :func:`instrument_pool_manager` for them. Calling it again
-    with the same options is harmless::
+    every httpx client, existing ones included, when httpx is installed. ``report=True`` also
+    gathers :func:`poolscope.report`'s data. urllib3 managers and pools that exist already are
+    not touched: use :func:`instrument_session` or :func:`instrument_pool_manager` for them.
+    Calling it again with the same options is harmless::
 
         poolscope.instrument()
         requests.get("https://example.org/")  # reported

@@ -43,7 +43,7 @@ from .connections import (
     sync_request,
     sync_returned,
 )
-from .scope import TARGET, PoolScope, scope_of
+from .scope import ATTACHED, TARGET, PoolScope, scope_of
 
 _now = time.monotonic
 
@@ -59,37 +59,57 @@ def instrument_httpcore(recorder: Recorder) -> Callable[[bool], None]:
     the SDKs built on them) reports to ``recorder``: httpcore and httpcore2 now if imported,
     else as soon as they are. Returns the undo (``undo(False)`` is the same: a pool keeps no
     hook of its own, so nothing can keep reporting)."""
-    undos: list[Callable[[], None]] = []
-    lock = threading.Lock()
-
-    def found(name: str) -> None:
-        with lock:
-            if watcher in sys.meta_path or name in sys.modules:
-                undo = instrument_module(name, recorder)
-                if undo is not None:
-                    undos.append(undo)
-
-    watcher = ImportWatcher(MODULES.__contains__, found)
+    TARGET[:] = [recorder]
+    watcher = ImportWatcher(MODULES.__contains__, _hook_found)
     sys.meta_path.insert(0, watcher)
     for name in MODULES:
         if name in sys.modules:
-            found(name)
+            hook(name)
 
     def undo(give_back: bool = True) -> None:
-        with lock:
-            if watcher in sys.meta_path:
-                sys.meta_path.remove(watcher)
-            for one in reversed(undos):
-                one()
-            undos.clear()
+        if watcher in sys.meta_path:
+            sys.meta_path.remove(watcher)
+        with _lock:
+            if TARGET and TARGET[0] is recorder:
+                TARGET.clear()
+        unhook_if_unused()
 
     return undo
 
 
-def instrument_module(name: str, recorder: Recorder | None) -> Callable[[], None] | None:
-    """Wrap the pool methods of the httpcore module ``name`` (``httpcore`` or ``httpcore2``);
-    with ``recorder``, every pool reports to it unless one says otherwise. None if the module
-    is not installed or not a version poolscope knows (1.0.3 and later); else the undo."""
+# The httpcore modules whose classes are wrapped, each with its undo.
+_hooked: dict[str, Callable[[], None]] = {}
+_lock = threading.RLock()
+
+
+def hook(name: str) -> bool:
+    """Wrap the pool methods of the httpcore module ``name`` (``httpcore`` or ``httpcore2``),
+    once; False if it is not installed or not a version poolscope knows (1.0.3 and later)."""
+    with _lock:
+        if name not in _hooked:
+            undo = _wrap(name)
+            if undo is None:
+                return False
+            _hooked[name] = undo
+        return True
+
+
+def _hook_found(name: str) -> None:
+    hook(name)
+
+
+def unhook_if_unused() -> None:
+    """Give httpcore its own methods back once no pool is to report (no process-wide
+    instrumentation, no client instrumented on its own)."""
+    with _lock:
+        if TARGET or ATTACHED:
+            return
+        for undo in _hooked.values():
+            undo()
+        _hooked.clear()
+
+
+def _wrap(name: str) -> Callable[[], None] | None:
     try:
         module = importlib.import_module(name)
         sync_pool = importlib.import_module(f"{name}._sync.connection_pool")
@@ -128,11 +148,8 @@ def instrument_module(name: str, recorder: Recorder | None) -> Callable[[], None
         wrapper = wrap(cls.__dict__[attr])
         wrapper.__wrapped__ = cls.__dict__[attr]
         setattr(cls, attr, wrapper)
-    if recorder is not None:
-        TARGET[:] = [recorder]
 
     def undo() -> None:
-        TARGET.clear()
         for cls, attr, original in originals:
             setattr(cls, attr, original)
 

@@ -3,6 +3,7 @@ pool state its connections count in; and which pools report, one by one or all o
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from ..core.events import PoolKey
@@ -36,19 +37,24 @@ class PoolScope:
         return ps
 
 
+# Pools with no PoolScope of their own report to this recorder (process-wide instrumentation).
+TARGET: list[Recorder] = []
+# Pools instrumented one client at a time.
+ATTACHED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def attach(pool: Any, recorder: Recorder) -> None:
-    """Make one httpcore pool report to ``recorder`` from now on (its open connections are
-    not counted: they were made before)."""
-    if pool.__dict__.get("_poolscope") is None:
+    """Make one httpcore pool report to ``recorder`` from now on (connections it opened
+    before are not counted)."""
+    scope: PoolScope | None = pool.__dict__.get("_poolscope")
+    if scope is None or scope.recorder is not recorder:
         pool._poolscope = PoolScope(recorder)
+    ATTACHED.add(pool)
 
 
 def detach(pool: Any) -> None:
     pool.__dict__.pop("_poolscope", None)
-
-
-# Pools with no PoolScope of their own report to this recorder (process-wide instrumentation).
-TARGET: list[Recorder] = []
+    ATTACHED.discard(pool)
 
 
 def scope_of(pool: Any) -> PoolScope | None:
