@@ -168,6 +168,17 @@ BY_ERROR = ("failed", "retries", "errors", "unretried")
 LAST = ("retry_setting", "library")
 
 
+def count_use(stats: PoolStats, used: float) -> None:
+    """A request held its connection ``used`` seconds (checkout to return), for the sinks that
+    time uses (see PoolStats.timed)."""
+    if stats.use_times is not None:
+        stats.use_times.append(used)
+    if stats.use_pending is not None:
+        stats.use_pending.append(used)
+    if used > stats.slowest:
+        stats.slowest = used
+
+
 def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
     """One key's counts across recorders or processes, as a snapshot that stays still."""
     total = PoolStats(key)

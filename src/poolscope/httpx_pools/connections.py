@@ -11,6 +11,7 @@ from typing import Any
 
 from ..core.errors import internal_error
 from ..core.state import ConnState
+from ..core.stats import count_use
 
 _now = time.monotonic
 
@@ -147,14 +148,8 @@ def _back(conn: Any) -> None:
     stats = cs.stats
     stats.idle += 1
     if cs.taken_at:
-        used = now - cs.taken_at
+        count_use(stats, now - cs.taken_at)
         cs.taken_at = 0.0
-        if stats.use_times is not None:
-            stats.use_times.append(used)
-        if stats.use_pending is not None:
-            stats.use_pending.append(used)
-        if used > stats.slowest:
-            stats.slowest = used
 
 
 # The response's close: counted idle before httpcore's own close runs, whose pass may hand the

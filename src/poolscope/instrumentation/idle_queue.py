@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import internal_error
 from ..core.state import ConnState, PoolState
-from ..core.stats import PoolStats
+from ..core.stats import count_use
 from .connections import adopt_connection
 
 _now = time.perf_counter
@@ -127,7 +127,7 @@ class InstrumentedQueueMixin(_QueueBase):
                     except Exception:
                         pass
                     if cs.taken_at:  # timed at checkout (the report or metrics want use times)
-                        _count_use(stats, now - cs.taken_at)
+                        count_use(stats, now - cs.taken_at)
                         cs.taken_at = 0.0
             with self.not_full:
                 if self.is_shutdown or (self.maxsize > 0 and self._qsize() >= self.maxsize):
@@ -167,7 +167,7 @@ class InstrumentedQueueMixin(_QueueBase):
                     except Exception:
                         pass
                     if cs.taken_at:  # timed at checkout (the report or metrics want use times)
-                        _count_use(stats, now - cs.taken_at)
+                        count_use(stats, now - cs.taken_at)
                         cs.taken_at = 0.0
             with self.not_full:
                 if self.maxsize > 0 and self._qsize() >= self.maxsize:
@@ -194,16 +194,6 @@ def instrumented_queue_class(base: type[Any]) -> type[Any]:
         cls = type(f"Instrumented{base.__name__}", (InstrumentedQueueMixin, base), {})
         cls = _queue_classes.setdefault(base, cls)
     return cls
-
-
-def _count_use(stats: PoolStats, used: float) -> None:
-    """A request held its connection ``used`` seconds (checkout to return)."""
-    if stats.use_times is not None:
-        stats.use_times.append(used)
-    if stats.use_pending is not None:
-        stats.use_pending.append(used)
-    if used > stats.slowest:
-        stats.slowest = used
 
 
 # What get() and put() call beyond stdlib's queue: functions, not methods. adopt_pool and
