@@ -135,7 +135,7 @@ def main() -> None:
     how = "sys.monitoring" if sys.version_info >= (3, 12) else "sys.settrace opcodes"
     print(f"bytecodes per reused-connection request ({REQUESTS} requests, {how})")
     with harness.nginx() as url:
-        for client in ("urllib3", "requests"):
+        for client in ("urllib3", "requests", "httpx"):
             if args.client and client != args.client:
                 continue
             if args.against not in harness.CONFIGURATIONS[client]:

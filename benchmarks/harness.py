@@ -120,6 +120,14 @@ CONFIGURATIONS = {
         "otel-urllib3",
         "otel-urllib3 + poolscope",
     ],
+    # httpx (#30): the same rows but the contrib ones, which are for the next step.
+    "httpx": [
+        "bare",
+        "bare, SDK set up",
+        "poolscope, no SDK",
+        "poolscope, SDK",
+        "poolscope, logging",
+    ],
 }
 
 # The traced request path: the contrib instrumentation makes a request span current for each
@@ -231,9 +239,28 @@ def make_checkout(kind: str, url: str) -> Callable[[], Any]:
     return cycle
 
 
+def make_httpx(kind: str, url: str) -> Callable[[], Any]:
+    import httpx  # poolscope's optional extra: only this client needs it
+
+    client = httpx.Client()
+    if kind == "bare, SDK set up":
+        _unused.append(sdk_providers())  # kept alive, never used; the request is bare's
+    if kind == "poolscope, no SDK":
+        poolscope.instrument_httpx_client(client)
+    elif kind == "poolscope, SDK":
+        mp, (tp, _exporter) = sdk_providers()
+        poolscope.instrument_httpx_client(client, meter_provider=mp, tracer_provider=tp)
+    elif kind == "poolscope, logging":
+        poolscope.instrument_httpx_client(client, mode="logging")
+    return lambda: client.get(url)
+
+
+_MAKERS = {"requests": make_requests, "urllib3": make_urllib3, "httpx": make_httpx}
+
+
 def make(client: str, kind: str, url: str) -> Callable[[], Any]:
-    """One request of configuration ``kind`` on ``client`` ("requests" or "urllib3")."""
-    return (make_requests if client == "requests" else make_urllib3)(kind, url)
+    """One request of configuration ``kind`` on ``client`` ("requests", "urllib3", "httpx")."""
+    return _MAKERS[client](kind, url)
 
 
 def clearing(call: Callable[[], Any], exporter: Any) -> Callable[[], Any]:
