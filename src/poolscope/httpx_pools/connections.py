@@ -74,10 +74,10 @@ def _connect_timeout(request: Any) -> bool:
     return request.extensions.get("timeout", {}).get("connect") is not None
 
 
-def _taken(conn: Any) -> bool:
-    """A request is about to go out on ``conn``: out of the idle ones (True if it was one)."""
-    cs: ConnState | None = getattr(conn, "_poolscope", None)
-    if cs is None or not cs.in_pool:
+def _taken(cs: ConnState) -> bool:
+    """A request is about to go out on its connection: out of the idle ones (True if it was
+    one)."""
+    if not cs.in_pool:
         return False
     cs.in_pool = False
     stats = cs.stats
@@ -90,14 +90,12 @@ def _taken(conn: Any) -> bool:
     return True
 
 
-def _served(conn: Any, reused: bool) -> None:
-    """A request on ``conn`` got its response: a reuse, if the connection was open before."""
-    cs: ConnState | None = getattr(conn, "_poolscope", None)
-    if reused and cs is not None and cs.open:
-        try:
-            cs.pool.recorder.connection_reused(cs)
-        except Exception:
-            internal_error("httpx request")
+def _served(cs: ConnState) -> None:
+    """A request on an open connection got its response: a reuse."""
+    try:
+        cs.pool.recorder.connection_reused(cs)
+    except Exception:
+        internal_error("httpx request")
 
 
 def _not_served(conn: Any, taken: bool) -> None:
@@ -107,16 +105,24 @@ def _not_served(conn: Any, taken: bool) -> None:
         _back(conn)
 
 
+# A request on a connection: counted (idle, in use, reused) once its pool counts; until then
+# the wrapper costs one test.
+
+
 def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
     def handle_request(self: Any, request: Any) -> Any:
+        cs: ConnState | None = self.__dict__.get("_poolscope")
+        if cs is None or not cs.pool.counting:
+            return handle(self, request)
         reused = self._connection is not None
-        taken = _taken(self)
+        taken = _taken(cs)
         try:
             response = handle(self, request)
         except BaseException:
             _not_served(self, taken)
             raise
-        _served(self, reused)
+        if reused and cs.open:
+            _served(cs)
         return response
 
     return handle_request
@@ -124,14 +130,18 @@ def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
 
 def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
     async def handle_async_request(self: Any, request: Any) -> Any:
+        cs: ConnState | None = self.__dict__.get("_poolscope")
+        if cs is None or not cs.pool.counting:
+            return await handle(self, request)
         reused = self._connection is not None
-        taken = _taken(self)
+        taken = _taken(cs)
         try:
             response = await handle(self, request)
         except BaseException:
             _not_served(self, taken)
             raise
-        _served(self, reused)
+        if reused and cs.open:
+            _served(cs)
         return response
 
     return handle_async_request
@@ -140,8 +150,8 @@ def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
 def _back(conn: Any) -> None:
     """The request on ``conn`` is done: the connection is idle in its pool (if it closes
     instead, the pool's pass that lets it go accounts for that)."""
-    cs: ConnState | None = getattr(conn, "_poolscope", None)
-    if cs is None or not cs.open or cs.in_pool:
+    cs: ConnState | None = conn.__dict__.get("_poolscope")
+    if cs is None or not cs.open or cs.in_pool or not cs.pool.counting:
         return
     cs.in_pool = True
     cs.idle_since = now = _now()
@@ -157,7 +167,7 @@ def _back(conn: Any) -> None:
 
 
 def _returning(stream: Any) -> None:
-    if not stream._closed:
+    if not stream._closed and stream._pool_request.connection is not None:
         try:
             _back(stream._pool_request.connection)
         except Exception:

@@ -22,7 +22,6 @@ does; poolscope's part runs in ``try`` blocks that report their own failures and
 
 from __future__ import annotations
 
-import contextvars
 import importlib
 import sys
 import threading
@@ -46,9 +45,6 @@ from .connections import (
 from .scope import ATTACHED, TARGET, PoolScope, scope_of
 
 _now = time.monotonic
-
-# The pool whose request is being handled in this context: a waiting PoolRequest's pool.
-_handling: contextvars.ContextVar[Any] = contextvars.ContextVar("poolscope_httpx_pool")
 
 
 MODULES = ("httpcore", "httpcore2")  # httpx's, and httpx2's (pydantic's fork, openai's 3.x)
@@ -134,8 +130,6 @@ def _wrap(name: str) -> Callable[[], None] | None:
         (async_conn.AsyncHTTPConnection, "_connect", async_connect),
         (sync_conn.HTTPConnection, "handle_request", sync_request),
         (async_conn.AsyncHTTPConnection, "handle_async_request", async_request),
-        (module.ConnectionPool, "handle_request", _sync_handling),
-        (module.AsyncConnectionPool, "handle_async_request", _async_handling),
     ]
     for pool_class in (module.ConnectionPool, module.AsyncConnectionPool):
         patches.append((pool_class, "_assign_requests_to_connections", _assigned))
@@ -187,6 +181,9 @@ def _assigned(assign: Callable[..., Any]) -> Callable[..., Any]:
         scope: PoolScope | None = self.__dict__.get("_poolscope")
         if scope is None:
             return assign(self)
+        requests = self._requests
+        if requests:  # the newest request is a handle_request's, about to wait if it must
+            requests[-1]._poolscope_pool = self
         before, made = len(self._connections), scope.made
         closing = assign(self)
         if closing or len(self._connections) != before + scope.made - made:
@@ -227,36 +224,14 @@ def _expired(conn: Any, now: float) -> bool:
     return expire_at is not None and now > expire_at
 
 
-def _sync_handling(handle: Callable[..., Any]) -> Callable[..., Any]:
-    def handle_request(self: Any, request: Any) -> Any:
-        token = _handling.set(self)
-        try:
-            return handle(self, request)
-        finally:
-            _handling.reset(token)
-
-    return handle_request
-
-
-def _async_handling(handle: Callable[..., Any]) -> Callable[..., Any]:
-    async def handle_async_request(self: Any, request: Any) -> Any:
-        token = _handling.set(self)
-        try:
-            return await handle(self, request)
-        finally:
-            _handling.reset(token)
-
-    return handle_async_request
-
-
-def _waiting(request: Any, timeout: float | None) -> PoolState | None:
+def _waiting(pool_request: Any, timeout: float | None) -> PoolState | None:
     """The pool state a request about to wait for a connection waits in (None: not ours)."""
-    pool = _handling.get(None)
+    pool = pool_request.__dict__.get("_poolscope_pool")  # tagged by the pool's pass
     scope: PoolScope | None = pool.__dict__.get("_poolscope") if pool is not None else None
     if scope is None:
         return None
     try:
-        ps = scope.state(pool, request.url.origin)
+        ps = scope.state(pool, pool_request.request.url.origin)
         scope.recorder.wait_started(ps, timeout)
     except Exception:
         internal_error("httpx wait")
@@ -275,7 +250,7 @@ def _sync_wait(wait: Callable[..., Any], pool_timeout: type[BaseException]) -> C
     def wait_for_connection(self: Any, timeout: float | None = None) -> Any:
         if self.connection is not None:
             return wait(self, timeout)
-        ps, started = _waiting(self.request, timeout), _now()
+        ps, started = _waiting(self, timeout), _now()
         if ps is None:
             return wait(self, timeout)
         try:
@@ -296,7 +271,7 @@ def _async_wait(wait: Callable[..., Any], pool_timeout: type[BaseException]) -> 
     async def wait_for_connection(self: Any, timeout: float | None = None) -> Any:
         if self.connection is not None:
             return await wait(self, timeout)
-        ps, started = _waiting(self.request, timeout), _now()
+        ps, started = _waiting(self, timeout), _now()
         if ps is None:
             return await wait(self, timeout)
         try:

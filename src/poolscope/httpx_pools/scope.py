@@ -17,12 +17,13 @@ class PoolScope:
     """What poolscope keeps on one httpcore pool (``pool._poolscope``): its recorder and, per
     origin, the pool state connections to that origin report to."""
 
-    __slots__ = ("made", "origins", "recorder")
+    __slots__ = ("counting", "made", "origins", "recorder")
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.origins: dict[tuple[bytes, bytes, int], PoolState] = {}
         self.made = 0  # connection objects made: a pass that ends with fewer let one go
+        self.counting = False  # its recorder's counting switch is on (see start_counting)
 
     def state(self, pool: Any, origin: Any) -> PoolState:
         """The pool state of ``origin`` (an httpcore Origin) in ``pool``, made at its first
@@ -31,9 +32,16 @@ class PoolScope:
         ps = self.origins.get(named)
         if ps is None:
             key = PoolKey(origin.scheme.decode("ascii"), origin.host.decode("ascii"), origin.port)
-            ps = self.recorder.new_pool(pool, key, pool._max_keepalive_connections, LIBRARY)
-            ps.counting = True  # counted from the first request: nothing to switch on
+            recorder = self.recorder
+            ps = recorder.new_pool(pool, key, pool._max_keepalive_connections, LIBRARY)
             self.origins[named] = ps
+            # As urllib3's pools: reuses and idle connections are counted once some sink acts
+            # on them (an SDK, the report, logging); until then a reuse costs one test.
+            if not self.counting:
+                recorder.watch_pool(pool, start_counting)
+                if recorder.should_count():
+                    start_counting(pool)
+            ps.counting = self.counting
         return ps
 
 
@@ -41,6 +49,22 @@ class PoolScope:
 TARGET: list[Recorder] = []
 # Pools instrumented one client at a time.
 ATTACHED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def start_counting(pool: Any) -> None:
+    """From now on, ``pool``'s pool states count reuses and idle connections; the open ones
+    idle now count as idle (with no idle time: how long they have sat is not known)."""
+    scope: PoolScope | None = pool.__dict__.get("_poolscope")
+    if scope is None or scope.counting:
+        return
+    scope.counting = True
+    for ps in list(scope.origins.values()):
+        ps.counting = True
+    for conn in list(pool._connections):
+        cs = conn.__dict__.get("_poolscope")
+        if cs is not None and cs.open and not cs.in_pool and conn.is_idle():
+            cs.in_pool = True
+            cs.stats.idle += 1
 
 
 def attach(pool: Any, recorder: Recorder) -> None:

@@ -136,7 +136,10 @@ class ReportSink(Sink):
         # Its counts when this sink was added: the report covers what came after.
         self.baseline = {s.key: combined(s.key, [s]) for s in recorder.all_stats()}
         self.baseline_folded = recorder.folded_hosts
-        self._lock = threading.Lock()
+        # Reentrant: the garbage collector may run a connection's finalizer (an event for this
+        # sink) at any allocation, also one made while this thread holds the lock. What is
+        # iterated under it is a copy, so such an event cannot change it underway.
+        self._lock = threading.RLock()
         self.pools: dict[int, PoolRecord] = {}
         self.samples: dict[PoolKey, Samples] = {}
         self.started = time.time()
@@ -217,7 +220,7 @@ class ReportSink(Sink):
             befores = [b for key in keys if (b := self.baseline.pop(key, None)) is not None]
             if befores:
                 add_into(self.baseline.setdefault(OTHER_HOSTS, PoolStats(OTHER_HOSTS)), befores)
-            self.pools = {i: rec for i, rec in self.pools.items() if rec.key not in gone}
+            self.pools = {i: rec for i, rec in list(self.pools.items()) if rec.key not in gone}
 
     def forget(self) -> None:
         """Start afresh (a forked child: what it holds is its parent's)."""
@@ -238,7 +241,7 @@ class ReportSink(Sink):
         """A copy of every key's samples, taken under the lock."""
         with self._lock:
             copies = {}
-            for key, samples in self.samples.items():
+            for key, samples in list(self.samples.items()):
                 copies[key] = Samples()
                 copies[key].extend(samples)  # a copy: the lists are new
             return copies
@@ -271,7 +274,7 @@ def renew_locks_after_fork() -> None:
     global _sinks_lock
     _sinks_lock = threading.Lock()
     for sink in _sinks:
-        sink._lock = threading.Lock()
+        sink._lock = threading.RLock()
         sink.recorder.renew_lock()
 
 
