@@ -181,9 +181,12 @@ def _assigned(assign: Callable[..., Any]) -> Callable[..., Any]:
         scope: PoolScope | None = self.__dict__.get("_poolscope")
         if scope is None:
             return assign(self)
-        requests = self._requests
-        if requests:  # the newest request is a handle_request's, about to wait if it must
-            requests[-1]._poolscope_pool = self
+        try:
+            requests = self._requests
+            if requests:  # the newest request is a handle_request's, about to wait if it must
+                requests[-1]._poolscope_pool = self
+        except Exception:
+            internal_error("httpx pool")
         before, made = len(self._connections), scope.made
         closing = assign(self)
         if closing or len(self._connections) != before + scope.made - made:
