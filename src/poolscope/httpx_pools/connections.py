@@ -16,14 +16,14 @@ from ..core.stats import count_use
 _now = time.monotonic
 
 
-def _opened(conn: Any, stream: Any, started: float) -> None:
+def _opened(conn: Any, request: Any, stream: Any, started: float) -> None:
     cs: ConnState | None = getattr(conn, "_poolscope", None)
     if cs is None:
         return
     try:
         ssl_object = stream.get_extra_info("ssl_object")
         tls_version = ssl_object.version() if ssl_object is not None else None
-        timeout = conn._connect_timeout_given  # set by the request wrapper
+        timeout = request.extensions.get("timeout", {}).get("connect") is not None
         cs.pool.recorder.connection_created(
             cs, _now() - started, None, tls_version, connect_timeout=timeout
         )
@@ -43,13 +43,12 @@ def _failed(conn: Any, exc: BaseException, started: float) -> None:
 def sync_connect(connect: Callable[..., Any]) -> Callable[..., Any]:
     def _connect(self: Any, request: Any) -> Any:
         started = _now()
-        self._connect_timeout_given = _connect_timeout(request)
         try:
             stream = connect(self, request)
         except Exception as exc:
             _failed(self, exc, started)
             raise
-        _opened(self, stream, started)
+        _opened(self, request, stream, started)
         return stream
 
     return _connect
@@ -58,20 +57,15 @@ def sync_connect(connect: Callable[..., Any]) -> Callable[..., Any]:
 def async_connect(connect: Callable[..., Any]) -> Callable[..., Any]:
     async def _connect(self: Any, request: Any) -> Any:
         started = _now()
-        self._connect_timeout_given = _connect_timeout(request)
         try:
             stream = await connect(self, request)
         except Exception as exc:
             _failed(self, exc, started)
             raise
-        _opened(self, stream, started)
+        _opened(self, request, stream, started)
         return stream
 
     return _connect
-
-
-def _connect_timeout(request: Any) -> bool:
-    return request.extensions.get("timeout", {}).get("connect") is not None
 
 
 def _taken(cs: ConnState) -> bool:
