@@ -13,11 +13,14 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from typing import Any
 
 import pytest
 
 from poolscope.loopback import LoopbackServer
+
+from .support.metrics import Metrics
 
 PRELUDE = """
 import functools, sys, threading, time, requests
@@ -339,6 +342,39 @@ def test_a_session_instrumented_after_it_connected_reports_its_reuses(hosts: Any
     mine = [p for p in poolscope.report().pools if p.port == a.port]
     assert [(p.created, p.reused, p.requests) for p in mine] == [(0, 3, 3)]
     assert a.connections == 1
+    poolscope.uninstrument_session(s)
+
+
+def test_a_pool_that_worked_before_the_report_began_lends_it_nothing(hosts: Any) -> None:
+    # A pool of pool_maxsize=10 works, then the report begins and another pool to the same
+    # host, pool_maxsize=2 and blocking, makes three threads wait: the row is the second
+    # pool's alone, its maxsize too, and the advice's number is what it needed (2 + 3), not
+    # the first pool's 10 plus the waiters.
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    import poolscope
+
+    a = hosts[0]
+    before = requests.Session()
+    before.mount("http://", HTTPAdapter(pool_maxsize=10))
+    poolscope.instrument_session(before, meter_provider=Metrics().provider)
+    before.get(a.url)
+    s = requests.Session()
+    s.mount("http://", HTTPAdapter(pool_maxsize=2, pool_block=True))
+    poolscope.instrument_session(s, meter_provider=Metrics().provider, report=True)
+    workers = [threading.Thread(target=s.get, args=(a.url + "/slow",)) for _ in range(5)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    (mine,) = [p for p in poolscope.report().pools if p.port == a.port]
+    assert (mine.requests, mine.created, mine.pool_maxsize) == (5, 2, 2)
+    said = {x.rule: x for x in poolscope.report().advice if x.origin == a.url}
+    assert mine.waits == 3
+    change = said["pool_block"].change
+    assert change.startswith("Raise pool_maxsize to 5: HTTPAdapter(pool_maxsize=5, ")
+    poolscope.uninstrument_session(before)
     poolscope.uninstrument_session(s)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from .core.recorder import Recorder
 from .instrumentation.pools import use_recorder_lookup
-from .reporting.records import ReportSink, new_report_sink
+from .reporting.records import ReportSink, all_sinks, new_report_sink
 from .sinks.logs import LoggingSink
 
 MODES: tuple[str, ...] = ("otel", "logging")
@@ -101,11 +101,14 @@ def report_recorder() -> Recorder:
 
 
 def stop_report() -> None:
-    """Recorders made from now on no longer feed the report (those that do keep doing so). For
-    tests, which must not leak one test's report into the next test's counts."""
+    """Recorders made from now on no longer feed the report (those that do keep doing so), and
+    the report starts again from nothing. For tests, which must not leak one test's report
+    into the next test's counts."""
     global _report_on
     with _lock:
         _report_on = False
+    for sink in all_sinks():
+        sink.restart()
 
 
 def _start_report() -> list[Recorder]:

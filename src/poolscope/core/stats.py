@@ -179,6 +179,20 @@ def count_use(stats: PoolStats, used: float) -> None:
         stats.slowest = used
 
 
+def counted_work(stats: PoolStats) -> bool:
+    """Whether ``stats`` counted any work: a connection made or reused, a failure, a wait, an
+    eviction, an error or a retry (a pool made and never used counted none)."""
+    return bool(
+        stats.created
+        or stats.reused
+        or stats.failed
+        or stats.waits
+        or stats.evictions
+        or stats.errors
+        or stats.retries
+    )
+
+
 def combined(key: PoolKey, parts: list[PoolStats]) -> PoolStats:
     """One key's counts across recorders or processes, as a snapshot that stays still."""
     total = PoolStats(key)

@@ -233,6 +233,14 @@ class ReportSink(Sink):
                 stats.use_times.clear()
             stats.slowest = 0.0
 
+    def restart(self) -> None:
+        """Count from now, as if just added: the report's counts start again (tests: one
+        test's report is not the next one's, even where a loopback port comes back)."""
+        self.forget()
+        with self._lock:
+            self.baseline = {s.key: combined(s.key, [s]) for s in self.recorder.all_stats()}
+            self.baseline_folded = self.recorder.folded_hosts
+
     def records(self) -> list[PoolRecord]:
         with self._lock:
             return list(self.pools.values())

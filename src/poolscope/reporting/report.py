@@ -15,7 +15,7 @@ from typing import Any
 from ..core.events import PoolKey
 from ..core.folding import OTHER_HOSTS
 from ..core.libraries import met_unknown
-from ..core.stats import combined
+from ..core.stats import combined, counted_work
 from .advice import Evidence, advise
 from .limits import left_out_by_limits, other_hosts
 from .records import PoolRecord, Samples, all_sinks, by_manager
@@ -193,9 +193,7 @@ def report_from(parts: list[Seen], *, incomplete: tuple[str, ...] = ()) -> Repor
         # One process's counts and samples are already copies that stay still (gathered, or
         # read back): only several are merged into new ones.
         total = of_key[0] if len(of_key) == 1 else combined(key, of_key)
-        if not (
-            total.created or total.reused or total.failed or total.waits or total.evictions
-        ) and not (total.errors or total.retries):
+        if not counted_work(total):
             continue  # a pool that was made and never used
         sampled = [part for p in parts if (part := p.samples.get(key)) is not None]
         if len(sampled) == 1:

@@ -16,7 +16,17 @@ from typing import Any
 from ..core.events import PoolKey
 from ..core.folding import OTHER_HOSTS
 from ..core.libraries import unknown_met
-from ..core.stats import BY_ERROR, GAUGES, HIGHEST, LAST, SUMMED, PoolStats, combined, minus
+from ..core.stats import (
+    BY_ERROR,
+    GAUGES,
+    HIGHEST,
+    LAST,
+    SUMMED,
+    PoolStats,
+    combined,
+    counted_work,
+    minus,
+)
 from .records import Lane, PoolRecord, Samples, all_sinks
 from .vendored import vendored_copies
 
@@ -53,7 +63,11 @@ def gather() -> Seen:
         for key, part in sink.samples_snapshot().items():
             seen.samples.setdefault(key, Samples()).extend(part)
         for one in sink.recorder.all_stats():  # what it counted since the report began
-            parts.setdefault(one.key, []).append(minus(one, sink.baseline.get(one.key)))
+            counted = minus(one, sink.baseline.get(one.key))
+            # A pool that did nothing since then adds nothing, not even its maxima and settings
+            # (the maxsize of a pool that last worked before the report began).
+            if counted_work(counted):
+                parts.setdefault(one.key, []).append(counted)
     seen.stats = {key: combined(key, stats) for key, stats in parts.items()}
     seen.records.sort(key=lambda r: r.pool_id)
     return seen
