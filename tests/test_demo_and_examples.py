@@ -54,8 +54,9 @@ def test_demo_replays_every_scenario_with_its_counts() -> None:
         "-> Raise pool_maxsize to 2: HTTPAdapter(pool_maxsize=2)"
         " (urllib3: PoolManager(maxsize=2)).",
         advice[3],
-        "-> Raise pool_maxsize to 2: HTTPAdapter(pool_maxsize=2, pool_block=True), or use fewer"
-        " concurrent workers.",
+        "-> Raise pool_maxsize to 2: HTTPAdapter(pool_maxsize=2, pool_block=True); or run at most"
+        " 1 request(s) at once (fewer worker threads, or an asyncio.Semaphore(1) around the"
+        " tasks).",
         # /slow takes 0.1 s: four times the p99, rounded up.
         "-> Set a timeout (4 times the p99, above the slowest):"
         " session.get(url, timeout=(3.05, 1)).",

@@ -8,6 +8,7 @@ own): a recorder outlives a test, and a loopback port may come back."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -146,7 +147,66 @@ def test_pool_timeouts_are_counted_as_the_program_saw_them(instrumented: None) -
     pool = row(server)
     assert len(timeouts) == 2
     assert pool.wait_timeouts == 2 and pool.waits == 2
-    assert "2 of them gave up (httpx.PoolTimeout)" in advice(server)["pool_block"].evidence
+    evidence = advice(server)["pool_block"].evidence
+    assert "2 of them gave up after the pool timeout of 50 ms (httpx.PoolTimeout)" in evidence
+
+
+def test_pool_timeouts_are_explained_and_each_fix_offered_holds(instrumented: None) -> None:
+    # Three threads through one connection, a pool timeout of 50 ms and responses of 100 ms:
+    # two give up. The report says how many were in flight and how long they waited, and
+    # offers more connections or a longer pool timeout with numbers that, applied, end the
+    # timeouts (and, for the connections, the waits).
+    def run(most: int, pool: float) -> tuple[LoopbackServer, int]:
+        timeouts = []
+
+        def one(client: Any, url: str) -> None:
+            try:
+                client.get(url)
+            except httpx.PoolTimeout:
+                timeouts.append(1)
+
+        with LoopbackServer("127.0.0.1") as server:
+            limits, timeout = httpx.Limits(max_connections=most), httpx.Timeout(5, pool=pool)
+            with httpx.Client(limits=limits, timeout=timeout) as client:
+                workers = [
+                    threading.Thread(target=one, args=(client, server.url + "/slow"))
+                    for _ in range(3)
+                ]
+                for worker in workers:
+                    worker.start()
+                for worker in workers:
+                    worker.join()
+        return server, len(timeouts)
+
+    server, timeouts = run(1, 0.05)
+    said = advice(server)["pool_block"]
+    assert timeouts == row(server).wait_timeouts == 2
+    assert "up to 3 were in flight at once, 1 on connections and 2 waiting" in said.evidence
+    assert "2 of them gave up after the pool timeout of 50 ms (httpx.PoolTimeout)" in said.evidence
+    assert said.change.startswith("Raise max_connections to 3: ")
+    longer = re.search(r"let requests wait longer: .*pool=([0-9.]+)\)\)", said.change)
+    assert longer is not None, said.change
+    server, timeouts = run(1, float(longer[1]))
+    assert timeouts == row(server).wait_timeouts == 0 and row(server).waits >= 2
+    server, timeouts = run(3, 0.05)
+    assert timeouts == row(server).waits == 0 and advice(server) == {}
+
+
+def test_more_tasks_at_once_than_a_pool_should_serve_are_told_to_be_bounded(
+    instrumented: None,
+) -> None:
+    async def crowd(url: str) -> None:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=2)) as client:
+            await asyncio.gather(*[client.get(url) for _ in range(200)])
+
+    with LoopbackServer("127.0.0.1") as server:
+        asyncio.run(crowd(server.url + "/x"))
+    said = advice(server)["pool_block"]
+    assert row(server).created == 2 and row(server).requests == server.requests == 200
+    assert said.change.startswith(
+        "200 requests at once is more than one pool should open connections for: Run at most "
+        "2 request(s) at once (fewer worker threads, or an asyncio.Semaphore(2) around the tasks)"
+    )
 
 
 def test_closes_say_why(instrumented: None) -> None:

@@ -40,6 +40,8 @@ class Library:
     # (template field {n}: Retry's arguments); None where the library sets its own.
     timeout: Knob | None = None
     retries: Knob | None = None
+    # How long a request waits for a free connection before it gives up (template field {n}).
+    pool_timeout: Knob | None = None
     missing: str = ""
     gave_up: str = "EmptyPoolError"  # what a request that waited too long for a connection got
     # For a library poolscope has no entry for (see poolscope.instrumentation.unknown): which
@@ -62,6 +64,7 @@ URLLIB3 = Library(
         "timeout", "urllib3.PoolManager(timeout=urllib3.Timeout(connect={connect}, read={read}))"
     ),
     retries=Knob("retries", "urllib3.PoolManager(retries=urllib3.Retry({n}))"),
+    pool_timeout=Knob("pool_timeout", "http.request(method, url, pool_timeout={n})"),
 )
 
 LIBRARIES: tuple[Library, ...] = (
@@ -81,6 +84,7 @@ LIBRARIES: tuple[Library, ...] = (
             "httpx.Client(limits=httpx.Limits(max_connections={n}, max_keepalive_connections={n}))",
         ),
         timeout=Knob("timeout", "httpx.Client(timeout=httpx.Timeout({read}, connect={connect}))"),
+        pool_timeout=Knob("pool", "httpx.Client(timeout=httpx.Timeout(..., pool={n}))"),
         missing="an httpx client keeps one pool for all its hosts",
         gave_up="httpx.PoolTimeout",
     ),

@@ -14,6 +14,7 @@ from ..core.stats import PoolStats, needed
 from .records import PoolRecord, Samples, by_manager
 from .summaries import Advice
 from .timeouts import advise_timeouts
+from .waits import advise_waits
 
 # How many throwaway sessions to one host before "use one Session" is worth saying.
 THROWAWAY_SESSIONS = 5
@@ -40,7 +41,7 @@ def advise(evidence: list[Evidence]) -> list[Advice]:
         advice += _pool_full(origin, ev.stats, ev.library)
         advice += _throwaway_sessions(origin, ev.records)
         advice += _dropped(origin, ev.samples)
-        advice += _waits(origin, ev.stats, ev.library)
+        advice += advise_waits(origin, ev.stats, ev.samples, ev.library)
         advice += _server_closes(origin, ev.stats)
         advice += _unread(origin, ev.stats.unreturned + ev.active_at_end)
         advice += advise_timeouts(origin, ev.stats, ev.samples.connect_times, ev.library)
@@ -131,35 +132,6 @@ def _dropped(origin: str, samples: Samples) -> list[Advice]:
                 f"{busier} (fewer sessions or a smaller pool)."
             ),
             waste=dropped,
-        )
-    ]
-
-
-def _waits(origin: str, stats: PoolStats, lib: Library) -> list[Advice]:
-    waits = stats.waits
-    if not waits:
-        return []
-    # The connections a request waits for: a pool's maxsize (urllib3's, with block=True), or,
-    # where the limit on open connections is a setting of its own (httpx's max_connections),
-    # those in use when requests waited.
-    knob = lib.block or lib.maxsize
-    own_limit = knob.name != lib.maxsize.name
-    limit = max(stats.maxsize, stats.peak_in_use) if own_limit else stats.maxsize
-    need = limit + stats.peak_waiting
-    timeouts = stats.wait_timeouts
-    longest = stats.max_wait
-    also = f", {timeouts} of them gave up ({lib.gave_up})" if timeouts else ""
-    return [
-        Advice(
-            rule="pool_block",
-            origin=origin,
-            evidence=(
-                f"{waits} request(s) to {origin} waited for a free connection (the pool "
-                f"blocks, {knob.name}={limit}), the longest {longest * 1000:.0f} ms"
-                f"{also}; up to {need} requests wanted a connection at once."
-            ),
-            change=_raise(knob, lib, need)[:-1] + ", or use fewer concurrent workers.",
-            waste=waits,
         )
     ]
 

@@ -94,6 +94,9 @@ class Samples:
         "idle_times",
         "idles_seen",
         "occupancy",
+        "pool_timeout",
+        "wait_times",
+        "waits_seen",
     )
 
     def __init__(self) -> None:
@@ -101,9 +104,12 @@ class Samples:
         self.connect_times: list[float] = []
         self.idle_times: list[float] = []
         self.drop_idle_times: list[float] = []
+        self.wait_times: list[float] = []  # how long requests waited for a free connection
         self.connects_seen = 0  # samples offered to each reservoir
         self.idles_seen = 0
         self.drops_seen = 0
+        self.waits_seen = 0
+        self.pool_timeout = 0.0  # the longest a waiting request would wait (0: no limit seen)
 
     def extend(self, other: Samples) -> None:
         """Take in another recorder's or process's samples of the same key."""
@@ -113,6 +119,9 @@ class Samples:
         self.connects_seen += other.connects_seen
         self.idles_seen += other.idles_seen
         self.drops_seen += other.drops_seen
+        self.wait_times += other.wait_times
+        self.waits_seen += other.waits_seen
+        self.pool_timeout = max(self.pool_timeout, other.pool_timeout)
         self.occupancy.extend(other.occupancy)
 
 
@@ -168,6 +177,11 @@ class ReportSink(Sink):
                 samples.occupancy.mark(samples.occupancy.discards, now)
             elif kind is EventKind.WAIT_STARTED:
                 samples.occupancy.mark(samples.occupancy.waits, now)
+                if event.timeout is not None and event.timeout > samples.pool_timeout:
+                    samples.pool_timeout = event.timeout
+            elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
+                samples.waits_seen += 1
+                _sample(samples.wait_times, event.duration or 0.0, samples.waits_seen)
             if stats is not None:
                 samples.occupancy.sample(now, stats.open - stats.idle, stats.idle, stats.waiting)
             rec = self._record(event)

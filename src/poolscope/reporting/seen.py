@@ -125,6 +125,9 @@ def to_json(seen: Seen) -> dict[str, Any]:
                 "drops_seen": s.drops_seen,
                 "connects_seen": s.connects_seen,
                 "idles_seen": s.idles_seen,
+                "wait": s.wait_times,
+                "waits_seen": s.waits_seen,
+                "pool_timeout": s.pool_timeout,
                 "occupancy": {
                     "points": s.occupancy.points,
                     "discards": s.occupancy.discards,
@@ -176,6 +179,9 @@ def from_json(data: dict[str, Any]) -> Seen:
         samples.drops_seen = item["drops_seen"]
         samples.connects_seen = item["connects_seen"]
         samples.idles_seen = item["idles_seen"]
+        samples.wait_times = item["wait"]
+        samples.waits_seen = item["waits_seen"]
+        samples.pool_timeout = item["pool_timeout"]
         occupancy = item["occupancy"]
         samples.occupancy.points = [tuple(p) for p in occupancy["points"]]
         samples.occupancy.discards = occupancy["discards"]

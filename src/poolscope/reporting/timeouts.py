@@ -48,7 +48,11 @@ def response_times(stats: PoolStats) -> dict[str, float]:
 
 def suggested_read_timeout(times: dict[str, float]) -> float:
     """Several times the p99, never below the slowest response seen, rounded up."""
-    wanted = max(P99_TIMES * times["p99"], times["max"])
+    return rounded_up(max(P99_TIMES * times["p99"], times["max"]))
+
+
+def rounded_up(wanted: float) -> float:
+    """``wanted`` seconds rounded up to one of ROUND_UP_TO, or to whole minutes beyond."""
     for step in ROUND_UP_TO:
         if step >= wanted:
             return float(step)
