@@ -115,11 +115,14 @@ class ConnState:
         "id",
         "idle_since",
         "in_pool",
+        "multiplexed",
         "open",
         "opened_at",
+        "opened_by",
         "pool",
         "requests",
         "stats",
+        "streams",
         "taken_at",
         "tcp_time",
         "timing",
@@ -143,6 +146,11 @@ class ConnState:
         self.tcp_time: float | None = None
         self.timing: ConnectTiming | None = None  # phases of the last connect, for spans
         self.finalizer: weakref.finalize[Any, Any] | None = None
+        # HTTP/2 (httpx): requests on it at once, each in a stream of its own; the id of the
+        # request that opened it (the others on it are reuses).
+        self.multiplexed = False
+        self.streams = 0
+        self.opened_by = 0
 
     def count_reuse(self) -> int:
         """Count the request just sent on this open connection as a reuse; returns how many

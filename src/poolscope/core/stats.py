@@ -53,6 +53,9 @@ class PoolStats:
         "reused",
         "server_closed",
         "slowest",
+        "stream_limit",
+        "stream_waits",
+        "streams_peak",
         "timed",
         "unretried",
         "unreturned",
@@ -88,6 +91,13 @@ class PoolStats:
         self.waiting = 0  # checkouts waiting right now
         self.peak_waiting = 0  # most checkouts waiting at once for one pool object
         self.max_wait = 0.0  # the longest wait, in seconds
+        # HTTP/2, where one connection carries several requests at once (streams): the most
+        # requests wanting a stream of one connection at once, the most streams its server
+        # allowed at once, and requests that found every stream of their connection in use
+        # and waited inside it (httpcore opens no second HTTP/2 connection to an origin).
+        self.streams_peak = 0
+        self.stream_limit = 0
+        self.stream_waits = 0
         self.open = 0  # connections open right now
         self.idle = 0  # open connections sitting in a pool right now, while counting
         self.peak_in_use = 0  # most open connections checked out at once, while counting
@@ -154,6 +164,7 @@ SUMMED = (
     "evictions",
     "waits",
     "wait_timeouts",
+    "stream_waits",
     "pools",
     "no_read_timeout",
     "no_connect_timeout",
@@ -161,7 +172,16 @@ SUMMED = (
     "connect_timeouts",
 )
 GAUGES = ("waiting", "open", "idle")
-HIGHEST = ("peak_in_use", "peak_waiting", "max_wait", "maxsize", "read_timeout", "slowest")
+HIGHEST = (
+    "peak_in_use",
+    "peak_waiting",
+    "max_wait",
+    "maxsize",
+    "read_timeout",
+    "slowest",
+    "streams_peak",
+    "stream_limit",
+)
 BY_ERROR = ("failed", "retries", "errors", "unretried")
 # The Retry in force, as urllib3 writes it, and the library that built the pools: the last
 # one seen of any part.

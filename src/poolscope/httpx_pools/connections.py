@@ -1,7 +1,9 @@
 """httpcore's connections, observed: a connection opened (its connect time, TLS included) or
 failed, a request on it (a reuse when it was open before), and its response closed (the
-connection idle in its pool again). Sync and async wrappers alike call httpcore's own method
-and return or raise what it does (see :mod:`.hooks`)."""
+connection idle in its pool again). An HTTP/2 connection carries several requests at once, a
+stream each: it is in use while one is open, and a request that finds every stream the server
+allows in use waits inside the connection. Sync and async wrappers alike call httpcore's own
+method and return or raise what it does (see :mod:`.hooks`)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ def _opened(conn: Any, request: Any, stream: Any, started: float) -> None:
         ssl_object = stream.get_extra_info("ssl_object")
         tls_version = ssl_object.version() if ssl_object is not None else None
         timeout = request.extensions.get("timeout", {}).get("connect") is not None
+        alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        # httpcore's own test for HTTP/2: negotiated over TLS, or with prior knowledge.
+        if alpn == "h2" or (conn._http2 and not conn._http1):
+            cs.multiplexed, cs.opened_by = True, id(request)
         cs.pool.recorder.connection_created(
             cs, _now() - started, None, tls_version, connect_timeout=timeout
         )
@@ -84,12 +90,61 @@ def _taken(cs: ConnState) -> bool:
     return True
 
 
-def _served(cs: ConnState) -> None:
-    """A request on an open connection got its response: a reuse."""
+def _served(cs: ConnState, waited: bool = False) -> None:
+    """A request on an open connection got its response: a reuse (on HTTP/2, after
+    ``waited`` for a stream, or not)."""
     try:
+        if waited:
+            cs.stats.stream_waits += 1
         cs.pool.recorder.connection_reused(cs)
     except Exception:
         internal_error("httpx request")
+
+
+# HTTP/2: a stream opened as a request goes out on a connection known to be HTTP/2, closed as
+# its response is (or as the request fails); the connection is in use while one is open.
+
+
+def _stream_opened(conn: Any, cs: ConnState) -> bool:
+    """A request is about to open a stream on ``conn``: True if every stream the server
+    allows is in use already (httpcore makes it wait for one)."""
+    streams = cs.streams = cs.streams + 1
+    try:
+        if streams == 1:
+            _taken(cs)
+        stats = cs.stats
+        if streams > stats.streams_peak:
+            stats.streams_peak = streams
+        allowed: int = getattr(conn._connection, "_max_streams", 0)
+        if allowed > stats.stream_limit:
+            stats.stream_limit = allowed
+        return 0 < allowed < streams
+    except Exception:
+        internal_error("httpx stream")
+        return False
+
+
+def _stream_failed(conn: Any) -> None:
+    """A request on an HTTP/2 connection failed: its stream is done (see _back)."""
+    try:
+        _back(conn)
+    except Exception:
+        internal_error("httpx stream")
+
+
+def _first_streams(conn: Any, cs: ConnState, request: Any) -> None:
+    """A request got its response on an HTTP/2 connection opened as it came (it, or another
+    that came at once and waited for the connect: a reuse): its stream is open until its
+    response is closed."""
+    try:
+        cs.streams += 1
+        stats = cs.stats
+        if cs.streams > stats.streams_peak:
+            stats.streams_peak = cs.streams
+        if id(request) != cs.opened_by and cs.open:
+            _served(cs)
+    except Exception:
+        internal_error("httpx stream")
 
 
 def _not_served(conn: Any, taken: bool) -> None:
@@ -108,6 +163,16 @@ def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
         cs: ConnState | None = self.__dict__.get("_poolscope")
         if cs is None or not cs.pool.counting:
             return handle(self, request)
+        if cs.multiplexed:
+            waited = _stream_opened(self, cs)
+            try:
+                response = handle(self, request)
+            except BaseException:
+                _stream_failed(self)
+                raise
+            if cs.open:
+                _served(cs, waited)
+            return response
         reused = self._connection is not None
         taken = _taken(cs)
         try:
@@ -117,6 +182,8 @@ def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
             raise
         if reused and cs.open:
             _served(cs)
+        elif cs.multiplexed:
+            _first_streams(self, cs, request)
         return response
 
     return handle_request
@@ -127,6 +194,16 @@ def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
         cs: ConnState | None = self.__dict__.get("_poolscope")
         if cs is None or not cs.pool.counting:
             return await handle(self, request)
+        if cs.multiplexed:
+            waited = _stream_opened(self, cs)
+            try:
+                response = await handle(self, request)
+            except BaseException:
+                _stream_failed(self)
+                raise
+            if cs.open:
+                _served(cs, waited)
+            return response
         reused = self._connection is not None
         taken = _taken(cs)
         try:
@@ -136,6 +213,8 @@ def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
             raise
         if reused and cs.open:
             _served(cs)
+        elif cs.multiplexed:
+            _first_streams(self, cs, request)
         return response
 
     return handle_async_request
@@ -147,6 +226,10 @@ def _back(conn: Any) -> None:
     cs: ConnState | None = conn.__dict__.get("_poolscope")
     if cs is None or not cs.open or cs.in_pool or not cs.pool.counting:
         return
+    if cs.multiplexed:
+        cs.streams = streams = max(cs.streams - 1, 0)
+        if streams:
+            return  # other requests have streams on it: still in use
     cs.in_pool = True
     cs.idle_since = now = _now()
     stats = cs.stats

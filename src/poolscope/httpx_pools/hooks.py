@@ -14,7 +14,8 @@ no pool events of its own, so poolscope wraps (docs/decisions.md, "httpx's pools
   connections it let go, why (idle past ``keepalive_expiry``, more idle than it keeps, or
   closed by the connection itself), found when its count of connections says one went;
 - ``PoolRequest.wait_for_connection``: a request waiting for a free connection, and the
-  ``PoolTimeout`` that ends a wait too long.
+  ``PoolTimeout`` that ends a wait too long;
+- the pool's ``close`` (``aclose``): its client closed, every connection it holds with it.
 
 Every wrapper calls httpcore's own method with the same arguments and returns or raises what it
 does; poolscope's part runs in ``try`` blocks that report their own failures and carry on.
@@ -131,6 +132,8 @@ def _wrap(name: str) -> Callable[[], None] | None:
         (sync_conn.HTTPConnection, "handle_request", sync_request),
         (async_conn.AsyncHTTPConnection, "handle_async_request", async_request),
     ]
+    patches.append((module.ConnectionPool, "close", _sync_closed))
+    patches.append((module.AsyncConnectionPool, "aclose", _async_closed))
     for pool_class in (module.ConnectionPool, module.AsyncConnectionPool):
         patches.append((pool_class, "_assign_requests_to_connections", _assigned))
         # The proxies make their connections with a create_connection of their own.
@@ -220,6 +223,38 @@ def _let_go(pool: Any, scope: PoolScope, closing: list[Any]) -> None:
             else:
                 reason = CloseReason.POOL_FULL  # more idle than the pool keeps, or room made
             scope.recorder.connection_closed(cs, reason)
+
+
+def _closing(pool: Any) -> None:
+    """The pool is being closed (its client was): every connection it holds closes with it."""
+    scope: PoolScope | None = pool.__dict__.get("_poolscope")
+    if scope is None:
+        return
+    try:
+        for conn in list(pool._connections):
+            cs: ConnState | None = conn.__dict__.get("_poolscope")
+            if cs is not None and cs.open:
+                scope.recorder.connection_closed(cs, CloseReason.POOL_CLOSED)
+        for ps in scope.origins.values():
+            ps.closing()
+    except Exception:
+        internal_error("httpx pool close")
+
+
+def _sync_closed(close: Callable[..., Any]) -> Callable[..., Any]:
+    def close_pool(self: Any) -> None:
+        _closing(self)
+        close(self)
+
+    return close_pool
+
+
+def _async_closed(close: Callable[..., Any]) -> Callable[..., Any]:
+    async def aclose(self: Any) -> None:
+        _closing(self)
+        await close(self)
+
+    return aclose
 
 
 def _expired(conn: Any, now: float) -> bool:

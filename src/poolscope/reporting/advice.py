@@ -14,7 +14,7 @@ from ..core.stats import PoolStats, needed
 from .records import PoolRecord, Samples, by_manager
 from .summaries import Advice
 from .timeouts import advise_timeouts
-from .waits import advise_waits
+from .waits import advise_stream_waits, advise_waits
 
 # How many throwaway sessions to one host before "use one Session" is worth saying.
 THROWAWAY_SESSIONS = 5
@@ -42,6 +42,7 @@ def advise(evidence: list[Evidence]) -> list[Advice]:
         advice += _throwaway_sessions(origin, ev.records)
         advice += _dropped(origin, ev.samples)
         advice += advise_waits(origin, ev.stats, ev.samples, ev.library)
+        advice += advise_stream_waits(origin, ev.stats, ev.library)
         advice += _server_closes(origin, ev.stats)
         advice += _unread(origin, ev.stats.unreturned + ev.active_at_end)
         advice += advise_timeouts(origin, ev.stats, ev.samples.connect_times, ev.library)

@@ -137,6 +137,9 @@ def _summarize(ev: Evidence, shares: tuple[ProcessShare, ...]) -> PoolSummary:
         in_use=stats.in_use,
         idle=stats.idle,
         waiting=stats.waiting,
+        streams_peak=stats.streams_peak,
+        stream_limit=stats.stream_limit,
+        stream_waits=stats.stream_waits,
     )
 
 

@@ -117,6 +117,11 @@ class PoolSummary:
     # Of those, the connection errors a retry would have caught, had the Retry allowed one.
     unretried: dict[str, int] = field(default_factory=dict)
     retry_setting: str = ""  # the Retry in force when one reached it, as urllib3 writes it
+    # HTTP/2 (httpx): the most requests on one connection at once, the most streams its server
+    # allowed at once, and requests that waited for a stream inside their connection.
+    streams_peak: int = 0
+    stream_limit: int = 0
+    stream_waits: int = 0
     # Right now, as the report was built (for a report at the end: as the program ended).
     in_use: int = 0  # connections checked out
     idle: int = 0  # connections open in a pool, waiting for a request

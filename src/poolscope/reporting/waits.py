@@ -73,6 +73,36 @@ def advise_waits(origin: str, stats: PoolStats, samples: Samples, lib: Library) 
     ]
 
 
+def advise_stream_waits(origin: str, stats: PoolStats, lib: Library) -> list[Advice]:
+    """HTTP/2: requests that waited for a stream inside their connection, every stream the
+    server allows in use. httpcore opens no second HTTP/2 connection to an origin while the
+    first is open, so no pool setting helps: fewer requests at once, or HTTP/1.1 with as many
+    connections as requests wanted streams."""
+    waits = stats.stream_waits
+    if not waits:
+        return []
+    allowed, wanted = stats.stream_limit, stats.streams_peak
+    knob = lib.block or lib.maxsize
+    return [
+        Advice(
+            rule="http2_streams",
+            origin=origin,
+            evidence=(
+                f"{waits} request(s) to {origin} waited for a free HTTP/2 stream: its server "
+                f"allows {allowed} at once on a connection, up to {wanted} requests wanted one "
+                "at once, and httpx opens no second HTTP/2 connection to a host while the "
+                "first is open."
+            ),
+            change=(
+                f"Run at most {allowed} request(s) to it at once (fewer worker threads, or an "
+                f"asyncio.Semaphore({allowed}) around the tasks); or turn HTTP/2 off for it "
+                f"(http2=False) with as many connections: {knob.words(wanted)}." + _built_by(lib)
+            ),
+            waste=waits,
+        )
+    ]
+
+
 def _longer_wait(
     knob: Knob, pool_timeout: Knob | None, limit: int, need: int, held: dict[str, float]
 ) -> str | None:
