@@ -23,10 +23,11 @@ pytest.importorskip("h2")
 
 
 @pytest.fixture
-def instrumented() -> Iterator[None]:
-    poolscope.instrument(report=True, meter_provider=Metrics().provider)
+def instrumented() -> Iterator[Metrics]:
+    metrics = Metrics()
+    poolscope.instrument(report=True, meter_provider=metrics.provider)
     try:
-        yield
+        yield metrics
     finally:
         poolscope.uninstrument()
 
@@ -63,7 +64,7 @@ async def at_once(client: Any, url: str, n: int) -> None:
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "h2c"])
 def test_a_sync_client_over_http2_is_counted_as_the_server_counts(
-    instrumented: None, tls: bool
+    instrumented: Metrics, tls: bool
 ) -> None:
     with H2Server("127.0.0.1", tls=tls) as server:
         with client_for(server) as client:
@@ -82,7 +83,7 @@ def test_a_sync_client_over_http2_is_counted_as_the_server_counts(
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "h2c"])
 def test_an_async_client_over_http2_is_counted_as_the_server_counts(
-    instrumented: None, tls: bool
+    instrumented: Metrics, tls: bool
 ) -> None:
     async def run(server: H2Server) -> None:
         async with async_client_for(server) as client:
@@ -102,7 +103,7 @@ def test_an_async_client_over_http2_is_counted_as_the_server_counts(
 
 
 def test_requests_beyond_the_servers_streams_wait_and_are_advised_a_number_that_holds(
-    instrumented: None,
+    instrumented: Metrics,
 ) -> None:
     # The server allows 2 streams at once; 6 requests at once on the one connection httpx
     # keeps: 4 wait for a stream inside it. Each change offered, applied, ends the waits.
@@ -127,6 +128,9 @@ def test_requests_beyond_the_servers_streams_wait_and_are_advised_a_number_that_
     assert (pool.requests, pool.created) == (server.requests, server.connections) == (7, 1)
     assert (pool.stream_limit, pool.streams_peak, pool.stream_waits) == (2, 6, 4)
     assert server.peak_streams == 2 and pool.waits == 0
+    points = instrumented.collect()
+    port = int(server.url.rpartition(":")[2])
+    assert Metrics.value(points, "urllib3.pool.http2.stream_waits", server__port=port) == 4
     assert said.evidence.startswith(
         f"4 request(s) to {server.url} waited for a free HTTP/2 stream: its server allows 2 "
         "at once on a connection, up to 6 requests wanted one at once"

@@ -70,7 +70,7 @@ URLLIB3 = Library(
 LIBRARIES: tuple[Library, ...] = (
     Library(
         name="httpx",
-        modules=("httpx", "httpcore"),
+        modules=("httpx", "httpcore", "httpx2", "httpcore2"),
         # A pool's maxsize is the idle connections it keeps (urllib3's maxsize): httpx's
         # max_keepalive_connections. The connections it opens at most, beyond which requests
         # wait, are max_connections.
@@ -87,6 +87,35 @@ LIBRARIES: tuple[Library, ...] = (
         pool_timeout=Knob("pool", "httpx.Client(timeout=httpx.Timeout(..., pool={n}))"),
         missing="an httpx client keeps one pool for all its hosts",
         gave_up="httpx.PoolTimeout",
+    ),
+    # SDKs on httpx2 (the fork of httpx they moved to): their client takes one of httpx2's,
+    # made with the SDK's own defaults by its DefaultHttpxClient (DefaultAsyncHttpxClient).
+    *(
+        Library(
+            name=name,
+            modules=(name,),
+            maxsize=Knob(
+                "max_keepalive_connections",
+                f"{cls}(http_client={name}.DefaultHttpxClient(limits=httpx2.Limits("
+                "max_keepalive_connections={n}, max_connections=" + f"{most})))",
+            ),
+            block=Knob(
+                "max_connections",
+                f"{cls}(http_client={name}.DefaultHttpxClient(limits=httpx2.Limits("
+                "max_connections={n}, max_keepalive_connections={n})))",
+            ),
+            timeout=Knob(
+                "timeout", f"{cls}(timeout=httpx2.Timeout({{read}}, connect={{connect}}))"
+            ),
+            retries=Knob("max_retries", f"{cls}(max_retries={{n}})"),
+            pool_timeout=Knob("pool", f"{cls}(timeout=httpx2.Timeout(..., pool={{n}}))"),
+            missing=f"a {name} client keeps one pool for all its hosts",
+            gave_up=f"{name}.APITimeoutError, from httpx2.PoolTimeout",
+        )
+        for name, cls, most in (
+            ("openai", "openai.OpenAI", 1000),
+            ("anthropic", "anthropic.Anthropic", 1000),
+        )
     ),
     Library(
         name="requests",

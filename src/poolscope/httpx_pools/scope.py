@@ -9,6 +9,7 @@ from typing import Any
 from ..core.events import PoolKey
 from ..core.recorder import Recorder
 from ..core.state import PoolState
+from .callsites import requesting_library
 
 LIBRARY = "httpx"
 
@@ -27,13 +28,15 @@ class PoolScope:
 
     def state(self, pool: Any, origin: Any) -> PoolState:
         """The pool state of ``origin`` (an httpcore Origin) in ``pool``, made at its first
-        connection: sized by ``max_keepalive_connections``, the idle connections it keeps."""
+        connection: sized by ``max_keepalive_connections``, the idle connections it keeps, and
+        spoken of in the words of the library making its requests (an SDK, or httpx)."""
         named = (origin.scheme, origin.host, origin.port)  # an Origin is not hashable
         ps = self.origins.get(named)
         if ps is None:
             key = PoolKey(origin.scheme.decode("ascii"), origin.host.decode("ascii"), origin.port)
             recorder = self.recorder
-            ps = recorder.new_pool(pool, key, pool._max_keepalive_connections, LIBRARY)
+            library = requesting_library(LIBRARY)
+            ps = recorder.new_pool(pool, key, pool._max_keepalive_connections, library)
             self.origins[named] = ps
             # As urllib3's pools: reuses and idle connections are counted once some sink acts
             # on them (an SDK, the report, logging); until then a reuse costs one test.

@@ -66,6 +66,13 @@ COUNTERS: Sequence[tuple[str, str, str, str]] = (
         "Requests that gave up waiting for a free connection (EmptyPoolError).",
     ),
     (
+        "urllib3.pool.http2.stream_waits",
+        "stream_waits",
+        "{request}",
+        "HTTP/2 requests (httpx) that waited for a free stream: every stream the server allows "
+        "on their connection was in use.",
+    ),
+    (
         "urllib3.pool.requests.without_timeout",
         "no_read_timeout",
         "{request}",
