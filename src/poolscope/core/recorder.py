@@ -133,7 +133,7 @@ class Recorder:
     def new_connection(self, pool: PoolState, conn: Any, *, connected: bool = False) -> ConnState:
         """Start tracking a connection object; ``connected`` when adopting an open one."""
         cs = ConnState(pool)
-        pool.conns.add(conn)
+        pool.conns[cs] = weakref.ref(conn)
         cs.finalizer = weakref.finalize(conn, self.connection_collected, cs)
         if connected:
             cs.open = True
@@ -257,7 +257,9 @@ class Recorder:
             self.sinks.emit(_described(pool, event))
 
     def connection_collected(self, cs: ConnState) -> None:
-        """A connection object was garbage-collected while we still counted it open."""
+        """A connection object was garbage-collected (reported closed if we still counted it
+        open)."""
+        cs.pool.conns.pop(cs, None)
         if cs.open:
             self.connection_closed(cs, CloseReason.GARBAGE_COLLECTED)
 
