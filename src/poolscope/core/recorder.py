@@ -13,6 +13,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .counting import CountingSwitch, Listener
@@ -36,6 +37,9 @@ class Recorder:
         self._wanted = self.sinks.wanted  # the same dict, one attribute read closer
         self.counting_switch = CountingSwitch()
         self._stats: dict[PoolKey, PoolStats] = {}
+        # The counts of a key when it has counts of its own now (None: not yet, or folded): the
+        # dict's own get (the report sink asks on every event), as _stats is never replaced.
+        self.kept: Callable[[PoolKey], PoolStats | None] = self._stats.get
         self._lock = threading.Lock()  # guards making PoolStats, their live counts, folding
         self.providers: tuple[Any, ...] = ()  # the OpenTelemetry providers it reports to
         self.config = ""  # its options in words, for errors that name two configurations
@@ -79,10 +83,6 @@ class Recorder:
         if folded:
             self.sinks.folded(folded)  # outside the lock: sinks take their own
         return stats
-
-    def kept(self, key: PoolKey) -> PoolStats | None:
-        """The counts of ``key`` when it has counts of its own now (None: not yet, or folded)."""
-        return self._stats.get(key)
 
     def _fold(self, new: PoolKey) -> list[PoolKey]:
         # Under self._lock, as a new host came: fold down to half of max_hosts, and try again
