@@ -22,7 +22,7 @@ from ..core.folding import OTHER_HOSTS
 from ..core.recorder import Recorder
 from ..core.sink import Sink
 from ..core.stats import PoolStats, add_into, combined
-from .occupancy import Occupancy
+from .occupancy import MERGE_AT, Occupancy
 
 SAMPLES = 10_000  # connect/idle time samples kept per pool key (a reservoir beyond that)
 POOLS = 10_000  # pool objects kept per recorder; later ones only count (in PoolStats)
@@ -187,8 +187,11 @@ class ReportSink(Sink):
                     _sample(samples.idle_times, event.duration, samples.idles_seen)
             elif kind in _SAMPLED:  # not closed nor evicted, the most common after these
                 self._sample(samples, event, now)
-            if stats is not None:
-                samples.occupancy.sample(now, stats.open - stats.idle, stats.idle, stats.waiting)
+            if stats is not None:  # Occupancy.sample(), inline: one call less an event
+                points = samples.occupancy.points
+                points.append((now, stats.open - stats.idle, stats.idle, stats.waiting))
+                if len(points) >= MERGE_AT:
+                    samples.occupancy.halve()
             rec = self.pools.get(event.pool_id)
             if rec is None:
                 rec = self._record(event)
