@@ -8,7 +8,10 @@ which this process resolves to 127.0.0.1, where hosts_server.py listens on ``--p
 (scheme, host, port) pools on real loopback connections, with one listening socket. ``--mode``:
 ``bare``, ``metrics`` (an OpenTelemetry SDK MeterProvider whose in-memory reader collects every
 ``--collect-every`` hosts, as an exporter would) or ``report`` (``report=True``; ``--html``
-writes its page). With
+writes its page). ``--bytecodes N`` counts the bytecodes (``sys.settrace``'s opcode
+events, Python 3.11) the last N hosts' requests execute, per request: a deterministic measure
+of the same sweep, where wall time moves from run to run (N a multiple of 250, a fold's period
+at the default limit). With
 ``--crowded K``, every K-th host is also asked by three threads at once through a second
 session whose pool keeps one connection, so that some connections are discarded (counted, as
 urllib3 warns of each, in ``warned_full``). It prints one
@@ -25,6 +28,7 @@ import json
 import logging
 import resource
 import socket
+import sys
 import threading
 import time
 import tracemalloc
@@ -49,6 +53,7 @@ def main() -> None:
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--crowded", type=int, default=0)
     parser.add_argument("--html", help="report mode: write the report's page there")
+    parser.add_argument("--bytecodes", type=int, default=0, metavar="N")
     args = parser.parse_args()
     socket.getaddrinfo = _resolve  # type: ignore[assignment]
 
@@ -77,9 +82,13 @@ def main() -> None:
         tracemalloc.start()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started, cpu = time.perf_counter(), time.process_time()
+    counted = [0]
     for i in range(1, args.hosts + 1):
         url = f"http://h{i}.hosts.test:{args.port}/"
-        session.get(url).close()
+        if i > args.hosts - args.bytecodes:
+            _traced(session, url, counted)
+        else:
+            session.get(url).close()
         if args.crowded and i % args.crowded == 0:
             _at_once(small, url, 3)
         if reader is not None and i % args.collect_every == 0:
@@ -88,6 +97,8 @@ def main() -> None:
             gc.collect()
             out["traced_at_checkpoint"] = tracemalloc.get_traced_memory()[0]
     out["us_per_request"] = (time.perf_counter() - started) / args.hosts * 1e6
+    if args.bytecodes:
+        out["bytecodes_per_request"] = counted[0] / args.bytecodes
     out["cpu_us_per_request"] = (time.process_time() - cpu) / args.hosts * 1e6
     gc.collect()
     if args.tracemalloc:
@@ -129,6 +140,26 @@ class _FullPoolWarnings(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage().startswith("Connection pool is full"):
             self.count += 1
+
+
+def _traced(session: Any, url: str, counted: list[int]) -> None:
+    """One request, its bytecodes added to ``counted[0]``."""
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            counted[0] += 1
+        return local
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+        return local
+
+    sys.settrace(tracer)
+    try:
+        session.get(url).close()
+    finally:
+        sys.settrace(None)
 
 
 def _at_once(session: Any, url: str, threads: int) -> None:

@@ -13,6 +13,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .counting import CountingSwitch, Listener
@@ -36,6 +37,9 @@ class Recorder:
         self._wanted = self.sinks.wanted  # the same dict, one attribute read closer
         self.counting_switch = CountingSwitch()
         self._stats: dict[PoolKey, PoolStats] = {}
+        # The counts of a key when it has counts of its own now (None: not yet, or folded): the
+        # dict's own get (the report sink asks on every event), as _stats is never replaced.
+        self.kept: Callable[[PoolKey], PoolStats | None] = self._stats.get
         self._lock = threading.Lock()  # guards making PoolStats, their live counts, folding
         self.providers: tuple[Any, ...] = ()  # the OpenTelemetry providers it reports to
         self.config = ""  # its options in words, for errors that name two configurations
@@ -79,10 +83,6 @@ class Recorder:
         if folded:
             self.sinks.folded(folded)  # outside the lock: sinks take their own
         return stats
-
-    def kept(self, key: PoolKey) -> PoolStats | None:
-        """The counts of ``key`` when it has counts of its own now (None: not yet, or folded)."""
-        return self._stats.get(key)
 
     def _fold(self, new: PoolKey) -> list[PoolKey]:
         # Under self._lock, as a new host came: fold down to half of max_hosts, and try again
@@ -133,7 +133,7 @@ class Recorder:
     def new_connection(self, pool: PoolState, conn: Any, *, connected: bool = False) -> ConnState:
         """Start tracking a connection object; ``connected`` when adopting an open one."""
         cs = ConnState(pool)
-        pool.conns.add(conn)
+        pool.conns[cs] = weakref.ref(conn)
         cs.finalizer = weakref.finalize(conn, self.connection_collected, cs)
         if connected:
             cs.open = True
@@ -173,7 +173,7 @@ class Recorder:
         if self._wanted[EventKind.CREATED]:
             event = PoolEvent(EventKind.CREATED, cs.pool.key, cs.id, connect_time, tls_time)
             event.requests, event.timing, event.tls_version = 0, cs.timing, tls_version
-            self._emit(cs.pool, event)
+            self.sinks.emit(_described(cs.pool, event))
 
     def connect_failed(self, cs: ConnState, exc: BaseException, elapsed: float) -> None:
         etype = error_type(exc)
@@ -182,7 +182,7 @@ class Recorder:
         if self._wanted[EventKind.FAILED]:
             event = PoolEvent(EventKind.FAILED, cs.pool.key, cs.id, elapsed, error_type=etype)
             event.timing = cs.timing
-            self._emit(cs.pool, event)
+            self.sinks.emit(_described(cs.pool, event))
 
     def connection_reused(self, cs: ConnState) -> None:
         # The checkout hook, installed in every pool once the recorder counts: the reuse
@@ -214,7 +214,7 @@ class Recorder:
                     continue
                 if event is None:
                     event = PoolEvent(EventKind.REUSED, cs.pool.key, cs.id, idle, requests=served)
-                    self._describe(cs.pool, event)
+                    _described(cs.pool, event)
                 sink.handle(event)
             except Exception:
                 self.sinks.failed(sink)
@@ -241,7 +241,7 @@ class Recorder:
             stats.dropped += 1
             if wanted[EventKind.DROPPED]:
                 event = PoolEvent(EventKind.DROPPED, pool.key, cs.id, idle, requests=cs.requests)
-                self._emit(pool, event)
+                self.sinks.emit(_described(pool, event))
         elif reason is CloseReason.SERVER_CLOSED:
             stats.server_closed += 1
         elif reason is CloseReason.POOL_FULL:
@@ -249,22 +249,26 @@ class Recorder:
             if wanted[EventKind.DISCARDED]:
                 event = PoolEvent(EventKind.DISCARDED, pool.key, cs.id, lifetime)
                 event.requests, event.in_use = cs.requests, needed(stats.peak_in_use, pool.maxsize)
-                self._emit(pool, event)
+                self.sinks.emit(_described(pool, event))
         if wanted[EventKind.CLOSED]:
             event = PoolEvent(EventKind.CLOSED, pool.key, cs.id, lifetime, reason=reason)
             event.requests, event.checked_out = cs.requests, not was_in_pool
             event.error_type = cs.error_type if reason is CloseReason.ERROR else None
-            self._emit(pool, event)
+            self.sinks.emit(_described(pool, event))
 
     def connection_collected(self, cs: ConnState) -> None:
-        """A connection object was garbage-collected while we still counted it open."""
+        """A connection object was garbage-collected (reported closed if we still counted it
+        open)."""
+        cs.pool.conns.pop(cs, None)
         if cs.open:
             self.connection_closed(cs, CloseReason.GARBAGE_COLLECTED)
 
     def pool_evicted(self, pool: PoolState, num_pools: int) -> None:
         pool.stats.evictions += 1
         if self._wanted[EventKind.EVICTED]:
-            self._emit(pool, PoolEvent(EventKind.EVICTED, pool.key, num_pools=num_pools))
+            self.sinks.emit(
+                _described(pool, PoolEvent(EventKind.EVICTED, pool.key, num_pools=num_pools))
+            )
 
     def request_retried(self, pool: PoolState, error_type: str, timeout: FiredTimeout) -> None:
         """urllib3 retries a request after ``error_type`` (``timeout``: one that fired)."""
@@ -273,7 +277,9 @@ class Recorder:
         retries = stats.retries
         retries[error_type] = retries.get(error_type, 0) + 1
         if self._wanted[EventKind.RETRIED]:
-            self._emit(pool, PoolEvent(EventKind.RETRIED, pool.key, error_type=error_type))
+            self.sinks.emit(
+                _described(pool, PoolEvent(EventKind.RETRIED, pool.key, error_type=error_type))
+            )
 
     def request_failed(
         self, pool: PoolState, error_type: str, timeout: FiredTimeout, retry: str
@@ -296,7 +302,9 @@ class Recorder:
         if pool.waiting > stats.peak_waiting:  # the most waiting at once on one pool object
             stats.peak_waiting = pool.waiting
         if self._wanted[EventKind.WAIT_STARTED]:
-            self._emit(pool, PoolEvent(EventKind.WAIT_STARTED, pool.key, timeout=timeout))
+            self.sinks.emit(
+                _described(pool, PoolEvent(EventKind.WAIT_STARTED, pool.key, timeout=timeout))
+            )
 
     def wait_ended(self, pool: PoolState, waited: float, timed_out: bool) -> None:
         stats = pool.stats
@@ -309,24 +317,19 @@ class Recorder:
             stats.wait_timeouts += 1
         kind = EventKind.WAIT_TIMED_OUT if timed_out else EventKind.WAIT_ENDED
         if self._wanted[kind]:
-            self._emit(pool, PoolEvent(kind, pool.key, duration=waited))
+            self.sinks.emit(_described(pool, PoolEvent(kind, pool.key, duration=waited)))
 
-    # -- sinks ------------------------------------------------------------------------------
 
-    def _emit(self, pool: PoolState, event: PoolEvent) -> None:
-        self._describe(pool, event)
-        self.sinks.emit(event)
-
-    @staticmethod
-    def _describe(pool: PoolState, event: PoolEvent) -> None:
-        """What every event says of its pool: which one, its manager, its sizes."""
-        event.pool_id = pool.id
-        event.manager_id = pool.manager_id
-        event.library = pool.library
-        if event.num_pools is None and pool.num_pools:
-            event.num_pools = pool.num_pools
-        if event.pool_maxsize is None:
-            event.pool_maxsize = pool.maxsize
+def _described(pool: PoolState, event: PoolEvent) -> PoolEvent:
+    """``event``, with what every event says of its pool: which one, its manager, its sizes."""
+    event.pool_id = pool.id
+    event.manager_id = pool.manager_id
+    event.library = pool.library
+    if event.num_pools is None and pool.num_pools:
+        event.num_pools = pool.num_pools
+    if event.pool_maxsize is None:
+        event.pool_maxsize = pool.maxsize
+    return event
 
 
 def _count_timeout(stats: PoolStats, timeout: FiredTimeout) -> None:

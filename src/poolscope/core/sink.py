@@ -77,6 +77,7 @@ class Sinks:
         # The sinks of reuses, each with its own on_reuse when it has one (else it gets events)
         # and its gate when it has one.
         self.reuse: tuple[tuple[Sink, _OnReuse | None, Callable[[], bool] | None], ...] = ()
+        self._phases: tuple[Sink, ...] = ()  # those that may want phases (Sink's never does)
         self.keep_idle_times = False
         self.keep_use_times = False
         self.drain_use_times = False
@@ -90,6 +91,8 @@ class Sinks:
             on_reuse = sink.on_reuse if type(sink).on_reuse is not Sink.on_reuse else None
             gate = sink.gate if type(sink).gate is not Sink.gate else None
             self.reuse = (*self.reuse, (sink, on_reuse, gate))
+        if type(sink).wants_phases is not Sink.wants_phases:
+            self._phases = (*self._phases, sink)
         self.keep_idle_times = self.keep_idle_times or sink.keeps_idle_times
         self.keep_use_times = self.keep_use_times or sink.keeps_use_times
         self.drain_use_times = self.drain_use_times or sink.drains_use_times
@@ -113,11 +116,11 @@ class Sinks:
         return self._any(methodcaller("wants_reuse"))
 
     def wants_phases(self) -> bool:
-        """Whether some sink wants connects timed phase by phase."""
-        return self._any(methodcaller("wants_phases"))
+        """Whether some sink wants connects timed phase by phase (asked at every connect)."""
+        return self._any(methodcaller("wants_phases"), self._phases)
 
-    def _any(self, ask: Callable[[Sink], bool]) -> bool:
-        for sink in self.all:
+    def _any(self, ask: Callable[[Sink], bool], sinks: tuple[Sink, ...] | None = None) -> bool:
+        for sink in self.all if sinks is None else sinks:
             try:
                 if ask(sink):
                     return True

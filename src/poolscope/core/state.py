@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import itertools
 import weakref
+from operator import methodcaller
 from typing import Any
 
 from .events import ConnectTiming, PoolKey
 from .stats import PoolStats
 
+_call = methodcaller("__call__")
 _connection_ids = itertools.count(1)
 _pool_ids = itertools.count(1)
 _manager_ids = itertools.count(1)
@@ -74,10 +76,17 @@ class PoolState:
         self.counting = False
         self.maxsize = maxsize
         self.waiting = 0  # checkouts waiting for a free connection of this pool right now
-        self.conns: weakref.WeakSet[Any] = weakref.WeakSet()  # for uninstrumenting
+        # Its connection objects, for uninstrumenting: each one's state, to a weak reference
+        # to it, taken out when it is collected (Recorder.connection_collected) or detached.
+        self.conns: dict[ConnState, weakref.ref[Any]] = {}
         if maxsize > stats.maxsize:
             stats.maxsize = maxsize
         self.gone = False  # closed or collected: no longer counted in stats.live
+
+    def connections(self) -> list[Any]:
+        """Its connection objects alive."""
+        alive = map(_call, list(self.conns.values()))
+        return [conn for conn in alive if conn is not None]
 
     def built_by(self, library: str) -> None:
         """Say which library built this pool, learnt after it was made (a manager adopting

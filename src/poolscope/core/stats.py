@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from operator import add, attrgetter
+from itertools import chain, compress, repeat
+from operator import attrgetter
 from typing import Any
 
 from .events import PoolKey
@@ -224,33 +225,41 @@ _ADDED = (*SUMMED, *GAUGES)
 _added = attrgetter(*_ADDED)
 _highest = attrgetter(*HIGHEST)
 _by_error = attrgetter(*BY_ERROR)
+_LAST_GETTERS = tuple(map(attrgetter, LAST))
+_use_times = attrgetter("use_times")
 
 
 def add_into(total: PoolStats, parts: Iterable[PoolStats]) -> None:
     """Add the counts of ``parts`` to ``total``'s (use times too: up to its deque's maxlen).
-    Field by field in C (attrgetter, map): folding runs it on hundreds of hosts at once."""
-    added: list[Any] = list(_added(total))
-    highest: list[Any] = list(_highest(total))
-    for part in parts:
-        added = list(map(add, added, _added(part)))
-        highest = list(map(max, highest, _highest(part)))
-        if any(_by_error(part)):
-            for name in BY_ERROR:
-                counts: dict[str, int] = getattr(part, name)
-                into: dict[str, int] = getattr(total, name)
-                for etype, count in list(counts.items()):
-                    into[etype] = into.get(etype, 0) + count
-        for name in LAST:
-            if value := getattr(part, name):
-                setattr(total, name, value)
-        if part.use_times:
-            if total.use_times is None:
-                total.use_times = deque()
-            total.use_times.extend(part.use_times)
-    for name, value in zip(_ADDED, added, strict=True):
+    Field by field in C (attrgetter, map, zip): folding runs it on hundreds of hosts at once."""
+    parts = list(parts)
+    if not parts:
+        return
+    # Each field's values across total and parts: summed, or the largest (the first of equals).
+    added = zip(_added(total), *map(_added, parts), strict=True)
+    for name, value in zip(_ADDED, map(sum, added), strict=True):
         setattr(total, name, value)
-    for name, value in zip(HIGHEST, highest, strict=True):
+    highest = zip(_highest(total), *map(_highest, parts), strict=True)
+    for name, value in zip(HIGHEST, map(max, highest), strict=True):
         setattr(total, name, value)
+    for part in compress(parts, map(any, map(_by_error, parts))):
+        for name in BY_ERROR:
+            counts: dict[str, int] = getattr(part, name)
+            into: dict[str, int] = getattr(total, name)
+            for etype, count in list(counts.items()):
+                into[etype] = into.get(etype, 0) + count
+    for name, last in zip(LAST, map(_last_set, _LAST_GETTERS, repeat(parts)), strict=True):
+        if last:  # the last part's that has one
+            setattr(total, name, last[0])
+    timed = list(filter(None, map(_use_times, parts)))
+    if timed:
+        if total.use_times is None:
+            total.use_times = deque()
+        total.use_times.extend(chain.from_iterable(timed))
+
+
+def _last_set(get: attrgetter[Any], parts: list[PoolStats]) -> deque[Any]:
+    return deque(filter(None, map(get, parts)), maxlen=1)
 
 
 def minus(now: PoolStats, before: PoolStats | None) -> PoolStats:

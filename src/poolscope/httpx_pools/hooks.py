@@ -210,7 +210,7 @@ def _let_go(pool: Any, scope: PoolScope, closing: list[Any]) -> None:
     closed = {id(conn) for conn in closing}
     now = _now()
     for ps in scope.origins.values():
-        for conn in list(ps.conns):
+        for conn in ps.connections():
             cs: ConnState | None = getattr(conn, "_poolscope", None)
             if cs is None or not cs.open or id(conn) in held:
                 continue

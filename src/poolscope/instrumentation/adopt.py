@@ -62,7 +62,7 @@ def detach_pool(pool: Any) -> None:
                 c for c in type(q).__mro__ if not issubclass(c, InstrumentedQueueMixin)
             )
             q.__class__ = base_queue
-    for conn in list(ps.conns):
+    for conn in ps.connections():
         detach_connection(conn)
     if isinstance(pool, InstrumentedPoolMixin):
         pool.__class__ = type(pool)._poolscope_base

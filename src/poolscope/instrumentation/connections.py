@@ -198,6 +198,7 @@ def detach_connection(conn: Any) -> None:
         del conn._poolscope
         if cs.finalizer is not None:
             cs.finalizer.detach()
+        cs.pool.conns.pop(cs, None)
         stats = cs.pool.stats
         if cs.open:
             stats.open -= 1

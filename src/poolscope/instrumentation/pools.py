@@ -83,7 +83,7 @@ class InstrumentedPoolMixin(_PoolBase):
     ) -> None:
         recorder = _recorder_for(type(self), mode, meter_provider, tracer_provider)
         super().__init__(*args, **kwargs)
-        sync_counting(self, attach_pool(self, recorder))
+        sync_counting(self, attach_pool(self, recorder, new=True))
 
     # Another thread may give the pool its own class back (uninstrumenting) at any moment,
     # even between the lookup of one of these methods and its first line: each takes its
@@ -316,17 +316,26 @@ def pool_key(pool: Any) -> PoolKey:
     return PoolKey(scheme, host, pool.port or port_by_scheme.get(scheme, 0), via)
 
 
-def attach_pool(pool: Any, recorder: Recorder) -> PoolState:
+def attach_pool(pool: Any, recorder: Recorder, *, new: bool = False) -> PoolState:
     """Give a pool its state; its queue (already instrumented) reports to it from now on.
-    It does not count yet: the caller asks sync_counting() next, outside the queue's lock.
     A manager that made it says which library built it (see managers.py); until then, and for
-    a pool made on its own, that is found from who is making it."""
+    a pool made on its own, that is found from who is making it.
+
+    A ``new`` pool (its constructor's call) of the class with the checkout hook, chosen as its
+    recorder counted (for good), counts from here: no other thread can reach it yet and its
+    queue holds only placeholders, so neither the queue's lock nor the counting switch's call
+    is needed. Else it does not count yet: the caller asks sync_counting() next, outside the
+    queue's lock."""
     q = pool.pool
     maxsize = q.maxsize if q is not None else 0
     ps = recorder.new_pool(pool, pool_key(pool), maxsize, building_library())
     pool._poolscope = ps
     if q is not None:
         q._poolscope = ps
-        q._poolscope_counting = False
-    recorder.watch_pool(pool, start_counting)  # once start_counting can find ps
+        held = q.queue
+        q._poolscope_counting = ps.counting = (
+            new and isinstance(pool, CheckoutHookMixin) and held.count(None) == len(held)
+        )
+    if not ps.counting:
+        recorder.watch_pool(pool, start_counting)  # once start_counting can find ps
     return ps

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 POINTS = 2_000  # samples kept per pool key
 MARKS = 1_000  # discard and wait marks kept per pool key
+MERGE_AT = 2 * POINTS  # samples that make sample() merge them down to POINTS
 
 
 class Occupancy:
@@ -25,10 +26,16 @@ class Occupancy:
         self.marks_left_out = 0
 
     def sample(self, now: float, in_use: int, idle: int, waiting: int) -> None:
+        # ReportSink.handle() does the same inline (every event takes a sample).
         points = self.points
         points.append((now, in_use, idle, waiting))
-        if len(points) >= 2 * POINTS:
-            self.points = [_merge(points[i], points[i + 1]) for i in range(0, len(points) - 1, 2)]
+        if len(points) >= MERGE_AT:
+            self.halve()
+
+    def halve(self) -> None:
+        """Merge neighbours two by two, keeping the larger of each figure (at MERGE_AT)."""
+        points = self.points
+        self.points = [_merge(points[i], points[i + 1]) for i in range(0, len(points) - 1, 2)]
 
     def mark(self, marks: list[float], now: float) -> None:
         if len(marks) < MARKS:

@@ -14,13 +14,15 @@ from __future__ import annotations
 import random
 import threading
 import time
+from itertools import compress, repeat
+from operator import attrgetter, itemgetter, not_
 
 from ..core.events import CloseReason, EventKind, PoolEvent, PoolKey
 from ..core.folding import OTHER_HOSTS
 from ..core.recorder import Recorder
 from ..core.sink import Sink
 from ..core.stats import PoolStats, add_into, combined
-from .occupancy import Occupancy
+from .occupancy import MERGE_AT, Occupancy
 
 SAMPLES = 10_000  # connect/idle time samples kept per pool key (a reservoir beyond that)
 POOLS = 10_000  # pool objects kept per recorder; later ones only count (in PoolStats)
@@ -29,6 +31,18 @@ USES = 1_000  # request marks kept per connection for the timeline
 
 # A pool's connections closed by the pool itself going away: closed or collected.
 _CLOSED_BY_POOL = (CloseReason.POOL_CLOSED.value, CloseReason.GARBAGE_COLLECTED.value)
+_key = attrgetter("key")
+# The kinds whose events leave a time sample or a mark, but the two handle() takes itself.
+_SAMPLED = frozenset(
+    (
+        EventKind.DROPPED,
+        EventKind.DISCARDED,
+        EventKind.WAIT_STARTED,
+        EventKind.WAIT_ENDED,
+        EventKind.WAIT_TIMED_OUT,
+    )
+)
+_record = itemgetter(1)
 
 
 class Lane:
@@ -156,44 +170,45 @@ class ReportSink(Sink):
     def handle(self, event: PoolEvent) -> None:
         now = time.time()
         kind = event.kind
-        conn = event.connection_id or 0
+        key = event.key
         with self._lock:
-            samples = self.samples.get(event.key)
-            stats = self.recorder.kept(event.key)
+            samples = self.samples.get(key)
+            stats = self.recorder.kept(key)
             if samples is None:
                 if stats is None:  # an event of a host just folded: counted in the aggregate
                     return
-                samples = self.samples[event.key] = Samples()
+                samples = self.samples[key] = Samples()
             if kind is EventKind.CREATED:
                 samples.connects_seen += 1
                 _sample(samples.connect_times, event.duration or 0.0, samples.connects_seen)
-            elif kind is EventKind.REUSED and event.duration is not None:
-                samples.idles_seen += 1
-                _sample(samples.idle_times, event.duration, samples.idles_seen)
-            elif kind is EventKind.DROPPED and event.duration is not None:
-                samples.drops_seen += 1
-                _sample(samples.drop_idle_times, event.duration, samples.drops_seen)
-            elif kind is EventKind.DISCARDED:
-                samples.occupancy.mark(samples.occupancy.discards, now)
-            elif kind is EventKind.WAIT_STARTED:
-                samples.occupancy.mark(samples.occupancy.waits, now)
-                if event.timeout is not None and event.timeout > samples.pool_timeout:
-                    samples.pool_timeout = event.timeout
-            elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
-                samples.waits_seen += 1
-                _sample(samples.wait_times, event.duration or 0.0, samples.waits_seen)
-            if stats is not None:
-                samples.occupancy.sample(now, stats.open - stats.idle, stats.idle, stats.waiting)
-            rec = self._record(event)
+            elif kind is EventKind.REUSED:
+                if event.duration is not None:
+                    samples.idles_seen += 1
+                    _sample(samples.idle_times, event.duration, samples.idles_seen)
+            elif kind in _SAMPLED:  # not closed nor evicted, the most common after these
+                self._sample(samples, event, now)
+            if stats is not None:  # Occupancy.sample(), inline: one call less an event
+                points = samples.occupancy.points
+                points.append((now, stats.open - stats.idle, stats.idle, stats.waiting))
+                if len(points) >= MERGE_AT:
+                    samples.occupancy.halve()
+            rec = self.pools.get(event.pool_id)
             if rec is None:
-                return
+                rec = self._record(event)
+                if rec is None:
+                    return
+            if event.pool_maxsize:
+                rec.maxsize = event.pool_maxsize
+            if event.num_pools:
+                rec.num_pools = event.num_pools
             if kind is EventKind.CREATED:
                 if len(rec.lanes) < LANES:
+                    conn = event.connection_id or 0
                     rec.lanes[conn] = Lane(conn, now)
                 else:
                     rec.lanes_left_out += 1
             elif kind is EventKind.REUSED:
-                lane = rec.lanes.get(conn)
+                lane = rec.lanes.get(event.connection_id or 0)
                 if lane is not None:
                     lane.requests += 1
                     if len(lane.uses) < USES:
@@ -201,26 +216,37 @@ class ReportSink(Sink):
                     else:
                         rec.marks_left_out += 1
             elif kind is EventKind.CLOSED:
-                lane = rec.lanes.get(conn)
+                lane = rec.lanes.get(event.connection_id or 0)
                 if lane is not None:
                     lane.closed = now
                     lane.reason = event.reason.value if event.reason is not None else None
             elif kind is EventKind.EVICTED:
                 rec.evicted = True
 
+    @staticmethod
+    def _sample(samples: Samples, event: PoolEvent, now: float) -> None:
+        # Runs under self._lock: the samples of the kinds in _SAMPLED but CREATED.
+        kind = event.kind
+        if kind is EventKind.DROPPED and event.duration is not None:
+            samples.drops_seen += 1
+            _sample(samples.drop_idle_times, event.duration, samples.drops_seen)
+        elif kind is EventKind.DISCARDED:
+            samples.occupancy.mark(samples.occupancy.discards, now)
+        elif kind is EventKind.WAIT_STARTED:
+            samples.occupancy.mark(samples.occupancy.waits, now)
+            if event.timeout is not None and event.timeout > samples.pool_timeout:
+                samples.pool_timeout = event.timeout
+        elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
+            samples.waits_seen += 1
+            _sample(samples.wait_times, event.duration or 0.0, samples.waits_seen)
+
     def _record(self, event: PoolEvent) -> PoolRecord | None:
-        # Runs under self._lock.
-        rec = self.pools.get(event.pool_id)
-        if rec is None:
-            if len(self.pools) >= POOLS:
-                return None
-            rec = self.pools[event.pool_id] = PoolRecord(
-                event.key, event.pool_id, event.manager_id, event.library
-            )
-        if event.pool_maxsize:
-            rec.maxsize = event.pool_maxsize
-        if event.num_pools:
-            rec.num_pools = event.num_pools
+        # Runs under self._lock, for a pool object not yet recorded (None: too many are).
+        if len(self.pools) >= POOLS:
+            return None
+        rec = self.pools[event.pool_id] = PoolRecord(
+            event.key, event.pool_id, event.manager_id, event.library
+        )
         return rec
 
     def folded(self, keys: list[PoolKey]) -> None:
@@ -231,10 +257,13 @@ class ReportSink(Sink):
         with self._lock:
             for key in keys:
                 self.samples.pop(key, None)
-            befores = [b for key in keys if (b := self.baseline.pop(key, None)) is not None]
+            # In C (map, filter, compress): a fold takes hundreds of hosts at once.
+            befores = list(filter(None, map(self.baseline.pop, keys, repeat(None))))
             if befores:
                 add_into(self.baseline.setdefault(OTHER_HOSTS, PoolStats(OTHER_HOSTS)), befores)
-            self.pools = {i: rec for i, rec in list(self.pools.items()) if rec.key not in gone}
+            pools = list(self.pools.items())  # one copy: a finalizer may add to it meanwhile
+            kept = map(not_, map(gone.__contains__, map(_key, map(_record, pools))))
+            self.pools = dict(compress(pools, kept))
 
     def forget(self) -> None:
         """Start afresh (a forked child: what it holds is its parent's)."""

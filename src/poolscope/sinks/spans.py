@@ -233,7 +233,15 @@ class SpanSink(Sink):
         span.end(end_time=end_ns)
 
     def _on_request_span(self, event: PoolEvent) -> None:
-        current = trace.get_current_span()
+        # get_current_span()'s test, read as on_reuse() does: an eviction comes with every new
+        # host past a manager's num_pools, most often with no span current.
+        current: Any = _current_context().get(_SPAN_KEY)
+        if current is None:
+            return
+        if type(current) not in _span_types:
+            if not isinstance(current, trace.Span):
+                return
+            _span_types.add(type(current))
         if not current.is_recording():
             return
         current.add_event(f"urllib3.pool.{event.kind.value}", span_event_attributes(event))
