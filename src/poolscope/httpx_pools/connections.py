@@ -160,7 +160,7 @@ def _not_served(conn: Any, taken: bool) -> None:
 
 def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
     def handle_request(self: Any, request: Any) -> Any:
-        cs: ConnState | None = self.__dict__.get("_poolscope")
+        cs: ConnState | None = getattr(self, "_poolscope", None)
         if cs is None or not cs.pool.counting:
             return handle(self, request)
         if cs.multiplexed:
@@ -190,10 +190,7 @@ def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
-    async def handle_async_request(self: Any, request: Any) -> Any:
-        cs: ConnState | None = self.__dict__.get("_poolscope")
-        if cs is None or not cs.pool.counting:
-            return await handle(self, request)
+    async def counted(self: Any, request: Any, cs: ConnState) -> Any:
         if cs.multiplexed:
             waited = _stream_opened(self, cs)
             try:
@@ -217,13 +214,21 @@ def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
             _first_streams(self, cs, request)
         return response
 
+    # Not a coroutine function: until the pool counts, it returns httpcore's own coroutine for
+    # the caller to await (see hooks), with no coroutine of poolscope's in between.
+    def handle_async_request(self: Any, request: Any) -> Any:
+        cs: ConnState | None = getattr(self, "_poolscope", None)
+        if cs is None or not cs.pool.counting:
+            return handle(self, request)
+        return counted(self, request, cs)
+
     return handle_async_request
 
 
 def _back(conn: Any) -> None:
     """The request on ``conn`` is done: the connection is idle in its pool (if it closes
     instead, the pool's pass that lets it go accounts for that)."""
-    cs: ConnState | None = conn.__dict__.get("_poolscope")
+    cs: ConnState | None = getattr(conn, "_poolscope", None)
     if cs is None or not cs.open or cs.in_pool or not cs.pool.counting:
         return
     if cs.multiplexed:
@@ -243,25 +248,37 @@ def _back(conn: Any) -> None:
 # connection to a waiting request at once (which takes it out of the idle ones again).
 
 
-def _returning(stream: Any) -> None:
-    if not stream._closed and stream._pool_request.connection is not None:
-        try:
-            _back(stream._pool_request.connection)
-        except Exception:
-            internal_error("httpx return")
+def _returning(conn: Any) -> None:
+    try:
+        _back(conn)
+    except Exception:
+        internal_error("httpx return")
+
+
+# Until the pool counts, a close costs one test (what _back would find).
 
 
 def sync_returned(close: Callable[..., Any]) -> Callable[..., Any]:
     def close_stream(self: Any) -> None:
-        _returning(self)
+        if not self._closed:
+            conn = self._pool_request.connection
+            cs: ConnState | None = getattr(conn, "_poolscope", None)
+            if cs is not None and cs.pool.counting:
+                _returning(conn)
         close(self)
 
     return close_stream
 
 
 def async_returned(close: Callable[..., Any]) -> Callable[..., Any]:
-    async def aclose(self: Any) -> None:
-        _returning(self)
-        await close(self)
+    # Not a coroutine function: it returns httpcore's own coroutine for the caller to await
+    # (httpx awaits it at once, so the connection counts idle just before, as in sync).
+    def aclose(self: Any) -> Any:
+        if not self._closed:
+            conn = self._pool_request.connection
+            cs: ConnState | None = getattr(conn, "_poolscope", None)
+            if cs is not None and cs.pool.counting:
+                _returning(conn)
+        return close(self)
 
     return aclose

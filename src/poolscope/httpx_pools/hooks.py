@@ -19,11 +19,21 @@ no pool events of its own, so poolscope wraps (docs/decisions.md, "httpx's pools
 
 Every wrapper calls httpcore's own method with the same arguments and returns or raises what it
 does; poolscope's part runs in ``try`` blocks that report their own failures and carry on.
+
+They run on every request, so they cost as little as they can where nothing is to be counted
+(a pool with no SDK, the report or logging acting on reuses): poolscope's marks on httpcore's
+pools, connections and requests are read with ``getattr()``, never through ``obj.__dict__``,
+which on CPython 3.11+ turns an object's inline attribute values into a real dict and makes
+every later attribute read of httpcore's own on it slower (a pool's and a connection's are read
+all through a request); and the async wrappers of a request's path are plain functions that
+return httpcore's own coroutine for the caller to await (httpcore awaits each at once), with no
+coroutine of poolscope's in between, until there is something to do after it.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import threading
 import time
@@ -47,6 +57,10 @@ from .scope import ATTACHED, TARGET, PoolScope, scope_of
 
 _now = time.monotonic
 
+
+# The async wrappers that return httpcore's coroutine are plain functions: from 3.12 they are
+# marked, so that inspect.iscoroutinefunction() says of httpcore's methods what it said before.
+_mark_coroutine: Callable[[Any], Any] | None = getattr(inspect, "markcoroutinefunction", None)
 
 MODULES = ("httpcore", "httpcore2")  # httpx's, and httpx2's (pydantic's fork, openai's 3.x)
 
@@ -144,6 +158,8 @@ def _wrap(name: str) -> Callable[[], None] | None:
     for cls, attr, wrap in patches:
         wrapper = wrap(cls.__dict__[attr])
         wrapper.__wrapped__ = cls.__dict__[attr]
+        if _mark_coroutine is not None and inspect.iscoroutinefunction(wrapper.__wrapped__):
+            _mark_coroutine(wrapper)  # a coroutine function still, as httpcore's
         setattr(cls, attr, wrapper)
 
     def undo() -> None:
@@ -181,7 +197,7 @@ def _created(create: Callable[..., Any]) -> Callable[..., Any]:
 
 def _assigned(assign: Callable[..., Any]) -> Callable[..., Any]:
     def _assign_requests_to_connections(self: Any) -> Any:
-        scope: PoolScope | None = self.__dict__.get("_poolscope")
+        scope: PoolScope | None = getattr(self, "_poolscope", None)
         if scope is None:
             return assign(self)
         try:
@@ -227,12 +243,12 @@ def _let_go(pool: Any, scope: PoolScope, closing: list[Any]) -> None:
 
 def _closing(pool: Any) -> None:
     """The pool is being closed (its client was): every connection it holds closes with it."""
-    scope: PoolScope | None = pool.__dict__.get("_poolscope")
+    scope: PoolScope | None = getattr(pool, "_poolscope", None)
     if scope is None:
         return
     try:
         for conn in list(pool._connections):
-            cs: ConnState | None = conn.__dict__.get("_poolscope")
+            cs: ConnState | None = getattr(conn, "_poolscope", None)
             if cs is not None and cs.open:
                 scope.recorder.connection_closed(cs, CloseReason.POOL_CLOSED)
         for ps in scope.origins.values():
@@ -264,8 +280,8 @@ def _expired(conn: Any, now: float) -> bool:
 
 def _waiting(pool_request: Any, timeout: float | None) -> PoolState | None:
     """The pool state a request about to wait for a connection waits in (None: not ours)."""
-    pool = pool_request.__dict__.get("_poolscope_pool")  # tagged by the pool's pass
-    scope: PoolScope | None = pool.__dict__.get("_poolscope") if pool is not None else None
+    pool = getattr(pool_request, "_poolscope_pool", None)  # tagged by the pool's pass
+    scope: PoolScope | None = getattr(pool, "_poolscope", None)
     if scope is None:
         return None
     try:
@@ -306,9 +322,7 @@ def _sync_wait(wait: Callable[..., Any], pool_timeout: type[BaseException]) -> C
 
 
 def _async_wait(wait: Callable[..., Any], pool_timeout: type[BaseException]) -> Callable[..., Any]:
-    async def wait_for_connection(self: Any, timeout: float | None = None) -> Any:
-        if self.connection is not None:
-            return await wait(self, timeout)
+    async def waited(self: Any, timeout: float | None) -> Any:
         ps, started = _waiting(self, timeout), _now()
         if ps is None:
             return await wait(self, timeout)
@@ -322,5 +336,12 @@ def _async_wait(wait: Callable[..., Any], pool_timeout: type[BaseException]) -> 
             raise
         _waited(ps, started, False)
         return conn
+
+    # Not a coroutine function: when the request has its connection (no wait), it returns
+    # httpcore's own coroutine, for the caller to await.
+    def wait_for_connection(self: Any, timeout: float | None = None) -> Any:
+        if self.connection is not None:
+            return wait(self, timeout)
+        return waited(self, timeout)
 
     return wait_for_connection

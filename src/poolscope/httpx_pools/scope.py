@@ -3,6 +3,7 @@ pool state its connections count in; and which pools report, one by one or all o
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Any
 
@@ -57,14 +58,14 @@ ATTACHED: weakref.WeakSet[Any] = weakref.WeakSet()
 def start_counting(pool: Any) -> None:
     """From now on, ``pool``'s pool states count reuses and idle connections; the open ones
     idle now count as idle (with no idle time: how long they have sat is not known)."""
-    scope: PoolScope | None = pool.__dict__.get("_poolscope")
+    scope: PoolScope | None = getattr(pool, "_poolscope", None)
     if scope is None or scope.counting:
         return
     scope.counting = True
     for ps in list(scope.origins.values()):
         ps.counting = True
     for conn in list(pool._connections):
-        cs = conn.__dict__.get("_poolscope")
+        cs = getattr(conn, "_poolscope", None)
         if cs is not None and cs.open and not cs.in_pool and conn.is_idle():
             cs.in_pool = True
             cs.stats.idle += 1
@@ -73,19 +74,20 @@ def start_counting(pool: Any) -> None:
 def attach(pool: Any, recorder: Recorder) -> None:
     """Make one httpcore pool report to ``recorder`` from now on (connections it opened
     before are not counted)."""
-    scope: PoolScope | None = pool.__dict__.get("_poolscope")
+    scope: PoolScope | None = getattr(pool, "_poolscope", None)
     if scope is None or scope.recorder is not recorder:
         pool._poolscope = PoolScope(recorder)
     ATTACHED.add(pool)
 
 
 def detach(pool: Any) -> None:
-    pool.__dict__.pop("_poolscope", None)
+    with contextlib.suppress(AttributeError):
+        del pool._poolscope
     ATTACHED.discard(pool)
 
 
 def scope_of(pool: Any) -> PoolScope | None:
-    scope: PoolScope | None = pool.__dict__.get("_poolscope")
+    scope: PoolScope | None = getattr(pool, "_poolscope", None)
     if scope is None and TARGET:
         scope = pool._poolscope = PoolScope(TARGET[0])
     return scope
