@@ -3,6 +3,7 @@
     python benchmarks/bytecodes.py            # urllib3 and requests, poolscope without an SDK
     python benchmarks/bytecodes.py --only "poolscope, SDK" --client urllib3
     python benchmarks/bytecodes.py --only "otel-urllib3 + poolscope" --against otel-urllib3
+    python benchmarks/bytecodes.py --client httpx-async   # an httpx.AsyncClient, on one loop
 
 Each configuration runs in its own process against the same nginx: a few requests to connect
 and warm up, then 20 reused-connection requests with each bytecode executed counted per function
@@ -11,7 +12,8 @@ and warm up, then 20 reused-connection requests with each bytecode executed coun
 table lists every function whose count per request differs from bare's (or from the
 configuration named by --against: the contrib one, for what poolscope adds to it). Unlike
 instructions.py this does not depend on memory layout: it shows what the code itself executes,
-and where.
+and where. An ``httpx.AsyncClient``'s 20 requests are awaited in one coroutine on one event
+loop (``harness.AsyncRequest``): the loop's own bytecodes are in every row alike.
 """
 
 from __future__ import annotations
@@ -66,15 +68,14 @@ def _traced(call: Any, counts: collections.Counter[str]) -> None:
 
     sys.settrace(tracer)
     try:
-        for _ in range(REQUESTS):
-            call()
+        harness.repeat(call, REQUESTS)
     finally:
         sys.settrace(None)
 
 
 def _monitored(call: Any, counts: collections.Counter[str]) -> None:
-    # 3.12+: sys.monitoring's INSTRUCTION events, one per bytecode executed. This function's
-    # own loop is counted too, the same in every configuration.
+    # 3.12+: sys.monitoring's INSTRUCTION events, one per bytecode executed. The loop that
+    # makes the requests (harness.repeat's) is counted too, the same in every configuration.
     monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 (3.12+; typeshed for 3.10 lacks it)
     names: dict[Any, str] = {}
 
@@ -89,8 +90,7 @@ def _monitored(call: Any, counts: collections.Counter[str]) -> None:
     monitoring.register_callback(tool, monitoring.events.INSTRUCTION, instruction)
     monitoring.set_events(tool, monitoring.events.INSTRUCTION)
     try:
-        for _ in range(REQUESTS):
-            call()
+        harness.repeat(call, REQUESTS)
     finally:
         monitoring.set_events(tool, 0)
         monitoring.register_callback(tool, monitoring.events.INSTRUCTION, None)
@@ -135,7 +135,7 @@ def main() -> None:
     how = "sys.monitoring" if sys.version_info >= (3, 12) else "sys.settrace opcodes"
     print(f"bytecodes per reused-connection request ({REQUESTS} requests, {how})")
     with harness.nginx() as url:
-        for client in ("urllib3", "requests", "httpx"):
+        for client in ("urllib3", "requests", "httpx", "httpx-async"):
             if args.client and client != args.client:
                 continue
             if args.against not in harness.CONFIGURATIONS[client]:

@@ -4,16 +4,19 @@ It owns:
 
 - the server: Debian's nginx on loopback with a config written here (keep-alive on, one
   worker), started and stopped by ``nginx()``;
-- the configurations: ``CONFIGURATIONS`` names each client's, ``make_requests`` and
-  ``make_urllib3`` (``make(client, ...)`` picks one) build a callable doing one request of a
-  configuration, and ``make_checkout`` one checkout and return in a pool (no I/O);
+- the configurations: ``CONFIGURATIONS`` names each client's, ``make_requests``,
+  ``make_urllib3``, ``make_httpx`` and ``make_httpx_async`` (``make(client, ...)`` picks one)
+  build a callable doing one request of a configuration (``AsyncRequest`` for an
+  ``httpx.AsyncClient``'s, on one event loop), and ``make_checkout`` one checkout and return in
+  a pool (no I/O);
   ``is_contrib`` says which configurations switch a contrib instrumentation on (process-wide:
   their ``ContribRequest`` switches it off and on again; ``uninstrument_contrib`` switches off
   any), ``ON_TOP_OF_CONTRIB`` pairs each "contrib + poolscope" configuration with its contrib
   one, ``SDK_CONTROL`` the SDK row with the bare client beside an unused SDK, and
   ``sdk_providers`` gives an OpenTelemetry SDK with in-memory exporters;
 - what a configuration's requests run inside: ``surroundings(kind)`` (an INFO handler for
-  logging mode) and ``repeat(call, n)``, the plain per-request loop;
+  logging mode) and ``repeat(call, n)``, the plain per-request loop (for an ``AsyncRequest``,
+  the same loop in one coroutine on its event loop);
 - the command line: ``parser(doc)`` and the ``--client`` option, ``exit_on_sigterm()`` so a
   killed run still stops its nginx, and ``describe_machine()``, the versions line every run
   prints first, with ``describe_source()``, the commit (and state) of the poolscope it measures.
@@ -122,6 +125,14 @@ CONFIGURATIONS = {
     ],
     # httpx (#30): the same rows but the contrib ones, which are for the next step.
     "httpx": [
+        "bare",
+        "bare, SDK set up",
+        "poolscope, no SDK",
+        "poolscope, SDK",
+        "poolscope, logging",
+    ],
+    # The same rows on an httpx.AsyncClient, its requests awaited on one event loop.
+    "httpx-async": [
         "bare",
         "bare, SDK set up",
         "poolscope, no SDK",
@@ -255,11 +266,71 @@ def make_httpx(kind: str, url: str) -> Callable[[], Any]:
     return lambda: client.get(url)
 
 
-_MAKERS = {"requests": make_requests, "urllib3": make_urllib3, "httpx": make_httpx}
+class AsyncRequest:
+    """One request of an ``httpx.AsyncClient`` configuration, on one event loop kept for the
+    whole run (the client's connections belong to it).
+
+    Called, it runs one request to completion on that loop (``run_until_complete``): for the
+    first request, which connects, and for callers that time one request at a time.
+    ``harness.repeat(call, n)`` runs ``call.repeat(n)`` instead: the n requests awaited one
+    after the other in one coroutine, in one ``run_until_complete``. The per-request
+    measurements use that (they take the difference of two series, so the one
+    ``run_until_complete`` drops out) because it is what an async application does: its
+    requests run inside a loop that is already running. A ``run_until_complete`` per request
+    would add to every request of every row the loop's start and stop and a Task wrapping the
+    coroutine, thousands of instructions the sync client has no counterpart for, and so dilute
+    each ratio to bare. Each awaited request still suspends on its socket reads and is resumed
+    by the loop's selector, as in an application: that share of the loop is part of an async
+    request's cost, the same in every row."""
+
+    def __init__(self, client: Any, url: str) -> None:
+        import asyncio
+
+        self._client = client
+        self._url = url
+        self._loop = asyncio.new_event_loop()
+
+    def __call__(self) -> Any:
+        return self._loop.run_until_complete(self._client.get(self._url))
+
+    def repeat(self, count: int) -> None:
+        """``count`` requests, awaited one after the other, nothing else."""
+        self._loop.run_until_complete(self._many(count))
+
+    async def _many(self, count: int) -> None:
+        get, url = self._client.get, self._url
+        for _ in range(count):
+            await get(url)
+
+
+def make_httpx_async(kind: str, url: str) -> AsyncRequest:
+    """As ``make_httpx``, on an ``httpx.AsyncClient`` (see ``AsyncRequest``)."""
+    import httpx
+
+    client = httpx.AsyncClient()
+    if kind == "bare, SDK set up":
+        _unused.append(sdk_providers())  # kept alive, never used; the request is bare's
+    if kind == "poolscope, no SDK":
+        poolscope.instrument_httpx_client(client)
+    elif kind == "poolscope, SDK":
+        mp, (tp, _exporter) = sdk_providers()
+        poolscope.instrument_httpx_client(client, meter_provider=mp, tracer_provider=tp)
+    elif kind == "poolscope, logging":
+        poolscope.instrument_httpx_client(client, mode="logging")
+    return AsyncRequest(client, url)
+
+
+_MAKERS: dict[str, Callable[[str, str], Callable[[], Any]]] = {
+    "requests": make_requests,
+    "urllib3": make_urllib3,
+    "httpx": make_httpx,
+    "httpx-async": make_httpx_async,
+}
 
 
 def make(client: str, kind: str, url: str) -> Callable[[], Any]:
-    """One request of configuration ``kind`` on ``client`` ("requests", "urllib3", "httpx")."""
+    """One request of configuration ``kind`` on ``client`` (a key of ``CONFIGURATIONS``:
+    "requests", "urllib3", "httpx", "httpx-async")."""
     return _MAKERS[client](kind, url)
 
 
@@ -363,7 +434,10 @@ def surroundings(kind: str) -> Iterator[None]:
 
 
 def repeat(call: Callable[[], Any], n: int) -> None:
-    """n requests, nothing else."""
+    """n requests, nothing else: an ``AsyncRequest``'s awaited in one coroutine on its loop."""
+    if isinstance(call, AsyncRequest):
+        call.repeat(n)
+        return
     for _ in range(n):
         call()
 

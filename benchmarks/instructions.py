@@ -5,6 +5,8 @@
     python benchmarks/instructions.py --layouts 8          # the mean over 8 memory layouts
     python benchmarks/instructions.py --smoke              # a few requests, no figures: CI
     python benchmarks/instructions.py --quick --client urllib3 --only "poolscope, no SDK"
+    python benchmarks/instructions.py --quick --client httpx-async   # httpx.AsyncClient
+    python benchmarks/instructions.py --quick --client httpx-async --freeze-heap
     python benchmarks/instructions.py --quick --only "otel-urllib3 + poolscope"  # and its contrib
     python benchmarks/instructions.py --quick --cache --only "poolscope, SDK"   # cachegrind
     python benchmarks/instructions.py --hot-path --layouts 4   # checkout and return, no I/O
@@ -17,7 +19,21 @@ more than the overhead they are meant to show. Instructions executed do not: cal
 them exactly, whatever else the machine is doing. Each configuration runs in its own process
 twice, with a short and a long series of reused-connection requests against the same nginx;
 the difference between the two counts, divided by the difference in requests, is the client's
-cost of one request with start-up, imports and the first connection taken out.
+cost of one request with start-up, imports and the first connection taken out. An
+``httpx.AsyncClient`` ("httpx-async") awaits each series in one coroutine on one event loop
+(``harness.AsyncRequest`` says why), so its per-request cost is an awaited request's in a
+running loop, the loop's own share of it included, and no loop start-up.
+
+The garbage collector's full collections are in the counts, and they do not divide evenly: a
+full collection walks the whole heap (start-up included: imports, an SDK), and one comes every
+couple of thousand httpx requests, when what survived to the oldest generation since the last
+one reaches a quarter of it. Whether one falls between the short and the long series, or in
+both, moves a row by a whole collection over the requests between (about 36,000 instructions
+a request for an httpx.AsyncClient at --quick), and a row whose heap is larger is charged for
+walking it. ``--freeze-heap`` takes both out: after the first request the child freezes what
+it holds (``gc.freeze()``, start-up and SDK included) and collects, so that a full collection
+walks only what the requests left behind and none waits on the size of the start-up heap; the
+young collections, and all the requests allocate, are still collected and counted.
 
 The traced request path is the "contrib + poolscope" rows: the contrib instrumentation makes a
 request span current for each request, and poolscope adds its link and span event to it. Below
@@ -47,6 +63,7 @@ interpreters shows there what each makes of it.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -94,6 +111,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 
+# --freeze-heap, passed on to the measured child processes.
+FREEZE_HEAP = "POOLSCOPE_BENCH_FREEZE_HEAP"
+
 # --hot-path: the pool's checkout and return without I/O, under this name as a client.
 CHECKOUT = "checkout and return"
 
@@ -105,6 +125,9 @@ def child(client: str, kind: str, n: int, url: str) -> None:
     else:
         call = harness.make(client, kind, url)
         call()  # the first request connects; every counted one reuses
+    if os.environ.get(FREEZE_HEAP):
+        gc.freeze()  # the start-up heap: no later collection walks it
+        gc.collect()  # nor waits for a quarter of it to be new
     with harness.surroundings(kind):
         harness.repeat(call, n)
 
@@ -257,6 +280,11 @@ def main() -> None:
         help="only a pool's checkout and return of an open connection, no I/O",
     )
     parser.add_argument(
+        "--freeze-heap",
+        action="store_true",
+        help="freeze the start-up heap before the counted requests (full collections even out)",
+    )
+    parser.add_argument(
         "--save", metavar="FILE", help="also write each layout's counts per request (JSON)"
     )
     parser.add_argument(
@@ -301,6 +329,9 @@ def main() -> None:
     tool = "cachegrind" if args.cache else "callgrind"
     what = "checkout and return, no I/O" if args.hot_path else "reused-connection request"
     print(f"instructions per {what}: ({long} - {short}) of them, {tool}")
+    if args.freeze_heap:
+        os.environ[FREEZE_HEAP] = "1"  # the children's environment is this one's
+        print("start-up heap frozen before the counted requests (--freeze-heap)")
     if args.layouts > 1:
         print(
             f"mean over {args.layouts} memory layouts (each a different draw of method-cache "
@@ -313,6 +344,7 @@ def main() -> None:
     saved: dict[str, Any] = {
         "machine": harness.describe_machine(),
         "requests": [short, long],
+        "freeze_heap": args.freeze_heap,
         "clients": {},
     }
     with harness.nginx() as url:
@@ -374,17 +406,20 @@ def load(paths: list[str], each: bool) -> None:
 
     def measured(saved: dict[str, Any]) -> tuple[str, Any]:
         # every_python.sh exports each run's code to a directory of its own: not a difference.
-        return re.sub(r" \(exported to [^)]*\)", "", saved["machine"]), saved["requests"]
+        machine = re.sub(r" \(exported to [^)]*\)", "", saved["machine"])
+        return machine, saved["requests"], saved.get("freeze_heap", False)
 
     for path, other in zip(paths, files, strict=True):
         if measured(other) != measured(first):
             raise SystemExit(
-                f"{path} was measured on another commit, interpreter or request count than "
-                f"{paths[0]}: combine only runs of one commit and interpreter."
+                f"{path} was measured on another commit, interpreter, request count or "
+                f"--freeze-heap than {paths[0]}: combine only runs of one commit and interpreter."
             )
     short, long = first["requests"]
     print(first["machine"])
     print(f"instructions per reused-connection request: ({long} - {short}) of them, callgrind")
+    if first.get("freeze_heap"):
+        print("start-up heap frozen before the counted requests (--freeze-heap)")
     print(f"from {', '.join(paths)}")
     for client in [*harness.CONFIGURATIONS, CHECKOUT]:
         merged: dict[str, dict[str, list[float]]] = {}
