@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trustme
 
+import poolscope
 from poolscope.config import stop_report
 from poolscope.loopback import LoopbackServer
 
@@ -26,6 +27,19 @@ def no_report_after_each_test() -> Iterator[None]:
     # that asked must not make the next test's recorders count for it.
     yield
     stop_report()
+
+
+@pytest.fixture
+def instrumented() -> Iterator[Metrics]:
+    """Process-wide instrumentation (urllib3's and httpx's pools) reporting to the report and
+    to a meter provider of this test's own: a recorder outlives a test, a loopback port may
+    come back, and a recorder of its own keeps one test's counts out of the next one's."""
+    metrics = Metrics()
+    poolscope.instrument(report=True, meter_provider=metrics.provider)
+    try:
+        yield metrics
+    finally:
+        poolscope.uninstrument()
 
 
 @pytest.fixture

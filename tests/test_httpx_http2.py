@@ -7,7 +7,6 @@ a stream when the server allows fewer at once, with advice that, applied, leaves
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,16 +19,6 @@ from .support.metrics import Metrics
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("h2")
-
-
-@pytest.fixture
-def instrumented() -> Iterator[Metrics]:
-    metrics = Metrics()
-    poolscope.instrument(report=True, meter_provider=metrics.provider)
-    try:
-        yield metrics
-    finally:
-        poolscope.uninstrument()
 
 
 def row(server: Any) -> Any:

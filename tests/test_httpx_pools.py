@@ -11,7 +11,6 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,15 +21,6 @@ from poolscope.loopback import LoopbackServer
 from .support.metrics import Metrics
 
 httpx = pytest.importorskip("httpx")
-
-
-@pytest.fixture
-def instrumented() -> Iterator[None]:
-    poolscope.instrument(report=True, meter_provider=Metrics().provider)
-    try:
-        yield
-    finally:
-        poolscope.uninstrument()
 
 
 def row(server: LoopbackServer) -> Any:
@@ -51,7 +41,7 @@ def threads_together(client: Any, url: str, n: int, rounds: int) -> None:
             worker.join()
 
 
-def test_a_sync_client_is_counted_as_the_server_counts(instrumented: None) -> None:
+def test_a_sync_client_is_counted_as_the_server_counts(instrumented: Metrics) -> None:
     with LoopbackServer("127.0.0.1", together=4) as server:
         with httpx.Client(limits=httpx.Limits(max_keepalive_connections=10)) as client:
             for _ in range(5):
@@ -66,7 +56,7 @@ def test_a_sync_client_is_counted_as_the_server_counts(instrumented: None) -> No
 
 
 def test_more_busy_than_kept_idle_is_advised_in_httpx_words_and_the_number_holds(
-    instrumented: None,
+    instrumented: Metrics,
 ) -> None:
     # Four threads at once through a pool that keeps two idle: httpcore closes the others as
     # they come back, and opens new ones for the next round.
@@ -94,7 +84,7 @@ def test_more_busy_than_kept_idle_is_advised_in_httpx_words_and_the_number_holds
 
 
 def test_an_async_client_that_waits_is_advised_max_connections_and_the_number_holds(
-    instrumented: None,
+    instrumented: Metrics,
 ) -> None:
     def run(most: int) -> LoopbackServer:
         async def six_at_once(url: str) -> None:
@@ -121,21 +111,24 @@ def test_an_async_client_that_waits_is_advised_max_connections_and_the_number_ho
     assert row(enough).waits == 0 and advice(enough) == {}
 
 
-def test_pool_timeouts_are_counted_as_the_program_saw_them(instrumented: None) -> None:
-    timeouts = []
+def getting(client: Any, url: str, timeouts: list[int]) -> threading.Thread:
+    """A thread that gets ``url``, and notes a PoolTimeout in ``timeouts``."""
 
-    def one(client: Any, url: str) -> None:
+    def one() -> None:
         try:
             client.get(url)
         except httpx.PoolTimeout:
             timeouts.append(1)
 
+    return threading.Thread(target=one)
+
+
+def test_pool_timeouts_are_counted_as_the_program_saw_them(instrumented: Metrics) -> None:
+    timeouts: list[int] = []
     with LoopbackServer("127.0.0.1") as server:
         limits = httpx.Limits(max_connections=1)
         with httpx.Client(limits=limits, timeout=httpx.Timeout(5, pool=0.05)) as client:
-            workers = [
-                threading.Thread(target=one, args=(client, server.url + "/hold")) for _ in range(3)
-            ]
+            workers = [getting(client, server.url + "/hold", timeouts) for _ in range(3)]
             for worker in workers:
                 worker.start()
             deadline = time.monotonic() + 10
@@ -151,27 +144,17 @@ def test_pool_timeouts_are_counted_as_the_program_saw_them(instrumented: None) -
     assert "2 of them gave up after the pool timeout of 50 ms (httpx.PoolTimeout)" in evidence
 
 
-def test_pool_timeouts_are_explained_and_each_fix_offered_holds(instrumented: None) -> None:
+def test_pool_timeouts_are_explained_and_each_fix_offered_holds(instrumented: Metrics) -> None:
     # Three threads through one connection, a pool timeout of 50 ms and responses of 100 ms:
     # two give up. The report says how many were in flight and how long they waited, and
     # offers more connections or a longer pool timeout with numbers that, applied, end the
     # timeouts (and, for the connections, the waits).
     def run(most: int, pool: float) -> tuple[LoopbackServer, int]:
-        timeouts = []
-
-        def one(client: Any, url: str) -> None:
-            try:
-                client.get(url)
-            except httpx.PoolTimeout:
-                timeouts.append(1)
-
+        timeouts: list[int] = []
         with LoopbackServer("127.0.0.1") as server:
             limits, timeout = httpx.Limits(max_connections=most), httpx.Timeout(5, pool=pool)
             with httpx.Client(limits=limits, timeout=timeout) as client:
-                workers = [
-                    threading.Thread(target=one, args=(client, server.url + "/slow"))
-                    for _ in range(3)
-                ]
+                workers = [getting(client, server.url + "/slow", timeouts) for _ in range(3)]
                 for worker in workers:
                     worker.start()
                 for worker in workers:
@@ -193,7 +176,7 @@ def test_pool_timeouts_are_explained_and_each_fix_offered_holds(instrumented: No
 
 
 def test_more_tasks_at_once_than_a_pool_should_serve_are_told_to_be_bounded(
-    instrumented: None,
+    instrumented: Metrics,
 ) -> None:
     async def crowd(url: str) -> None:
         async with httpx.AsyncClient(limits=httpx.Limits(max_connections=2)) as client:
@@ -209,7 +192,7 @@ def test_more_tasks_at_once_than_a_pool_should_serve_are_told_to_be_bounded(
     )
 
 
-def test_closes_say_why(instrumented: None) -> None:
+def test_closes_say_why(instrumented: Metrics) -> None:
     # Idle past httpx's keepalive_expiry, and idle past the server's keep-alive limit.
     with LoopbackServer("127.0.0.1") as ours, LoopbackServer("127.0.0.2", keepalive=0.2) as theirs:
         with httpx.Client(limits=httpx.Limits(keepalive_expiry=0.2)) as client:

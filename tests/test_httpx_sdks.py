@@ -7,7 +7,6 @@ that, applied, leaves nothing to advise."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,15 +22,6 @@ httpx2 = pytest.importorskip("httpx2")
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture
-def instrumented() -> Iterator[None]:
-    poolscope.instrument(report=True, meter_provider=Metrics().provider)
-    try:
-        yield
-    finally:
-        poolscope.uninstrument()
-
-
 def row(url: str) -> Any:
     (pool,) = [p for p in poolscope.report().pools if url.startswith(p.origin)]
     return pool
@@ -41,7 +31,7 @@ def advice(url: str) -> dict[str, Any]:
     return {a.rule: a for a in poolscope.report().advice if url.startswith(a.origin)}
 
 
-def test_an_openai_client_is_seen_counted_and_named(instrumented: None) -> None:
+def test_an_openai_client_is_seen_counted_and_named(instrumented: Metrics) -> None:
     with FakeOpenAI() as api:
         with openai.OpenAI(api_key="x", base_url=api.url, max_retries=0) as client:
             for _ in range(5):
@@ -52,7 +42,7 @@ def test_an_openai_client_is_seen_counted_and_named(instrumented: None) -> None:
     assert pool.library == "openai" and pool.reused == 4 and advice(api.url) == {}
 
 
-def test_an_openai_client_that_waits_is_advised_in_openais_words(instrumented: None) -> None:
+def test_an_openai_client_that_waits_is_advised_in_openais_words(instrumented: Metrics) -> None:
     def run(most: int) -> FakeOpenAI:
         async def six_at_once(url: str) -> None:
             limits = httpx2.Limits(max_connections=most, max_keepalive_connections=most)
