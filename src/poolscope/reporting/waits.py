@@ -60,8 +60,11 @@ def advise_waits(origin: str, stats: PoolStats, samples: Samples, lib: Library) 
     if longer:
         options.insert(1, longer)
     change = "; or ".join(options)
-    crowded = options[0] is fewer
-    lead = f"{need} requests at once is more than one pool should open connections for: " * crowded
+    lead = (
+        f"{need} requests at once is more than one pool should open connections for: "
+        if options[0] is fewer
+        else ""
+    )
     return [
         Advice(
             rule="pool_block",
@@ -109,7 +112,7 @@ def _longer_wait(
     """Keeping the pool as it is, the pool timeout that lets every request of the busiest
     moment through: the last of ``need`` waits for ``need / limit - 1`` rounds of requests
     holding the connections (their p90 each); None without the numbers or the setting."""
-    if pool_timeout is None or not held:
+    if pool_timeout is None or not held or limit < 1:
         return None
     rounds = math.ceil(need / limit) - 1
     wait = rounded_up(rounds * held["p90"] * 1.5)
