@@ -306,18 +306,22 @@ class Recorder:
                 _described(pool, PoolEvent(EventKind.WAIT_STARTED, pool.key, timeout=timeout))
             )
 
-    def wait_ended(self, pool: PoolState, waited: float, timed_out: bool) -> None:
+    def wait_ended(self, pool: PoolState, waited: float, gave_up: str | None = None) -> None:
+        """A wait for a free connection ended, with one, or with the error ``gave_up`` (the
+        ``error.type`` of the exception the request got: urllib3's EmptyPoolError, httpcore's
+        PoolTimeout)."""
         stats = pool.stats
         stats.waiting -= 1
         pool.waiting -= 1
         stats.waits += 1
         if waited > stats.max_wait:
             stats.max_wait = waited
-        if timed_out:
+        if gave_up is not None:
             stats.wait_timeouts += 1
-        kind = EventKind.WAIT_TIMED_OUT if timed_out else EventKind.WAIT_ENDED
+        kind = EventKind.WAIT_ENDED if gave_up is None else EventKind.WAIT_TIMED_OUT
         if self._wanted[kind]:
-            self.sinks.emit(_described(pool, PoolEvent(kind, pool.key, duration=waited)))
+            event = PoolEvent(kind, pool.key, duration=waited, error_type=gave_up)
+            self.sinks.emit(_described(pool, event))
 
 
 def _described(pool: PoolState, event: PoolEvent) -> PoolEvent:

@@ -1,9 +1,9 @@
-"""httpcore's connections, observed: a connection opened (its connect time, TLS included) or
-failed, a request on it (a reuse when it was open before), and its response closed (the
-connection idle in its pool again). An HTTP/2 connection carries several requests at once, a
-stream each: it is in use while one is open, and a request that finds every stream the server
-allows in use waits inside the connection. Sync and async wrappers alike call httpcore's own
-method and return or raise what it does (see :mod:`.hooks`)."""
+"""httpcore's connections, observed: a connection opened (its connect time, TLS included, and
+its steps: see :mod:`.phases`) or failed, a request on it (a reuse when it was open before), and
+its response closed (the connection idle in its pool again). An HTTP/2 connection carries
+several requests at once, a stream each: it is in use while one is open, and a request that
+finds every stream the server allows in use waits inside the connection. Sync and async
+wrappers alike call httpcore's own method and return or raise what it does (see :mod:`.hooks`)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,19 @@ from typing import Any
 from ..core.errors import internal_error
 from ..core.state import ConnState
 from ..core.stats import count_use
+from .phases import AsyncSteps, Steps, traced
 
 _now = time.monotonic
 
 
-def _opened(conn: Any, request: Any, stream: Any, started: float) -> None:
+def _opened(conn: Any, request: Any, stream: Any, started: float, steps: Steps) -> None:
     cs: ConnState | None = getattr(conn, "_poolscope", None)
     if cs is None:
         return
     try:
+        steps.timing.end_ns = time.time_ns()
+        recorder = cs.pool.recorder
+        cs.timing = steps.timing if recorder.sinks.wants_phases() else None
         ssl_object = stream.get_extra_info("ssl_object")
         tls_version = ssl_object.version() if ssl_object is not None else None
         timeout = request.extensions.get("timeout", {}).get("connect") is not None
@@ -30,31 +34,44 @@ def _opened(conn: Any, request: Any, stream: Any, started: float) -> None:
         # httpcore's own test for HTTP/2: negotiated over TLS, or with prior knowledge.
         if alpn == "h2" or (conn._http2 and not conn._http1):
             cs.multiplexed, cs.opened_by = True, id(request)
-        cs.pool.recorder.connection_created(
-            cs, _now() - started, None, tls_version, connect_timeout=timeout
+        recorder.connection_created(
+            cs, _now() - started, steps.tls_time(), tls_version, connect_timeout=timeout
         )
     except Exception:
         internal_error("httpx connect")
 
 
-def _failed(conn: Any, exc: BaseException, started: float) -> None:
+def _failed(conn: Any, exc: BaseException, started: float, steps: Steps) -> None:
     cs: ConnState | None = getattr(conn, "_poolscope", None)
     if cs is not None:
         try:
-            cs.pool.recorder.connect_failed(cs, exc, _now() - started)
+            steps.timing.end_ns = time.time_ns()
+            recorder = cs.pool.recorder
+            cs.timing = steps.timing if recorder.sinks.wants_phases() else None
+            recorder.connect_failed(cs, exc, _now() - started)
         except Exception:
             internal_error("httpx connect")
 
 
+# A connect is timed step by step through httpcore's trace extension (see .phases): the
+# request's extensions are a copy with poolscope's callback for as long as the connect runs.
+
+
 def sync_connect(connect: Callable[..., Any]) -> Callable[..., Any]:
     def _connect(self: Any, request: Any) -> Any:
+        if getattr(self, "_poolscope", None) is None:
+            return connect(self, request)
+        steps, extensions = traced(request, Steps)
         started = _now()
         try:
             stream = connect(self, request)
         except Exception as exc:
-            _failed(self, exc, started)
+            _failed(self, exc, started, steps)
             raise
-        _opened(self, request, stream, started)
+        finally:
+            if extensions is not None:
+                request.extensions = extensions
+        _opened(self, request, stream, started, steps)
         return stream
 
     return _connect
@@ -62,13 +79,19 @@ def sync_connect(connect: Callable[..., Any]) -> Callable[..., Any]:
 
 def async_connect(connect: Callable[..., Any]) -> Callable[..., Any]:
     async def _connect(self: Any, request: Any) -> Any:
+        if getattr(self, "_poolscope", None) is None:
+            return await connect(self, request)
+        steps, extensions = traced(request, AsyncSteps)
         started = _now()
         try:
             stream = await connect(self, request)
         except Exception as exc:
-            _failed(self, exc, started)
+            _failed(self, exc, started, steps)
             raise
-        _opened(self, request, stream, started)
+        finally:
+            if extensions is not None:
+                request.extensions = extensions
+        _opened(self, request, stream, started, steps)
         return stream
 
     return _connect

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import internal_error
-from ..core.events import CloseReason
+from ..core.events import CloseReason, error_type
 from ..core.imports import ImportWatcher
 from ..core.recorder import Recorder
 from ..core.state import ConnState, PoolState
@@ -293,9 +293,9 @@ def _waiting(pool_request: Any, timeout: float | None) -> PoolState | None:
     return ps
 
 
-def _waited(ps: PoolState, started: float, timed_out: bool) -> None:
+def _waited(ps: PoolState, started: float, gave_up: BaseException | None = None) -> None:
     try:
-        ps.recorder.wait_ended(ps, _now() - started, timed_out)
+        ps.recorder.wait_ended(ps, _now() - started, gave_up and error_type(gave_up))
     except Exception:
         internal_error("httpx wait")
 
@@ -309,13 +309,13 @@ def _sync_wait(wait: Callable[..., Any], pool_timeout: type[BaseException]) -> C
             return wait(self, timeout)
         try:
             conn = wait(self, timeout)
-        except pool_timeout:
-            _waited(ps, started, True)
+        except pool_timeout as exc:
+            _waited(ps, started, exc)
             raise
         except BaseException:
-            _waited(ps, started, False)
+            _waited(ps, started)
             raise
-        _waited(ps, started, False)
+        _waited(ps, started)
         return conn
 
     return wait_for_connection
@@ -328,13 +328,13 @@ def _async_wait(wait: Callable[..., Any], pool_timeout: type[BaseException]) -> 
             return await wait(self, timeout)
         try:
             conn = await wait(self, timeout)
-        except pool_timeout:
-            _waited(ps, started, True)
+        except pool_timeout as exc:
+            _waited(ps, started, exc)
             raise
         except BaseException:
-            _waited(ps, started, False)
+            _waited(ps, started)
             raise
-        _waited(ps, started, False)
+        _waited(ps, started)
         return conn
 
     # Not a coroutine function: when the request has its connection (no wait), it returns

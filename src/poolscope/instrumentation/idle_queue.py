@@ -23,6 +23,7 @@ from .connections import adopt_connection
 
 _now = time.perf_counter
 _monotonic = time.monotonic
+_EMPTY_POOL = "urllib3.exceptions.EmptyPoolError"  # what urllib3 raises for a wait too long
 
 if TYPE_CHECKING:
     _QueueBase = queue.LifoQueue[Any]
@@ -310,6 +311,7 @@ def _wait_for_item(q: InstrumentedQueueMixin, timeout: float | None) -> None:
     finally:
         if ps is not None:
             try:
-                ps.recorder.wait_ended(ps, _now() - start, timed_out)
+                gave_up = _EMPTY_POOL if timed_out else None
+                ps.recorder.wait_ended(ps, _now() - start, gave_up)
             except Exception:
                 internal_error("wait")

@@ -228,7 +228,7 @@ class SpanSink(Sink):
             start_time=start_ns,
         )
         if event.kind is EventKind.WAIT_TIMED_OUT:
-            span.set_attribute("error.type", "urllib3.exceptions.EmptyPoolError")
+            span.set_attribute("error.type", event.error_type or "_OTHER")
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=end_ns)
 
