@@ -128,16 +128,23 @@ def _served(cs: ConnState, waited: bool = False) -> None:
 # its response is (or as the request fails); the connection is in use while one is open.
 
 
+def _one_stream_more(cs: ConnState) -> int:
+    """A stream opened on ``cs``: its streams open now, the pool's peak raised to them."""
+    streams = cs.streams = cs.streams + 1
+    stats = cs.stats
+    if streams > stats.streams_peak:
+        stats.streams_peak = streams
+    return streams
+
+
 def _stream_opened(conn: Any, cs: ConnState) -> bool:
     """A request is about to open a stream on ``conn``: True if every stream the server
     allows is in use already (httpcore makes it wait for one)."""
-    streams = cs.streams = cs.streams + 1
     try:
+        streams = _one_stream_more(cs)
         if streams == 1:
             _taken(cs)
         stats = cs.stats
-        if streams > stats.streams_peak:
-            stats.streams_peak = streams
         allowed: int = getattr(conn._connection, "_max_streams", 0)
         if allowed > stats.stream_limit:
             stats.stream_limit = allowed
@@ -160,10 +167,7 @@ def _first_streams(conn: Any, cs: ConnState, request: Any) -> None:
     that came at once and waited for the connect: a reuse): its stream is open until its
     response is closed."""
     try:
-        cs.streams += 1
-        stats = cs.stats
-        if cs.streams > stats.streams_peak:
-            stats.streams_peak = cs.streams
+        _one_stream_more(cs)
         if id(request) != cs.opened_by and cs.open:
             _served(cs)
     except Exception:
