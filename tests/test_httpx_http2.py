@@ -124,10 +124,10 @@ def test_requests_beyond_the_servers_streams_wait_and_are_advised_a_number_that_
         f"4 request(s) to {server.url} waited for a free HTTP/2 stream: its server allows 2 "
         "at once on a connection, up to 6 requests wanted one at once"
     )
-    text = poolscope.report().render_text()
-    assert (
-        "HTTP/2: up to 6 requests at once on a connection (the server allows 2), 4 waited" in text
-    )
+    report = poolscope.report()
+    said_http2 = "HTTP/2: up to 6 requests at once on a connection (the server allows 2), 4 waited"
+    assert said_http2 in report.render_text()
+    assert f"<p class=http2>{said_http2} for a stream</p>" in report.render_html()
     assert said.change.startswith("Run at most 2 request(s) to it at once")
     assert said.change.endswith(
         "or turn HTTP/2 off for it (http2=False) with as many connections: httpx.Client("

@@ -166,6 +166,7 @@ def html(
             f'<section class="pool"><h2>{esc(p.origin)} '
             f"<small>manager {manager_label(p.manager)}</small></h2>"
             f"<p>{esc(stats)}</p>"
+            f"{f'<p class=http2>{esc(http2)}</p>' if (http2 := p.http2_line()) else ''}"
             f'<div class="plot">{_chart(p, x, end)}{_axis(span)}</div>'
             f"{''.join(lanes)}</section>"
         )

@@ -127,6 +127,17 @@ class PoolSummary:
     idle: int = 0  # connections open in a pool, waiting for a request
     waiting: int = 0  # requests waiting for a free connection
 
+    def http2_line(self) -> str:
+        """What its HTTP/2 connections carried, for the text and the page ("": not HTTP/2, or
+        one request at a time)."""
+        if self.streams_peak <= 1:
+            return ""
+        waited = f", {self.stream_waits} waited for a stream" if self.stream_waits else ""
+        return (
+            f"HTTP/2: up to {self.streams_peak} requests at once on a connection "
+            f"(the server allows {self.stream_limit}){waited}"
+        )
+
 
 @dataclass(frozen=True)
 class ManagerSummary:

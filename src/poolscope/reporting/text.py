@@ -82,12 +82,8 @@ def text(
                 f"{'':<4}pid {share.pid:<10} {share.requests:>27} {share.created:>5} "
                 f"{share.reused:>6}"
             )
-        if p.streams_peak > 1:
-            waited = f", {p.stream_waits} waited for a stream" if p.stream_waits else ""
-            lines.append(
-                f"{'':<34}     HTTP/2: up to {p.streams_peak} requests at once on a connection "
-                f"(the server allows {p.stream_limit}){waited}"
-            )
+        if http2 := p.http2_line():
+            lines.append(f"{'':<39}{http2}")
         if p.failed:
             failed = ", ".join(f"{n} {t}" for t, n in sorted(p.failed.items()))
             lines.append(f"{'':<34}     failed to connect: {failed}")
