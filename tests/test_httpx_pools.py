@@ -55,6 +55,23 @@ def test_a_sync_client_is_counted_as_the_server_counts(instrumented: Metrics) ->
     assert pool.discarded == 0 and advice(server) == {}
 
 
+def test_a_reuse_is_idle_until_its_request_goes_out_and_in_use_until_its_response_is_read(
+    instrumented: Metrics,
+) -> None:
+    # /slow answers after 0.1 s, and the client waits 0.3 s between requests: each reuse sat
+    # idle about 0.3 s (not 0.4: the response's wait is use), and held its connection 0.1 s.
+    with LoopbackServer("127.0.0.1") as server:
+        with httpx.Client() as client:
+            for _ in range(4):
+                client.get(server.url + "/slow")
+                time.sleep(0.3)
+        assert server.connections == 1
+    pool = row(server)
+    assert pool.reused == 3
+    assert 0.3 <= pool.idle_time_s["max"] < 0.38, pool.idle_time_s
+    assert 0.1 <= pool.response_time_s["p50"] < 0.18, pool.response_time_s
+
+
 def test_more_busy_than_kept_idle_is_advised_in_httpx_words_and_the_number_holds(
     instrumented: Metrics,
 ) -> None:

@@ -184,9 +184,11 @@ class Recorder:
             event.timing = cs.timing
             self.sinks.emit(_described(cs.pool, event))
 
-    def connection_reused(self, cs: ConnState) -> None:
+    def connection_reused(self, cs: ConnState, at: float = 0.0) -> None:
         # The checkout hook, installed in every pool once the recorder counts: the reuse
-        # path of every request then, so ConnState.count_reuse() is inlined here.
+        # path of every request then, so ConnState.count_reuse() is inlined here. ``at``: when
+        # the request took the connection, if not now (httpx's reuses are counted once their
+        # response came: its idle time ended, and its use began, before).
         cs.checkout = False
         served = cs.requests
         cs.requests = served + 1
@@ -196,7 +198,7 @@ class Recorder:
         sinks = self.sinks.reuse
         if idle_times is None and not sinks:
             return
-        now = _now()
+        now = at or _now()
         # None: it went idle before its pool stamped returns (a sink that acts on reuses
         # appeared since), so how long it sat is not known.
         idle = now - cs.idle_since if cs.idle_since else None

@@ -113,13 +113,13 @@ def _taken(cs: ConnState) -> bool:
     return True
 
 
-def _served(cs: ConnState, waited: bool = False) -> None:
-    """A request on an open connection got its response: a reuse (on HTTP/2, after
-    ``waited`` for a stream, or not)."""
+def _served(cs: ConnState, sent: float, waited: bool = False) -> None:
+    """A request sent on an open connection at ``sent`` got its response: a reuse (on HTTP/2,
+    after ``waited`` for a stream, or not), idle until ``sent`` and in use from then."""
     try:
         if waited:
             cs.stats.stream_waits += 1
-        cs.pool.recorder.connection_reused(cs)
+        cs.pool.recorder.connection_reused(cs, sent)
     except Exception:
         internal_error("httpx request")
 
@@ -162,14 +162,14 @@ def _stream_failed(conn: Any) -> None:
         internal_error("httpx stream")
 
 
-def _first_streams(conn: Any, cs: ConnState, request: Any) -> None:
+def _first_streams(conn: Any, cs: ConnState, request: Any, sent: float) -> None:
     """A request got its response on an HTTP/2 connection opened as it came (it, or another
     that came at once and waited for the connect: a reuse): its stream is open until its
     response is closed."""
     try:
         _one_stream_more(cs)
         if id(request) != cs.opened_by and cs.open:
-            _served(cs)
+            _served(cs, sent)
     except Exception:
         internal_error("httpx stream")
 
@@ -192,25 +192,27 @@ def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
             return handle(self, request)
         if cs.multiplexed:
             waited = _stream_opened(self, cs)
+            sent = _now()
             try:
                 response = handle(self, request)
             except BaseException:
                 _stream_failed(self)
                 raise
             if cs.open:
-                _served(cs, waited)
+                _served(cs, sent, waited)
             return response
         reused = self._connection is not None
         taken = _taken(cs)
+        sent = _now()
         try:
             response = handle(self, request)
         except BaseException:
             _not_served(self, taken)
             raise
         if reused and cs.open:
-            _served(cs)
+            _served(cs, sent)
         elif cs.multiplexed:
-            _first_streams(self, cs, request)
+            _first_streams(self, cs, request, sent)
         return response
 
     return handle_request
@@ -220,25 +222,27 @@ def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
     async def counted(self: Any, request: Any, cs: ConnState) -> Any:
         if cs.multiplexed:
             waited = _stream_opened(self, cs)
+            sent = _now()
             try:
                 response = await handle(self, request)
             except BaseException:
                 _stream_failed(self)
                 raise
             if cs.open:
-                _served(cs, waited)
+                _served(cs, sent, waited)
             return response
         reused = self._connection is not None
         taken = _taken(cs)
+        sent = _now()
         try:
             response = await handle(self, request)
         except BaseException:
             _not_served(self, taken)
             raise
         if reused and cs.open:
-            _served(cs)
+            _served(cs, sent)
         elif cs.multiplexed:
-            _first_streams(self, cs, request)
+            _first_streams(self, cs, request, sent)
         return response
 
     # Not a coroutine function: until the pool counts, it returns httpcore's own coroutine for
