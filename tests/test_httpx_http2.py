@@ -91,6 +91,28 @@ def test_an_async_client_over_http2_is_counted_as_the_server_counts(
     assert (pool.in_use, pool.idle) == (0, 0)
 
 
+def test_each_requests_time_on_its_stream_is_its_response_time(instrumented: Metrics) -> None:
+    # One request to /slow (0.1 s) and, while it runs, three quick ones on the same connection:
+    # four response times, one of 0.1 s, not one for the 0.1 s the connection was busy.
+    async def run(server: H2Server) -> None:
+        async with async_client_for(server) as client:
+            await client.get(server.url + "/x")
+
+            async def later(n: int, path: str) -> None:
+                await asyncio.sleep(0.05 + 0.01 * n if n else 0)
+                await client.get(server.url + path)
+
+            await asyncio.gather(later(0, "/slow"), *[later(n, "/x") for n in (1, 2, 3)])
+
+    with H2Server("127.0.0.1", tls=False) as server:
+        asyncio.run(run(server))
+        assert (server.requests, server.connections) == (5, 1) and server.errors == []
+    pool = row(server)
+    assert pool.streams_peak >= 2
+    times = pool.response_time_s
+    assert 0.1 <= times["max"] < 0.2 and times["p50"] < 0.05, times
+
+
 def test_requests_beyond_the_servers_streams_wait_and_are_advised_a_number_that_holds(
     instrumented: Metrics,
 ) -> None:

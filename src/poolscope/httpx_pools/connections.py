@@ -125,7 +125,9 @@ def _served(cs: ConnState, sent: float, waited: bool = False) -> None:
 
 
 # HTTP/2: a stream opened as a request goes out on a connection known to be HTTP/2, closed as
-# its response is (or as the request fails); the connection is in use while one is open.
+# its response is (or as the request fails); the connection is in use while one is open. Each
+# request's time on its stream is its response time: when it went out is kept on httpcore's
+# request (``_poolscope_sent``), for its response's close to read.
 
 
 def _one_stream_more(cs: ConnState) -> int:
@@ -137,10 +139,11 @@ def _one_stream_more(cs: ConnState) -> int:
     return streams
 
 
-def _stream_opened(conn: Any, cs: ConnState) -> bool:
-    """A request is about to open a stream on ``conn``: True if every stream the server
+def _stream_opened(conn: Any, cs: ConnState, request: Any, sent: float) -> bool:
+    """``request`` is about to open a stream on ``conn``: True if every stream the server
     allows is in use already (httpcore makes it wait for one)."""
     try:
+        request._poolscope_sent = sent
         streams = _one_stream_more(cs)
         if streams == 1:
             _taken(cs)
@@ -167,6 +170,7 @@ def _first_streams(conn: Any, cs: ConnState, request: Any, sent: float) -> None:
     that came at once and waited for the connect: a reuse): its stream is open until its
     response is closed."""
     try:
+        request._poolscope_sent = sent
         _one_stream_more(cs)
         if id(request) != cs.opened_by and cs.open:
             _served(cs, sent)
@@ -191,8 +195,8 @@ def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
         if cs is None or not cs.pool.counting:
             return handle(self, request)
         if cs.multiplexed:
-            waited = _stream_opened(self, cs)
             sent = _now()
+            waited = _stream_opened(self, cs, request, sent)
             try:
                 response = handle(self, request)
             except BaseException:
@@ -221,8 +225,8 @@ def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
 def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
     async def counted(self: Any, request: Any, cs: ConnState) -> Any:
         if cs.multiplexed:
-            waited = _stream_opened(self, cs)
             sent = _now()
+            waited = _stream_opened(self, cs, request, sent)
             try:
                 response = await handle(self, request)
             except BaseException:
@@ -256,16 +260,21 @@ def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
     return handle_async_request
 
 
-def _back(conn: Any) -> None:
-    """The request on ``conn`` is done: the connection is idle in its pool (if it closes
-    instead, the pool's pass that lets it go accounts for that)."""
+def _back(conn: Any, request: Any = None) -> None:
+    """The request on ``conn`` (``request``, if its response was read) is done: the
+    connection is idle in its pool (if it closes instead, the pool's pass that lets it go
+    accounts for that)."""
     cs: ConnState | None = getattr(conn, "_poolscope", None)
     if cs is None or not cs.open or cs.in_pool or not cs.pool.counting:
         return
     if cs.multiplexed:
+        sent: float = getattr(request, "_poolscope_sent", 0.0)
+        if sent and cs.stats.timed:
+            count_use(cs.stats, _now() - sent)
         cs.streams = streams = max(cs.streams - 1, 0)
         if streams:
             return  # other requests have streams on it: still in use
+        cs.taken_at = 0.0  # its requests' times are counted stream by stream
     cs.in_pool = True
     cs.idle_since = now = _now()
     stats = cs.stats
@@ -279,9 +288,9 @@ def _back(conn: Any) -> None:
 # connection to a waiting request at once (which takes it out of the idle ones again).
 
 
-def _returning(conn: Any) -> None:
+def _returning(conn: Any, request: Any) -> None:
     try:
-        _back(conn)
+        _back(conn, request)
     except Exception:
         internal_error("httpx return")
 
@@ -295,7 +304,7 @@ def sync_returned(close: Callable[..., Any]) -> Callable[..., Any]:
             conn = self._pool_request.connection
             cs: ConnState | None = getattr(conn, "_poolscope", None)
             if cs is not None and cs.pool.counting:
-                _returning(conn)
+                _returning(conn, self._pool_request.request)
         close(self)
 
     return close_stream
@@ -309,7 +318,7 @@ def async_returned(close: Callable[..., Any]) -> Callable[..., Any]:
             conn = self._pool_request.connection
             cs: ConnState | None = getattr(conn, "_poolscope", None)
             if cs is not None and cs.pool.counting:
-                _returning(conn)
+                _returning(conn, self._pool_request.request)
         return close(self)
 
     return aclose
