@@ -143,10 +143,10 @@ def _stream_opened(conn: Any, cs: ConnState, request: Any, sent: float) -> bool:
     """``request`` is about to open a stream on ``conn``: True if every stream the server
     allows is in use already (httpcore makes it wait for one)."""
     try:
-        request._poolscope_sent = sent
         streams = _one_stream_more(cs)
         if streams == 1:
             _taken(cs)
+        request._poolscope_sent = sent
         stats = cs.stats
         allowed: int = getattr(conn._connection, "_max_streams", 0)
         if allowed > stats.stream_limit:
@@ -170,8 +170,8 @@ def _first_streams(conn: Any, cs: ConnState, request: Any, sent: float) -> None:
     that came at once and waited for the connect: a reuse): its stream is open until its
     response is closed."""
     try:
-        request._poolscope_sent = sent
         _one_stream_more(cs)
+        request._poolscope_sent = sent
         if id(request) != cs.opened_by and cs.open:
             _served(cs, sent)
     except Exception:
