@@ -295,7 +295,8 @@ def _waiting(pool_request: Any, timeout: float | None) -> PoolState | None:
 
 def _waited(ps: PoolState, started: float, gave_up: BaseException | None = None) -> None:
     try:
-        ps.recorder.wait_ended(ps, _now() - started, gave_up if gave_up is None else error_type(gave_up))
+        error = None if gave_up is None else error_type(gave_up)
+        ps.recorder.wait_ended(ps, _now() - started, error)
     except Exception:
         internal_error("httpx wait")
 
