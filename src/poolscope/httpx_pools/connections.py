@@ -138,6 +138,8 @@ def _first_streams(conn: Any, cs: ConnState, request: Any) -> None:
     response is closed."""
     try:
         cs.streams += 1
+        if cs.streams == 1:  # the others' responses all closed already: idle no longer
+            _taken(cs)
         stats = cs.stats
         if cs.streams > stats.streams_peak:
             stats.streams_peak = cs.streams
