@@ -169,3 +169,23 @@ def test_requests_beyond_the_servers_streams_wait_and_are_advised_a_number_that_
     with LoopbackServer("127.0.0.1") as http1:
         asyncio.run(over_http1(http1.url))
     assert row(http1).waits == 0 and advice(http1) == {}
+
+
+def test_requests_that_came_as_the_connection_opened_count_their_streams_once(
+    instrumented: Metrics,
+) -> None:
+    # Five at once on a new client share the connection being opened; the quick one's response
+    # closes before the slow ones have theirs, and the streams open at once afterwards are
+    # the server's (the quick one's close left the connection idle a moment).
+    async def run(server: H2Server) -> None:
+        async with async_client_for(server) as client:
+            slow = [client.get(server.url + "/slow") for _ in range(4)]
+            await asyncio.gather(client.get(server.url + "/x"), *slow)
+            await at_once(client, server.url + "/slow", 5)
+
+    with H2Server("127.0.0.1") as server:
+        asyncio.run(run(server))
+        counted = server.requests, server.connections, server.peak_streams
+    pool = row(server)
+    assert (pool.requests, pool.created, pool.streams_peak) == counted == (10, 1, 5)
+    assert pool.reused == 9 and (pool.in_use, pool.idle) == (0, 0)

@@ -219,3 +219,28 @@ def test_with_the_opentelemetry_httpx_instrumentation(
     assert links_of(requests_spans[0]) == [(setup.context.span_id, conn_id)]
     assert links_of(requests_spans[1]) == []
     assert requests_spans[1].attributes["urllib3.pool.connection.id"] == conn_id
+
+
+def test_a_tunnel_through_a_proxy_has_a_setup_span_its_tls_time_taking_in_the_connect(
+    metrics: Metrics, spans: Spans, tls_server: LoopbackServer, ca_bundle: str
+) -> None:
+    from .support.proxy import Proxy
+
+    url = f"https://localhost:{tls_server.port}/"
+    with Proxy() as proxy:
+        proxied = f"http://127.0.0.1:{proxy.port}"
+        with client(metrics, spans, verify=trusting(ca_bundle), proxy=proxied) as c:
+            for _ in range(2):
+                assert c.get(url).text == "ok"
+        assert proxy.tunnels == 1
+    (setup,) = spans.named("HTTP connection_setup")
+    assert setup.name == f"HTTP connection_setup localhost:{tls_server.port}"
+    assert setup.attributes["urllib3.pool.proxy"] == proxied
+    steps = spans.children(setup)
+    # The socket connect is the proxy's; the TLS step takes in the CONNECT, as urllib3's does.
+    assert [s.name for s in steps] == [
+        f"socket connect 127.0.0.1:{proxy.port}",
+        "TLS client handshake localhost",
+    ]
+    (tls,) = metrics.collect()["urllib3.pool.connection.tls_time"]
+    assert tls.count == 1 and tls.sum > 0

@@ -1,7 +1,8 @@
 """A small threaded HTTP proxy on loopback: forwards plain HTTP and tunnels CONNECT.
 
-It refuses any target outside 127.0.0.0/8, counts the client connections it accepts and
-remembers the Proxy-Authorization headers it saw.
+It refuses any target outside 127.0.0.0/8, counts the client connections it accepts (and those
+that ended), the requests it forwarded and the tunnels it opened, answers 502 when it cannot
+reach a target, and remembers the Proxy-Authorization headers it saw.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class _Handler(socketserver.StreamRequestHandler):
         finally:
             for conn in upstreams.values():
                 conn.close()
+            with owner.lock:
+                owner.closed += 1
 
     def _one_request(self, owner: Proxy, upstreams: dict[Any, Any]) -> bool:
         line = self.rfile.readline(65537).decode("latin-1")
@@ -59,9 +62,13 @@ class _Handler(socketserver.StreamRequestHandler):
             if not _loopback(host):
                 self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
                 return False
+            try:
+                upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
+            except OSError:
+                self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                return False
             with owner.lock:
                 owner.tunnels += 1
-            upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
             self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             self._pipe(upstream)
             return False
@@ -70,6 +77,8 @@ class _Handler(socketserver.StreamRequestHandler):
         if not _loopback(host):
             self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
             return False
+        with owner.lock:
+            owner.forwarded += 1
         conn = upstreams.get((host, port))
         if conn is None:
             conn = upstreams[(host, port)] = http.client.HTTPConnection(host, port, timeout=10)
@@ -122,6 +131,8 @@ class Proxy:
         self.lock = threading.Lock()
         self.connections = 0  # client connections accepted
         self.tunnels = 0  # CONNECT tunnels opened
+        self.forwarded = 0  # plain HTTP requests forwarded
+        self.closed = 0  # client connections that ended
         self.auth_seen: list[str] = []
         self._server = _Server((host, 0), _Handler)
         self._server.owner = self

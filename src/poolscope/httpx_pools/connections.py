@@ -19,24 +19,29 @@ from .phases import AsyncSteps, Steps, traced
 _now = time.monotonic
 
 
+def opened(
+    conn: Any, cs: ConnState, request: Any, stream: Any, took: float, tls: float | None
+) -> None:
+    """``conn`` is open on ``stream``, opened for ``request`` in ``took`` seconds (``tls`` of
+    them the TLS handshake's, if known): over HTTP/2 or not, and counted created."""
+    ssl_object = stream.get_extra_info("ssl_object")
+    tls_version = ssl_object.version() if ssl_object is not None else None
+    timeout = request.extensions.get("timeout", {}).get("connect") is not None
+    alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+    # httpcore's own test for HTTP/2: negotiated over TLS, or with prior knowledge.
+    if alpn == "h2" or (conn._http2 and not conn._http1):
+        cs.multiplexed, cs.opened_by = True, id(request)
+    cs.pool.recorder.connection_created(cs, took, tls, tls_version, connect_timeout=timeout)
+
+
 def _opened(conn: Any, request: Any, stream: Any, started: float, steps: Steps) -> None:
     cs: ConnState | None = getattr(conn, "_poolscope", None)
     if cs is None:
         return
     try:
         steps.timing.end_ns = time.time_ns()
-        recorder = cs.pool.recorder
-        cs.timing = steps.timing if recorder.sinks.wants_phases() else None
-        ssl_object = stream.get_extra_info("ssl_object")
-        tls_version = ssl_object.version() if ssl_object is not None else None
-        timeout = request.extensions.get("timeout", {}).get("connect") is not None
-        alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
-        # httpcore's own test for HTTP/2: negotiated over TLS, or with prior knowledge.
-        if alpn == "h2" or (conn._http2 and not conn._http1):
-            cs.multiplexed, cs.opened_by = True, id(request)
-        recorder.connection_created(
-            cs, _now() - started, steps.tls_time(), tls_version, connect_timeout=timeout
-        )
+        cs.timing = steps.timing if cs.pool.recorder.sinks.wants_phases() else None
+        opened(conn, cs, request, stream, _now() - started, steps.tls_time())
     except Exception:
         internal_error("httpx connect")
 
@@ -61,7 +66,8 @@ def sync_connect(connect: Callable[..., Any]) -> Callable[..., Any]:
     def _connect(self: Any, request: Any) -> Any:
         if getattr(self, "_poolscope", None) is None:
             return connect(self, request)
-        steps, extensions = traced(request, Steps)
+        steps = Steps()
+        extensions = traced(request, steps)
         started = _now()
         try:
             stream = connect(self, request)
@@ -81,7 +87,8 @@ def async_connect(connect: Callable[..., Any]) -> Callable[..., Any]:
     async def _connect(self: Any, request: Any) -> Any:
         if getattr(self, "_poolscope", None) is None:
             return await connect(self, request)
-        steps, extensions = traced(request, AsyncSteps)
+        steps = AsyncSteps()
+        extensions = traced(request, steps)
         started = _now()
         try:
             stream = await connect(self, request)
@@ -165,12 +172,13 @@ def _stream_failed(conn: Any) -> None:
         internal_error("httpx stream")
 
 
-def _first_streams(conn: Any, cs: ConnState, request: Any, sent: float) -> None:
+def first_streams(conn: Any, cs: ConnState, request: Any, sent: float) -> None:
     """A request got its response on an HTTP/2 connection opened as it came (it, or another
     that came at once and waited for the connect: a reuse): its stream is open until its
     response is closed."""
     try:
-        _one_stream_more(cs)
+        if _one_stream_more(cs) == 1:  # the others' responses all closed already: idle no
+            _taken(cs)  # longer
         request._poolscope_sent = sent
         if id(request) != cs.opened_by and cs.open:
             _served(cs, sent)
@@ -216,7 +224,7 @@ def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
         if reused and cs.open:
             _served(cs, sent)
         elif cs.multiplexed:
-            _first_streams(self, cs, request, sent)
+            first_streams(self, cs, request, sent)
         return response
 
     return handle_request
@@ -246,7 +254,7 @@ def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
         if reused and cs.open:
             _served(cs, sent)
         elif cs.multiplexed:
-            _first_streams(self, cs, request, sent)
+            first_streams(self, cs, request, sent)
         return response
 
     # Not a coroutine function: until the pool counts, it returns httpcore's own coroutine for

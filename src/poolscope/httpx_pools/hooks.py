@@ -15,7 +15,8 @@ no pool events of its own, so poolscope wraps (docs/decisions.md, "httpx's pools
   closed by the connection itself), found when its count of connections says one went;
 - ``PoolRequest.wait_for_connection``: a request waiting for a free connection, and the
   ``PoolTimeout`` that ends a wait too long;
-- the pool's ``close`` (``aclose``): its client closed, every connection it holds with it.
+- the pool's ``close`` (``aclose``): its client closed, every connection it holds with it;
+- a proxy's connections, which have classes of their own (see :mod:`.proxies`).
 
 Every wrapper calls httpcore's own method with the same arguments and returns or raises what it
 does; poolscope's part runs in ``try`` blocks that report their own failures and carry on.
@@ -53,6 +54,7 @@ from .connections import (
     sync_request,
     sync_returned,
 )
+from .proxies import expired, proxied, proxy_patches
 from .scope import ATTACHED, TARGET, PoolScope, scope_of
 
 _now = time.monotonic
@@ -153,7 +155,9 @@ def _wrap(name: str) -> Callable[[], None] | None:
         # The proxies make their connections with a create_connection of their own.
         for cls in (pool_class, *_subclasses(pool_class)):
             if "create_connection" in cls.__dict__:
-                patches.append((cls, "create_connection", _created))
+                made = _created if cls is pool_class else proxied(_created)
+                patches.append((cls, "create_connection", made))
+    patches += proxy_patches(name)  # the connections of a proxy's pools
     originals = [(cls, attr, cls.__dict__[attr]) for cls, attr, _ in patches]
     for cls, attr, wrap in patches:
         wrapper = wrap(cls.__dict__[attr])
@@ -232,7 +236,7 @@ def _let_go(pool: Any, scope: PoolScope, closing: list[Any]) -> None:
                 continue
             if id(conn) not in closed:
                 reason = CloseReason.SERVER_CLOSED  # the connection closed itself
-            elif _expired(conn, now):
+            elif expired(conn, now):
                 reason = CloseReason.IDLE_EXPIRED
             elif conn.has_expired():  # not by time: its socket is readable, the server closed it
                 reason = CloseReason.DROPPED
@@ -271,11 +275,6 @@ def _async_closed(close: Callable[..., Any]) -> Callable[..., Any]:
         await close(self)
 
     return aclose
-
-
-def _expired(conn: Any, now: float) -> bool:
-    expire_at = getattr(getattr(conn, "_connection", None), "_expire_at", None)
-    return expire_at is not None and now > expire_at
 
 
 def _waiting(pool_request: Any, timeout: float | None) -> PoolState | None:

@@ -1,14 +1,14 @@
-"""When each step of opening an httpcore connection happened, read from httpcore's own ``trace``
-extension: its TCP connect (name resolution included: httpcore resolves inside it), the peer
-it reached, and the TLS handshake, for the TLS time and the connection spans.
+"""poolscope's callbacks in httpcore's own ``trace`` extension, and what they read from it: when
+each step of opening a connection happened (its TCP connect, name resolution included: httpcore
+resolves inside it; the peer it reached; the TLS handshake), for the TLS time and the connection
+spans, and, for a connection through a proxy, that its connect was under way (:mod:`.proxies`).
 
-For the one connect a request makes, poolscope's callback is handed to httpcore in a copy of
-that request's extensions, in front of the program's own ``trace`` callback if it has one (which
-is then called with the same arguments, and whose result or exception is httpcore's, as
-without poolscope); the request's own extensions are put back as the connect returns. A
-callback of the wrong kind (sync on an async client, or the other way) is passed on as it is,
-for httpcore to refuse as it would have: poolscope returns
-what the program's callback returns.
+For the one request that may open a connection, poolscope's callback is handed to httpcore in a
+copy of that request's extensions, in front of the program's own ``trace`` callback if it has
+one, and the request's own extensions are put back as it returns. The program's callback is
+called with the same arguments as without poolscope, and what it returns (or raises) is
+httpcore's to handle, so a callback of the wrong kind (sync on an async client, or the other
+way) is refused by httpcore as it would have been.
 """
 
 from __future__ import annotations
@@ -21,21 +21,66 @@ from ..core.errors import internal_error
 from ..core.events import ConnectTiming
 
 
-class Steps:
-    """The steps of one connect, noted as httpcore traces them (sync clients)."""
+class Chained:
+    """A trace callback of poolscope's in front of the program's own (sync clients): notes
+    each step, then calls the program's callback and returns what it returns."""
 
-    __slots__ = ("timing", "tls", "user")
+    __slots__ = ("user",)
 
-    def __init__(self, timing: ConnectTiming, user: Callable[..., Any] | None) -> None:
-        self.timing = timing
-        self.tls = False  # the TLS handshake completed
-        self.user = user  # the program's own trace callback
+    def __init__(self) -> None:
+        self.user: Callable[..., Any] | None = None  # the program's own trace callback
 
     def __call__(self, name: str, info: dict[str, Any]) -> Any:
         self.note(name, info)
         if self.user is not None:
             return self.user(name, info)
         return None
+
+    def note(self, name: str, info: dict[str, Any]) -> None:
+        """One step httpcore traced (``name`` as ``connection.connect_tcp.started``); it
+        never raises."""
+
+
+class AsyncChained(Chained):
+    """The same, for async clients: httpcore awaits what the callback returns, the program's
+    own callback's coroutine, or one that does nothing."""
+
+    __slots__ = ()
+
+    def __call__(self, name: str, info: dict[str, Any]) -> Any:
+        self.note(name, info)
+        if self.user is not None:
+            return self.user(name, info)
+        return _nothing()
+
+
+async def _nothing() -> None:
+    return None
+
+
+def traced(request: Any, callback: Chained) -> dict[str, Any] | None:
+    """Hand ``request`` to httpcore with ``callback`` in a copy of its extensions, in front of
+    the program's own; returns the extensions to put back once httpcore returns (None: left as
+    they were)."""
+    try:
+        extensions: dict[str, Any] = request.extensions
+        callback.user = extensions.get("trace")
+        request.extensions = {**extensions, "trace": callback}
+    except Exception:
+        internal_error("httpx trace")
+        return None
+    return extensions
+
+
+class Steps(Chained):
+    """The steps of one connect, noted as httpcore traces them."""
+
+    __slots__ = ("timing", "tls")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timing = ConnectTiming()  # its start: now
+        self.tls = False  # the TLS handshake completed
 
     def note(self, name: str, info: dict[str, Any]) -> None:
         try:
@@ -64,33 +109,7 @@ class Steps:
         return (timing.end_ns - timing.connect_end_ns) / 1e9
 
 
-class AsyncSteps(Steps):
-    """The steps of one connect, for async clients: httpcore awaits what the callback returns,
-    the program's own callback's coroutine, or one that does nothing."""
+class AsyncSteps(AsyncChained, Steps):
+    """The steps of one connect, for async clients."""
 
     __slots__ = ()
-
-    def __call__(self, name: str, info: dict[str, Any]) -> Any:
-        self.note(name, info)
-        if self.user is not None:
-            return self.user(name, info)
-        return _nothing()
-
-
-async def _nothing() -> None:
-    return None
-
-
-def traced(request: Any, steps_class: type[Steps]) -> tuple[Steps, dict[str, Any] | None]:
-    """Hand ``request`` to httpcore with poolscope's callback in a copy of its extensions;
-    returns the steps and the extensions to put back once the connect returns (None: left as
-    they were)."""
-    steps = steps_class(ConnectTiming(), None)
-    try:
-        extensions: dict[str, Any] = request.extensions
-        steps.user = extensions.get("trace")
-        request.extensions = {**extensions, "trace": steps}
-    except Exception:
-        internal_error("httpx connect steps")
-        return steps, None
-    return steps, extensions

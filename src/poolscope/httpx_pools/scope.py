@@ -11,6 +11,7 @@ from ..core.events import PoolKey
 from ..core.recorder import Recorder
 from ..core.state import PoolState
 from .callsites import requesting_library
+from .proxies import proxy_address
 
 LIBRARY = "httpx"
 
@@ -34,7 +35,8 @@ class PoolScope:
         named = (origin.scheme, origin.host, origin.port)  # an Origin is not hashable
         ps = self.origins.get(named)
         if ps is None:
-            key = PoolKey(origin.scheme.decode("ascii"), origin.host.decode("ascii"), origin.port)
+            scheme, host = origin.scheme.decode("ascii"), origin.host.decode("ascii")
+            key = PoolKey(scheme, host, origin.port, proxy_address(pool))  # a proxy's: target's
             recorder = self.recorder
             library = requesting_library(LIBRARY)
             ps = recorder.new_pool(pool, key, pool._max_keepalive_connections, library)

@@ -22,7 +22,9 @@ def vendored_copies() -> tuple[str, ...]:
     """One sentence for each vendored copy of urllib3 this process imported and poolscope did
     not instrument."""
     found = []
-    for name, module in list(sys.modules.items()):
+    # A copy made in one step: a finalizer the garbage collector runs as a list is built may
+    # import a module (a ResourceWarning does), and sys.modules must not change under it.
+    for name, module in sys.modules.copy().items():
         # requests.packages.urllib3 is urllib3 itself under another name, not a copy.
         if not name.endswith(_VENDORED) or getattr(module, "__name__", "urllib3") == "urllib3":
             continue
