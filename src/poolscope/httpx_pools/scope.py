@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core.events import PoolKey
 from ..core.recorder import Recorder
-from ..core.state import PoolState
+from ..core.state import PoolState, next_manager_id
 from .callsites import requesting_library
 
 LIBRARY = "httpx"
@@ -19,10 +19,14 @@ class PoolScope:
     """What poolscope keeps on one httpcore pool (``pool._poolscope``): its recorder and, per
     origin, the pool state connections to that origin report to."""
 
-    __slots__ = ("counting", "made", "origins", "recorder")
+    __slots__ = ("counting", "made", "manager_id", "origins", "recorder")
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
+        # The pool's id among the process's managers (urllib3's PoolManagers): an httpx client
+        # is one, keeping connections to every host it is sent to. The report tells a client
+        # made per call (httpx.get()) from one reused by it, as it does requests.get()'s.
+        self.manager_id = next_manager_id()
         self.origins: dict[tuple[bytes, bytes, int], PoolState] = {}
         self.made = 0  # connection objects made: a pass that ends with fewer let one go
         self.counting = False  # its recorder's counting switch is on (see start_counting)
@@ -38,6 +42,7 @@ class PoolScope:
             recorder = self.recorder
             library = requesting_library(LIBRARY)
             ps = recorder.new_pool(pool, key, pool._max_keepalive_connections, library)
+            ps.manager_id = self.manager_id
             self.origins[named] = ps
             # As urllib3's pools: reuses and idle connections are counted once some sink acts
             # on them (an SDK, the report, logging); until then a reuse costs one test.
