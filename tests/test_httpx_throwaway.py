@@ -17,6 +17,7 @@ import trustme
 import poolscope
 from poolscope.loopback import LoopbackServer
 
+from .support.fake_openai import FakeOpenAI
 from .support.metrics import Metrics
 
 httpx = pytest.importorskip("httpx")
@@ -130,3 +131,23 @@ def test_a_few_clients_are_not_advised(instrumented: Metrics) -> None:
             httpx.get(server.url)
     assert row(server).created == server.connections == 4
     assert advice(server) == {}
+
+
+def test_an_openai_client_per_call_is_advised_in_openais_words(instrumented: Metrics) -> None:
+    openai = pytest.importorskip("openai")
+    messages: list[Any] = [{"role": "user", "content": "hi"}]
+    with FakeOpenAI() as api:
+        for _ in range(6):
+            with openai.OpenAI(api_key="x", base_url=api.url, max_retries=0) as client:
+                client.chat.completions.create(model="m", messages=messages)
+        counted = api.requests, api.connections
+    (pool,) = [p for p in poolscope.report().pools if api.url.startswith(p.origin)]
+    assert (pool.requests, pool.created) == counted == (6, 6) and pool.library == "openai"
+    (said,) = [a for a in poolscope.report().advice if api.url.startswith(a.origin)]
+    assert said.rule == "one_session" and said.waste == 5
+    assert said.evidence.startswith("6 separate openai clients each opened their own connection")
+    assert "each new openai.OpenAI() or openai.AsyncOpenAI() makes an httpx client" in said.evidence
+    assert said.change == (
+        "Make one openai.OpenAI() (or openai.AsyncOpenAI()) when the program starts and reuse it "
+        f"for every call to {pool.origin}, so its connections are reused."
+    )
