@@ -62,9 +62,10 @@ class Library:
     pool_timeout: Knob | None = None
     missing: str = ""
     gave_up: str = "EmptyPoolError"  # what a request that waited too long for a connection got
-    # For a library poolscope has no entry for (see poolscope.instrumentation.unknown): which
-    # one built the pool, where, and how such libraries usually take a pool of the user's;
-    # and whose words it speaks (urllib3's, or requests' for one that builds a Session).
+    # For a library poolscope has no entry for (see poolscope.core.unknown): which one built
+    # the pool, where, and how such libraries usually take a pool of the user's; and whose
+    # words it speaks (urllib3's, requests' for one that builds a Session, httpx's for one
+    # that builds an httpx client).
     built_by: str = ""
     speaks: str = ""
     # What a new client per call is called in its words, and the one to keep instead.
