@@ -15,7 +15,8 @@ no pool events of its own, so poolscope wraps (docs/decisions.md, "httpx's pools
   closed by the connection itself), found when its count of connections says one went;
 - ``PoolRequest.wait_for_connection``: a request waiting for a free connection, and the
   ``PoolTimeout`` that ends a wait too long;
-- the pool's ``close`` (``aclose``): its client closed, every connection it holds with it.
+- the pool's ``close`` (``aclose``): its client closed, every connection it holds with it;
+- its ``__init__``: under process-wide instrumentation, which library the table lacks built it.
 
 Every wrapper calls httpcore's own method with the same arguments and returns or raises what it
 does; poolscope's part runs in ``try`` blocks that report their own failures and carry on.
@@ -53,7 +54,7 @@ from .connections import (
     sync_request,
     sync_returned,
 )
-from .scope import ATTACHED, TARGET, PoolScope, scope_of
+from .scope import ATTACHED, TARGET, PoolScope, built, scope_of
 
 _now = time.monotonic
 
@@ -150,6 +151,7 @@ def _wrap(name: str) -> Callable[[], None] | None:
     patches.append((module.AsyncConnectionPool, "aclose", _async_closed))
     for pool_class in (module.ConnectionPool, module.AsyncConnectionPool):
         patches.append((pool_class, "_assign_requests_to_connections", _assigned))
+        patches.append((pool_class, "__init__", built))
         # The proxies make their connections with a create_connection of their own.
         for cls in (pool_class, *_subclasses(pool_class)):
             if "create_connection" in cls.__dict__:
