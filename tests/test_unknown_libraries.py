@@ -76,15 +76,21 @@ import httpx
 class Client:
     """An SDK that builds its own httpx client, keeping fewer connections than its threads."""
 
-    def __init__(self, url):
+    def __init__(self, url, http_client=None):
         self.url = url
-        self.http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=2))
+        self.http = http_client or httpx.Client(limits=httpx.Limits(max_keepalive_connections=2))
 
     def ping(self):
         return self.http.get(self.url + "/together").content
 '''
 
 HTTPX_APP = APP.replace("acme_sdk", "gamma_sdk")
+# The program builds the client and hands it to the library: the client is the user's to size.
+HANDED_APP = HTTPX_APP.replace(
+    "client = gamma_sdk.Client(sys.argv[1])",
+    "import httpx\n    limits = httpx.Limits(max_keepalive_connections=2)\n"
+    "    client = gamma_sdk.Client(sys.argv[1], http_client=httpx.Client(limits=limits))",
+)
 
 
 def install(site: pathlib.Path, package_name: str = "acme_sdk", source: str = SDK) -> None:
@@ -182,7 +188,10 @@ def test_a_library_that_builds_its_own_httpx_client_is_named_in_httpx_words(
     built = (
         textwrap.dedent(HTTPX_SDK)
         .splitlines()
-        .index("        self.http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=2))")
+        .index(
+            "        self.http = http_client or "
+            "httpx.Client(limits=httpx.Limits(max_keepalive_connections=2))"
+        )
     )
     led = HTTPX_APP.splitlines().index("    client = gamma_sdk.Client(sys.argv[1])")
     assert (
@@ -190,3 +199,19 @@ def test_a_library_that_builds_its_own_httpx_client_is_named_in_httpx_words(
         f"Client.__init__; reached from app.py:{led + 1}, in main). Such libraries usually take "
         "a client of yours: look in its constructor for an http_client=, client= or transport="
     ) in advice["change"]
+
+
+def test_a_library_handed_the_programs_httpx_client_is_not_said_to_build_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    install(tmp_path / "lib" / "site-packages", "gamma_sdk", HTTPX_SDK)
+    report, requests_, connections = run(tmp_path, HANDED_APP, 6)
+    (pool,) = report["pools"]
+    assert (pool["requests"], pool["created"]) == (requests_, connections) == (18, connections)
+    assert pool["library"] == "httpx" and pool["discarded"] == connections - 2 > 0
+    (advice,) = [a for a in report["advice"] if a["rule"] == "pool_maxsize"]
+    assert advice["change"] == (
+        "Raise max_keepalive_connections to 6: "
+        "httpx.Client(limits=httpx.Limits(max_keepalive_connections=6)) (and max_connections at "
+        "least as many)."
+    )
