@@ -14,6 +14,7 @@ pool, manager or client is made, never on the request path.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import sysconfig
@@ -68,7 +69,7 @@ def unknown_library(sites: Iterable[Site], passed: tuple[str, ...], words_of: st
     client's own, poolscope, and requests when the library builds a requests Session)."""
     site: Site | None = None
     user: Site | None = None
-    inside = tuple(f"{package}." for package in passed)
+    inside = _inside(passed)
     for one in sites:
         if one.module in passed or one.module.startswith(inside):
             continue
@@ -97,10 +98,16 @@ def described(name: str, where: str, *, words_of: str) -> str:
     return _BUILDS[words_of].format(name=name, where=where)
 
 
+@functools.lru_cache(maxsize=16)
+def _inside(passed: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{package}." for package in passed)
+
+
 def _installed(filename: str) -> bool:
     return any(part in filename for part in _INSTALLED)
 
 
+@functools.lru_cache(maxsize=1024)  # realpath() asks the file system: once per file
 def _stdlib(filename: str) -> bool:
     return filename.startswith("<") or os.path.realpath(filename).startswith(_STDLIB)
 
