@@ -1,5 +1,6 @@
-"""A library poolscope has no entry for (#29): the report names it, where it builds its pool,
-and the line of the program that led there, then the change in urllib3's words.
+"""A library poolscope has no entry for (#29): the report names it, where it builds its pool
+(its urllib3 pool, its requests Session or its httpx client), and the line of the program that
+led there, then the change in the words of the client it builds.
 
 The library is written here, installed as a distribution would be (a package and its
 ``.dist-info`` under a ``site-packages`` directory on ``PYTHONPATH``), and run under
@@ -66,6 +67,30 @@ class Client:
 '''
 
 SESSION_APP = APP.replace("acme_sdk", "beta_sdk").replace("range(6)", "range(16)")
+
+
+HTTPX_SDK = '''
+import httpx
+
+
+class Client:
+    """An SDK that builds its own httpx client, keeping fewer connections than its threads."""
+
+    def __init__(self, url, http_client=None):
+        self.url = url
+        self.http = http_client or httpx.Client(limits=httpx.Limits(max_keepalive_connections=2))
+
+    def ping(self):
+        return self.http.get(self.url + "/together").content
+'''
+
+HTTPX_APP = APP.replace("acme_sdk", "gamma_sdk")
+# The program builds the client and hands it to the library: the client is the user's to size.
+HANDED_APP = HTTPX_APP.replace(
+    "client = gamma_sdk.Client(sys.argv[1])",
+    "import httpx\n    limits = httpx.Limits(max_keepalive_connections=2)\n"
+    "    client = gamma_sdk.Client(sys.argv[1], http_client=httpx.Client(limits=limits))",
+)
 
 
 def install(site: pathlib.Path, package_name: str = "acme_sdk", source: str = SDK) -> None:
@@ -145,3 +170,48 @@ def test_a_library_that_builds_its_own_requests_session_is_named_in_requests_wor
         f"Client.__init__; reached from app.py:{led + 1}, in main). Such libraries usually take "
         "a Session of yours"
     ) in advice["change"]
+
+
+def test_a_library_that_builds_its_own_httpx_client_is_named_in_httpx_words(
+    tmp_path: pathlib.Path,
+) -> None:
+    install(tmp_path / "lib" / "site-packages", "gamma_sdk", HTTPX_SDK)
+    report, requests_, connections = run(tmp_path, HTTPX_APP, 6)
+    (pool,) = report["pools"]
+    assert (pool["requests"], pool["created"]) == (requests_, connections) == (18, connections)
+    assert pool["library"] == "gamma-sdk" and pool["discarded"] == connections - 2 > 0
+    (advice,) = [a for a in report["advice"] if a["rule"] == "pool_maxsize"]
+    assert advice["change"].startswith(
+        "Raise max_keepalive_connections to 6: "
+        "httpx.Client(limits=httpx.Limits(max_keepalive_connections=6))"
+    )
+    built = (
+        textwrap.dedent(HTTPX_SDK)
+        .splitlines()
+        .index(
+            "        self.http = http_client or "
+            "httpx.Client(limits=httpx.Limits(max_keepalive_connections=2))"
+        )
+    )
+    led = HTTPX_APP.splitlines().index("    client = gamma_sdk.Client(sys.argv[1])")
+    assert (
+        f"gamma-sdk 1.2.0 builds its httpx client itself (gamma_sdk/client.py:{built + 1}, in "
+        f"Client.__init__; reached from app.py:{led + 1}, in main). Such libraries usually take "
+        "a client of yours: look in its constructor for an http_client=, client= or transport="
+    ) in advice["change"]
+
+
+def test_a_library_handed_the_programs_httpx_client_is_not_said_to_build_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    install(tmp_path / "lib" / "site-packages", "gamma_sdk", HTTPX_SDK)
+    report, requests_, connections = run(tmp_path, HANDED_APP, 6)
+    (pool,) = report["pools"]
+    assert (pool["requests"], pool["created"]) == (requests_, connections) == (18, connections)
+    assert pool["library"] == "httpx" and pool["discarded"] == connections - 2 > 0
+    (advice,) = [a for a in report["advice"] if a["rule"] == "pool_maxsize"]
+    assert advice["change"] == (
+        "Raise max_keepalive_connections to 6: "
+        "httpx.Client(limits=httpx.Limits(max_keepalive_connections=6)) (and max_connections at "
+        "least as many)."
+    )

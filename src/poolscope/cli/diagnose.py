@@ -20,7 +20,7 @@ import requests
 from ..core.events import PoolKey
 from ..core.libraries import URLLIB3, library, met_unknown
 from ..core.stats import PoolStats
-from ..instrumentation.unknown import described
+from ..core.unknown import described
 from ..reporting.records import Samples
 from ..reporting.report import Report, report_from
 from ..reporting.seen import Seen
@@ -119,7 +119,7 @@ def diagnose(url: str, *, job: str = "", window: str = "1h", started: float = 0.
     for key, (_, name) in named.items():
         stats[key].library = name
         if library(name) is URLLIB3 and name != URLLIB3.name:  # a library not in the table
-            met_unknown(name, described(name, _WHERE, via_requests=False))
+            met_unknown(name, described(name, _WHERE, words_of=URLLIB3.name))
 
     # Time samples, from histograms' buckets: how long requests held a connection (the timeout
     # rule), and idle times of reused and of dropped connections (the keep-alive rule).

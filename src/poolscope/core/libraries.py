@@ -1,4 +1,5 @@
-"""The libraries that build urllib3 pools, and each one's words for the settings that size them.
+"""The libraries that build urllib3 and httpx pools, and each one's words for the settings that
+size them (the words themselves: :mod:`poolscope.core.knobs`).
 
 Most urllib3 pools in production are built by an SDK, not by the user's own code: advice that
 says ``HTTPAdapter(pool_maxsize=20)`` to a boto3 user names a class they never touch. Each pool
@@ -9,47 +10,9 @@ speak that library's words. Adding a library is one entry here (and a test again
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
-
-@dataclass(frozen=True)
-class Knob:
-    """One setting of a library's: its name, and how a user writes it with the value ``{n}``."""
-
-    name: str
-    template: str
-
-    def words(self, n: int | str = "", *, connect: str = "", read: str = "") -> str:
-        """The setting written with ``n`` (or, for a timeout, ``connect`` and ``read``)."""
-        return self.template.format(n=n, connect=connect, read=read)
-
-
-@dataclass(frozen=True)
-class Library:
-    """A library that builds urllib3 pools, and the settings its users size them with: how many
-    connections a pool keeps (urllib3's ``maxsize``), how many pools a manager keeps
-    (``num_pools``), whether a request waits for a free connection (``block``). None where it
-    has no such setting; ``missing`` then says so."""
-
-    name: str  # as reported: log field client_library, PoolSummary.library
-    modules: tuple[str, ...]  # top-level packages whose frames build its pools
-    maxsize: Knob
-    num_pools: Knob | None = None
-    block: Knob | None = None
-    # A request's timeouts (template fields {connect} and {read}, seconds) and its retries
-    # (template field {n}: Retry's arguments); None where the library sets its own.
-    timeout: Knob | None = None
-    retries: Knob | None = None
-    # How long a request waits for a free connection before it gives up (template field {n}).
-    pool_timeout: Knob | None = None
-    missing: str = ""
-    gave_up: str = "EmptyPoolError"  # what a request that waited too long for a connection got
-    # For a library poolscope has no entry for (see poolscope.instrumentation.unknown): which
-    # one built the pool, where, and how such libraries usually take a pool of the user's;
-    # and whose words it speaks (urllib3's, or requests' for one that builds a Session).
-    built_by: str = ""
-    speaks: str = ""
-
+from .knobs import Knob, Library, OneClient
 
 URLLIB3 = Library(
     name="urllib3",
@@ -87,6 +50,18 @@ LIBRARIES: tuple[Library, ...] = (
         pool_timeout=Knob("pool", "httpx.Client(timeout=httpx.Timeout(..., pool={n}))"),
         missing="an httpx client keeps one pool for all its hosts",
         gave_up="httpx.PoolTimeout",
+        one_client=OneClient(
+            clients="separate httpx clients",
+            per_call=(
+                "httpx.get() and httpx.post() make a new Client on every call, as does a new "
+                "httpx.Client() or AsyncClient() per call"
+            ),
+            change=(
+                "Use one httpx.Client (or AsyncClient) for every call to {origin} instead of "
+                "httpx.get() per call (or a client per call): make it once, send every request "
+                "through it and close it when the program is done, so its connections are reused."
+            ),
+        ),
     ),
     # SDKs on httpx2 (the fork of httpx they moved to): their client takes one of httpx2's,
     # made with the SDK's own defaults by its DefaultHttpxClient (DefaultAsyncHttpxClient).
@@ -111,10 +86,18 @@ LIBRARIES: tuple[Library, ...] = (
             pool_timeout=Knob("pool", f"{cls}(timeout=httpx2.Timeout(..., pool={{n}}))"),
             missing=f"a {name} client keeps one pool for all its hosts",
             gave_up=f"{name}.APITimeoutError, from httpx2.PoolTimeout",
+            one_client=OneClient(
+                clients=f"separate {name} clients",
+                per_call=f"each new {cls}() or {async_cls}() makes an httpx client of its own",
+                change=(
+                    f"Make one {cls}() (or {async_cls}()) when the program starts and reuse it "
+                    "for every call to {origin}, so its connections are reused."
+                ),
+            ),
         )
-        for name, cls, most in (
-            ("openai", "openai.OpenAI", 1000),
-            ("anthropic", "anthropic.Anthropic", 1000),
+        for name, cls, async_cls, most in (
+            ("openai", "openai.OpenAI", "openai.AsyncOpenAI", 1000),
+            ("anthropic", "anthropic.Anthropic", "anthropic.AsyncAnthropic", 1000),
         )
     ),
     Library(
@@ -305,24 +288,15 @@ def library(name: str) -> Library:
 
 def met_unknown(name: str, built_by: str, words_of: str = "urllib3") -> Library:
     """A library not in the table, met building a pool: it speaks the words of ``words_of``
-    (urllib3's, or requests' for one that builds a Session), and ``built_by`` says which
-    library it is, where it builds the pool, and what to look for. The first one is kept."""
+    (urllib3's, requests' for one that builds a Session, httpx's for one that builds an httpx
+    client), and ``built_by`` says which library it is, where it builds the pool, and what to
+    look for. The first one is kept."""
     lib = _UNKNOWN.get(name)
     if lib is None:
         words = _BY_NAME[words_of]
         lib = _UNKNOWN.setdefault(
             name,
-            Library(
-                name=name,
-                modules=(),
-                maxsize=words.maxsize,
-                num_pools=words.num_pools,
-                block=words.block,
-                timeout=words.timeout,
-                retries=words.retries,
-                built_by=built_by,
-                speaks=words_of,
-            ),
+            dataclasses.replace(words, name=name, modules=(), built_by=built_by, speaks=words_of),
         )
     return lib
 

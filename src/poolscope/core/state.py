@@ -20,7 +20,7 @@ _manager_ids = itertools.count(1)
 
 def next_manager_id() -> int:
     """A new PoolManager's id: one sequence for the process, whichever urllib3 (or vendored
-    copy of it) the manager is of."""
+    copy of it) the manager is of, and for httpcore's pools (an httpx client's) too."""
     return next(_manager_ids)
 
 
@@ -58,7 +58,7 @@ class PoolState:
     ) -> None:
         self.id = next(_pool_ids)
         self.library = library  # which library built it (see poolscope.core.libraries)
-        self.manager_id = 0  # the PoolManager that made or adopted it; 0 for a pool on its own
+        self.manager_id = 0  # the PoolManager (or httpx client) that made or adopted it; 0: none
         self.num_pools = 0  # that manager's num_pools (requests' pool_connections)
         self.recorder = recorder
         self.key: PoolKey = stats.key

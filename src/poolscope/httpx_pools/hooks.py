@@ -16,6 +16,8 @@ no pool events of its own, so poolscope wraps (docs/decisions.md, "httpx's pools
 - ``PoolRequest.wait_for_connection``: a request waiting for a free connection, and the
   ``PoolTimeout`` that ends a wait too long;
 - the pool's ``close`` (``aclose``): its client closed, every connection it holds with it;
+- the pool's ``__init__``: under process-wide instrumentation, which library the table lacks
+  built it;
 - a proxy's connections, which have classes of their own (see :mod:`.proxies`).
 
 Every wrapper calls httpcore's own method with the same arguments and returns or raises what it
@@ -55,7 +57,7 @@ from .connections import (
     sync_returned,
 )
 from .proxies import expired, proxied, proxy_patches
-from .scope import ATTACHED, TARGET, PoolScope, scope_of
+from .scope import ATTACHED, TARGET, PoolScope, built, scope_of
 
 _now = time.monotonic
 
@@ -152,6 +154,7 @@ def _wrap(name: str) -> Callable[[], None] | None:
     patches.append((module.AsyncConnectionPool, "aclose", _async_closed))
     for pool_class in (module.ConnectionPool, module.AsyncConnectionPool):
         patches.append((pool_class, "_assign_requests_to_connections", _assigned))
+        patches.append((pool_class, "__init__", built))
         # The proxies make their connections with a create_connection of their own.
         for cls in (pool_class, *_subclasses(pool_class)):
             if "create_connection" in cls.__dict__:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from collections.abc import Callable
 from typing import Any
 
+from ..core.errors import internal_error
 from ..core.events import PoolKey
 from ..core.recorder import Recorder
-from ..core.state import PoolState
-from .callsites import requesting_library
+from ..core.state import PoolState, next_manager_id
+from .callsites import building_library, requesting_library
 from .proxies import proxy_address
 
 LIBRARY = "httpx"
@@ -20,26 +22,34 @@ class PoolScope:
     """What poolscope keeps on one httpcore pool (``pool._poolscope``): its recorder and, per
     origin, the pool state connections to that origin report to."""
 
-    __slots__ = ("counting", "made", "origins", "recorder")
+    __slots__ = ("built_by", "counting", "made", "manager_id", "origins", "recorder")
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
+        # The pool's id among the process's managers (urllib3's PoolManagers): an httpx client
+        # is one, keeping connections to every host it is sent to. The report tells a client
+        # made per call (httpx.get()) from one reused by it, as it does requests.get()'s.
+        self.manager_id = next_manager_id()
         self.origins: dict[tuple[bytes, bytes, int], PoolState] = {}
         self.made = 0  # connection objects made: a pass that ends with fewer let one go
         self.counting = False  # its recorder's counting switch is on (see start_counting)
+        # An installed library the table lacks that built its client (see built()), or "".
+        self.built_by = ""
 
     def state(self, pool: Any, origin: Any) -> PoolState:
         """The pool state of ``origin`` (an httpcore Origin) in ``pool``, made at its first
         connection: sized by ``max_keepalive_connections``, the idle connections it keeps, and
-        spoken of in the words of the library making its requests (an SDK, or httpx)."""
+        spoken of in the words of the library making its requests (an SDK of the table), else
+        of the one that built its client (one the table lacks), else httpx's."""
         named = (origin.scheme, origin.host, origin.port)  # an Origin is not hashable
         ps = self.origins.get(named)
         if ps is None:
             scheme, host = origin.scheme.decode("ascii"), origin.host.decode("ascii")
             key = PoolKey(scheme, host, origin.port, proxy_address(pool))  # a proxy's: target's
             recorder = self.recorder
-            library = requesting_library(LIBRARY)
+            library = requesting_library(self.built_by or LIBRARY)
             ps = recorder.new_pool(pool, key, pool._max_keepalive_connections, library)
+            ps.manager_id = self.manager_id
             self.origins[named] = ps
             # As urllib3's pools: reuses and idle connections are counted once some sink acts
             # on them (an SDK, the report, logging); until then a reuse costs one test.
@@ -55,6 +65,26 @@ class PoolScope:
 TARGET: list[Recorder] = []
 # Pools instrumented one client at a time.
 ATTACHED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def built(init: Callable[..., None]) -> Callable[..., None]:
+    """httpcore's pool ``__init__``, wrapped: under process-wide instrumentation, a pool built
+    by an installed library the table lacks (its httpx client's) says which, where, and the
+    program's line that led there. Once per pool, as it is made; nothing when the program or
+    a library of the table builds it."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if TARGET:
+            try:
+                name = building_library()
+                scope = scope_of(self) if name else None
+                if scope is not None:
+                    scope.built_by = name or ""
+            except Exception:
+                internal_error("httpx new pool")
+
+    return __init__
 
 
 def start_counting(pool: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -28,7 +29,7 @@ from urllib3.util.retry import Retry
 from ..core.events import CloseReason, error_type
 from ..core.libraries import URLLIB3, library_of_module
 from ..core.state import ConnState
-from .unknown import unknown_library
+from ..core.unknown import Site, unknown_library
 
 # The urllib3 these rules read: "urllib3", or a vendored copy's package ("pip._vendor.urllib3")
 # when this module is loaded against one (see copies.py), with the requests beside it.
@@ -194,7 +195,7 @@ def building_library() -> str:
     to a library of :mod:`poolscope.core.libraries`: botocore, elastic-transport, hvac...
     requests only when no other is further out (an SDK that builds a Session has requests'
     frames nearer urllib3 than its own). Else an installed library the table lacks, named by
-    :func:`poolscope.instrumentation.unknown.unknown_library`; else the program built it:
+    :func:`poolscope.core.unknown.unknown_library`; else the program built it:
     ``urllib3`` (or ``requests``). A pool an instrumented manager makes is that manager's
     library's, with no walk (see making_for).
     """
@@ -218,8 +219,22 @@ def building_library() -> str:
     # No library of the table beyond requests: an installed one poolscope has no entry for
     # (building a Session, past requests), or else requests itself, or the program.
     passed = (URLLIB3_PACKAGE, "poolscope", *([REQUESTS_PACKAGE] if via_requests else []))
-    unknown = unknown_library(sys._getframe(1), _DEPTH, passed, via_requests=via_requests)
-    return unknown or ("requests" if via_requests else URLLIB3.name)
+    words_of = "requests" if via_requests else URLLIB3.name
+    unknown = unknown_library(_sites(sys._getframe(1)), passed, words_of)
+    return unknown or words_of
+
+
+def _sites(frame: FrameType | None) -> Iterator[Site]:
+    """The call sites from ``frame`` outward, for naming a library the table lacks."""
+    for _ in range(_DEPTH):
+        if frame is None:
+            return
+        code = frame.f_code
+        function = getattr(code, "co_qualname", code.co_name)  # co_qualname: Python 3.11+
+        yield Site(
+            frame.f_globals.get("__name__") or "", code.co_filename, frame.f_lineno, function
+        )
+        frame = frame.f_back
 
 
 _OWN = (f"{URLLIB3_PACKAGE}.", "poolscope.")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..core.libraries import Knob, Library, library
+from ..core.knobs import Knob, Library
+from ..core.libraries import library
 from ..core.stats import PoolStats, needed
 from .records import PoolRecord, Samples, by_manager
 from .summaries import Advice
@@ -80,24 +81,25 @@ def _pool_full(origin: str, stats: PoolStats, lib: Library) -> list[Advice]:
 
 
 def _throwaway_sessions(origin: str, recs: list[PoolRecord]) -> list[Advice]:
+    """Many clients (requests Sessions, urllib3 PoolManagers, httpx clients) each made for a
+    call or two to one host: a new connection, and on https a new TLS handshake, every time."""
     throwaway = [r for r in recs if r.manager_id and r.short_lived()]
     managers = {r.manager_id for r in throwaway}
     if len(managers) < THROWAWAY_SESSIONS:
         return []
     connections = sum(len(r.lanes) for r in throwaway)
+    handshakes = " and as many TLS handshakes" if throwaway[0].key.scheme == "https" else ""
+    one = library(throwaway[0].library).one_client
     return [
         Advice(
             rule="one_session",
             origin=origin,
             evidence=(
-                f"{len(managers)} separate sessions or PoolManagers each opened their own "
-                f"connection to {origin} and closed it after one or two requests "
-                "(requests.get() and requests.post() make a new Session on every call)."
+                f"{len(managers)} {one.clients} each opened their own connection to {origin} "
+                f"and closed it after one or two requests: {connections} connection(s)"
+                f"{handshakes} where one could have served them all ({one.per_call})."
             ),
-            change=(
-                "Make one requests.Session() and send every request through it, so its "
-                "connections are reused."
-            ),
+            change=one.change.format(origin=origin),
             waste=connections - 1,
         )
     ]

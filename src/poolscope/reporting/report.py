@@ -269,6 +269,8 @@ NOTHING_SEEN = Advice(
 def _managers(records: list[PoolRecord]) -> tuple[ManagerSummary, ...]:
     summaries = []
     for manager_id, recs in sorted(by_manager(records).items()):
+        if not any(r.num_pools for r in recs):
+            continue  # an httpx client's pool: one for every host, no pools to evict
         evicted = sum(1 for r in recs if r.evicted)
         summaries.append(
             ManagerSummary(

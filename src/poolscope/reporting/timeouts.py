@@ -14,7 +14,7 @@ import math
 import statistics
 from collections.abc import Iterable
 
-from ..core.libraries import Library
+from ..core.knobs import Library
 from ..core.stats import PoolStats
 from .summaries import Advice
 

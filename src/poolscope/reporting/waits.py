@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..core.libraries import Knob, Library
+from ..core.knobs import Knob, Library
 from ..core.stats import PoolStats
 from .records import Samples
 from .summaries import Advice
