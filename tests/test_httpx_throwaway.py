@@ -151,3 +151,21 @@ def test_an_openai_client_per_call_is_advised_in_openais_words(instrumented: Met
         "Make one openai.OpenAI() (or openai.AsyncOpenAI()) when the program starts and reuse it "
         f"for every call to {pool.origin}, so its connections are reused."
     )
+
+
+def test_httpx_and_requests_clients_per_call_to_one_host_are_each_told_in_their_words(
+    instrumented: Metrics,
+) -> None:
+    import requests
+
+    with LoopbackServer("127.0.0.1") as server:
+        for _ in range(6):
+            httpx.get(server.url)
+            requests.get(server.url)
+        assert server.connections == 12
+    said = [a for a in poolscope.report().advice if a.rule == "one_session"]
+    assert sorted(a.evidence.split(" each")[0] for a in said) == [
+        "6 separate httpx clients",
+        "6 separate sessions or PoolManagers",
+    ]
+    assert sorted(a.change.split(" ")[2] for a in said) == ["httpx.Client", "requests.Session()"]

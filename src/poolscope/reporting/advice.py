@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..core.knobs import Knob, Library
+from ..core.knobs import Knob, Library, OneClient
 from ..core.libraries import library
 from ..core.stats import PoolStats, needed
 from .records import PoolRecord, Samples, by_manager
@@ -82,27 +82,35 @@ def _pool_full(origin: str, stats: PoolStats, lib: Library) -> list[Advice]:
 
 def _throwaway_sessions(origin: str, recs: list[PoolRecord]) -> list[Advice]:
     """Many clients (requests Sessions, urllib3 PoolManagers, httpx clients) each made for a
-    call or two to one host: a new connection, and on https a new TLS handshake, every time."""
-    throwaway = [r for r in recs if r.manager_id and r.short_lived()]
-    managers = {r.manager_id for r in throwaway}
-    if len(managers) < THROWAWAY_SESSIONS:
-        return []
-    connections = sum(len(r.lanes) for r in throwaway)
-    handshakes = " and as many TLS handshakes" if throwaway[0].key.scheme == "https" else ""
-    one = library(throwaway[0].library).one_client
-    return [
-        Advice(
-            rule="one_session",
-            origin=origin,
-            evidence=(
-                f"{len(managers)} {one.clients} each opened their own connection to {origin} "
-                f"and closed it after one or two requests: {connections} connection(s)"
-                f"{handshakes} where one could have served them all ({one.per_call})."
-            ),
-            change=one.change.format(origin=origin),
-            waste=connections - 1,
+    call or two to one host: a new connection, and on https a new TLS handshake, every time.
+    Told in the words of the library that made them, those of each kind counted apart (a host
+    can be called through requests and through httpx in one program)."""
+    kinds: dict[OneClient, list[PoolRecord]] = {}
+    for r in recs:
+        if r.manager_id and r.short_lived():
+            kinds.setdefault(library(r.library).one_client, []).append(r)
+    advice = []
+    for one, throwaway in kinds.items():
+        managers = {r.manager_id for r in throwaway}
+        if len(managers) < THROWAWAY_SESSIONS:
+            continue
+        connections = sum(len(r.lanes) for r in throwaway)
+        handshakes = " and as many TLS handshakes" if throwaway[0].key.scheme == "https" else ""
+        advice.append(
+            Advice(
+                rule="one_session",
+                origin=origin,
+                evidence=(
+                    f"{len(managers)} {one.clients} each opened their own connection to "
+                    f"{origin} and closed it after one or two requests: {connections} "
+                    f"connection(s){handshakes} where one could have served them all "
+                    f"({one.per_call})."
+                ),
+                change=one.change.format(origin=origin),
+                waste=connections - 1,
+            )
         )
-    ]
+    return advice
 
 
 def _dropped(origin: str, samples: Samples) -> list[Advice]:
