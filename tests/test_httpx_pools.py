@@ -227,6 +227,35 @@ def test_closes_say_why(instrumented: Metrics) -> None:
     assert kept.evidence.startswith(f"1 pooled connection(s) to {theirs.url} were found closed")
 
 
+def test_a_server_closing_idle_connections_is_advised_keepalive_expiry_and_the_number_holds(
+    instrumented: Metrics,
+) -> None:
+    # The server closes connections idle 0.3 s; the client reuses one after 0.1 s, then
+    # finds it closed after 0.5 s. Advised: close them past 0.1 s idle; applied, none is found
+    # closed (httpx closes them first) and nothing is advised.
+    def run(**limits: Any) -> LoopbackServer:
+        with LoopbackServer("127.0.0.1", keepalive=0.3) as server:
+            with httpx.Client(limits=httpx.Limits(**limits)) as client:
+                for pause in (0.1, 0.5, 0.1, 0.5, 0):
+                    client.get(server.url)
+                    time.sleep(pause)
+        return server
+
+    idling = run()
+    assert row(idling).dropped == 2 and row(idling).created == idling.connections == 3
+    kept = advice(idling)["keepalive"]
+    assert kept.change == (
+        "Close connections idle longer than 0.1 s before the server does: "
+        "httpx.Client(limits=httpx.Limits(keepalive_expiry=0.1))."
+    )
+    expiring = run(keepalive_expiry=0.1)
+    pool = row(expiring)
+    assert pool.dropped == 0 and advice(expiring) == {}
+    # Closed by httpx instead, past 0.1 s idle (the server's limit, 0.3 s, is not known).
+    reasons = [c.close_reason for c in pool.connections]
+    assert set(reasons[:-1]) == {"idle_expired"} and reasons[-1] == "pool_closed"
+
+
 def test_one_client_at_a_time_and_given_back() -> None:
     # No process-wide instrumentation: only the client named reports, until given back.
     with LoopbackServer("127.0.0.1") as server:

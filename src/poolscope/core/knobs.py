@@ -60,6 +60,10 @@ class Library:
     retries: Knob | None = None
     # How long a request waits for a free connection before it gives up (template field {n}).
     pool_timeout: Knob | None = None
+    # How long the client keeps a connection idle before it closes it (template field {n},
+    # seconds); None where it has no such setting (urllib3 keeps them until they are found
+    # closed).
+    keepalive: Knob | None = None
     missing: str = ""
     gave_up: str = "EmptyPoolError"  # what a request that waited too long for a connection got
     # For a library poolscope has no entry for (see poolscope.core.unknown): which one built

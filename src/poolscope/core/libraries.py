@@ -48,6 +48,9 @@ LIBRARIES: tuple[Library, ...] = (
         ),
         timeout=Knob("timeout", "httpx.Client(timeout=httpx.Timeout({read}, connect={connect}))"),
         pool_timeout=Knob("pool", "httpx.Client(timeout=httpx.Timeout(..., pool={n}))"),
+        keepalive=Knob(
+            "keepalive_expiry", "httpx.Client(limits=httpx.Limits(keepalive_expiry={n}))"
+        ),
         missing="an httpx client keeps one pool for all its hosts",
         gave_up="httpx.PoolTimeout",
         one_client=OneClient(
@@ -84,6 +87,12 @@ LIBRARIES: tuple[Library, ...] = (
             ),
             retries=Knob("max_retries", f"{cls}(max_retries={{n}})"),
             pool_timeout=Knob("pool", f"{cls}(timeout=httpx2.Timeout(..., pool={{n}}))"),
+            keepalive=Knob(
+                "keepalive_expiry",
+                f"{cls}(http_client={name}.DefaultHttpxClient(limits=httpx2.Limits("
+                f"max_connections={most}, max_keepalive_connections={kept}, "
+                "keepalive_expiry={n})))",
+            ),
             missing=f"a {name} client keeps one pool for all its hosts",
             gave_up=f"{name}.APITimeoutError, from httpx2.PoolTimeout",
             one_client=OneClient(
@@ -95,9 +104,10 @@ LIBRARIES: tuple[Library, ...] = (
                 ),
             ),
         )
-        for name, cls, async_cls, most in (
-            ("openai", "openai.OpenAI", "openai.AsyncOpenAI", 1000),
-            ("anthropic", "anthropic.Anthropic", "anthropic.AsyncAnthropic", 1000),
+        # Their own limits, DEFAULT_CONNECTION_LIMITS: kept when the advice replaces them.
+        for name, cls, async_cls, most, kept in (
+            ("openai", "openai.OpenAI", "openai.AsyncOpenAI", 1000, 100),
+            ("anthropic", "anthropic.Anthropic", "anthropic.AsyncAnthropic", 1000, 100),
         )
     ),
     Library(

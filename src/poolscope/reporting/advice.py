@@ -41,7 +41,7 @@ def advise(evidence: list[Evidence]) -> list[Advice]:
         origin = ev.stats.key.origin
         advice += _pool_full(origin, ev.stats, ev.library)
         advice += _throwaway_sessions(origin, ev.records)
-        advice += _dropped(origin, ev.samples)
+        advice += _dropped(origin, ev.samples, ev.library)
         advice += advise_waits(origin, ev.stats, ev.samples, ev.library)
         advice += advise_stream_waits(origin, ev.stats, ev.library)
         advice += _server_closes(origin, ev.stats)
@@ -113,7 +113,7 @@ def _throwaway_sessions(origin: str, recs: list[PoolRecord]) -> list[Advice]:
     return advice
 
 
-def _dropped(origin: str, samples: Samples) -> list[Advice]:
+def _dropped(origin: str, samples: Samples, lib: Library) -> list[Advice]:
     if not samples.drops_seen or not samples.drop_idle_times:
         return []
     dropped = samples.drops_seen  # those whose idle time is known
@@ -124,10 +124,22 @@ def _dropped(origin: str, samples: Samples) -> list[Advice]:
     if survived:
         longest = max(survived)
         bound = f"after between {longest:.2f} s and {shortest:.2f} s of idling"
-        busier = f"busier than every {longest:.2f} s"
     else:
+        longest = shortest / 2  # not known: half the shortest idle it did not survive
         bound = f"after at most {shortest:.2f} s of idling"
-        busier = f"busier than every {shortest / 2:.2f} s"
+    if lib.keepalive is not None:
+        # Closed by the client past an idle the server let connections survive.
+        expiry = f"{_seconds_down(longest):g}"
+        change = (
+            f"Close connections idle longer than {expiry} s before the server does: "
+            f"{lib.keepalive.words(expiry)}."
+        )
+    else:
+        change = (
+            "Retry idempotent requests on connection errors, e.g. "
+            "HTTPAdapter(max_retries=Retry(total=3, connect=3, read=2)), or keep connections "
+            f"busier than every {longest:.2f} s (fewer sessions or a smaller pool)."
+        )
     return [
         Advice(
             rule="keepalive",
@@ -137,14 +149,18 @@ def _dropped(origin: str, samples: Samples) -> list[Advice]:
                 f"closes idle connections {bound}, and a request racing such a close fails with "
                 "a reset."
             ),
-            change=(
-                "Retry idempotent requests on connection errors, e.g. "
-                "HTTPAdapter(max_retries=Retry(total=3, connect=3, read=2)), or keep connections "
-                f"{busier} (fewer sessions or a smaller pool)."
-            ),
+            change=change,
             waste=dropped,
         )
     ]
+
+
+def _seconds_down(seconds: float) -> float:
+    """``seconds`` rounded down to a figure a person writes: two significant digits below 10."""
+    if seconds >= 10:
+        return float(int(seconds))
+    scale = 100 if seconds < 1 else 10
+    return max(int(seconds * scale) / scale, 0.01)
 
 
 def _unread(origin: str, unreturned: int) -> list[Advice]:
