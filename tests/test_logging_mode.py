@@ -126,6 +126,36 @@ def test_eviction_is_a_warning_that_says_what_to_change(
     assert "Raise pool_connections (now 1)" in records[0].getMessage()
 
 
+def test_an_httpx_clients_waits_are_told_in_httpx_words(
+    caplog: pytest.LogCaptureFixture, server: LoopbackServer
+) -> None:
+    # Two connections at most (one kept idle); three requests: the third waits, and gives up.
+    httpx = pytest.importorskip("httpx")
+    caplog.set_level(logging.INFO, logger="poolscope")
+    limits = httpx.Limits(max_connections=2, max_keepalive_connections=1)
+    client = httpx.Client(limits=limits, timeout=httpx.Timeout(5, pool=0.15))
+    poolscope.instrument_httpx_client(client, mode="logging")
+    holders = [threading.Thread(target=client.get, args=(server.url + "/hold",)) for _ in "ab"]
+    for holder in holders:
+        holder.start()
+    while server.holding < 2:
+        threading.Event().wait(0.005)
+    with pytest.raises(httpx.PoolTimeout):
+        client.get(server.url)
+    server.release()
+    for holder in holders:
+        holder.join(10)
+    client.close()
+    said = {r.poolscope_event: r.getMessage() for r in ours(caplog, server)}
+    assert said["wait_started"] == (
+        f"All 2 connection(s) to {server.url} are in use (max_connections=2): waiting for up "
+        "to 0.15 s."
+    )
+    assert said["wait_timed_out"].endswith(
+        "(httpx.PoolTimeout); raise max_connections (now 2) or run fewer requests at once."
+    )
+
+
 def test_unbounded_wait_is_announced(
     caplog: pytest.LogCaptureFixture, server: LoopbackServer
 ) -> None:
@@ -146,7 +176,7 @@ def test_unbounded_wait_is_announced(
     waiter.join(10)
     started = next(r for r in caplog.records if getattr(r, "poolscope_event", "") == "wait_started")
     assert started.pool_timeout_s is None
-    assert "no timeout (requests passes no pool_timeout)" in started.getMessage()
+    assert "with no timeout (requests passes no pool_timeout)" in started.getMessage()
     assert "wait_ended" in events(caplog, server)
 
 

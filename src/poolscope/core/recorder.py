@@ -304,14 +304,13 @@ class Recorder:
         if pool.waiting > stats.peak_waiting:  # the most waiting at once on one pool object
             stats.peak_waiting = pool.waiting
         if self._wanted[EventKind.WAIT_STARTED]:
-            self.sinks.emit(
-                _described(pool, PoolEvent(EventKind.WAIT_STARTED, pool.key, timeout=timeout))
-            )
+            event = PoolEvent(EventKind.WAIT_STARTED, pool.key, timeout=timeout)
+            event.in_use = stats.open - stats.idle  # all a pool that limits them may open
+            self.sinks.emit(_described(pool, event))
 
     def wait_ended(self, pool: PoolState, waited: float, gave_up: str | None = None) -> None:
         """A wait for a free connection ended, with one, or with the error ``gave_up`` (the
-        ``error.type`` of the exception the request got: urllib3's EmptyPoolError, httpcore's
-        PoolTimeout)."""
+        ``error.type`` of what the request got: EmptyPoolError, httpcore's PoolTimeout)."""
         stats = pool.stats
         stats.waiting -= 1
         pool.waiting -= 1
@@ -323,6 +322,7 @@ class Recorder:
         kind = EventKind.WAIT_ENDED if gave_up is None else EventKind.WAIT_TIMED_OUT
         if self._wanted[kind]:
             event = PoolEvent(kind, pool.key, duration=waited, error_type=gave_up)
+            event.in_use = stats.open - stats.idle
             self.sinks.emit(_described(pool, event))
 
 

@@ -87,18 +87,21 @@ def message(event: PoolEvent) -> str:
             f"Raise {lib.num_pools.name} (now {event.num_pools}) to the number of hosts you "
             f"call in turn: {lib.num_pools.words('<hosts>')}."
         )
+    # The connections a request waits for: a pool's maxsize (urllib3's, with block=True), or,
+    # where the limit on open connections is a setting of its own (httpx's max_connections),
+    # those in use as it waits.
+    block = lib.block or lib.maxsize
+    own_limit = block.name != lib.maxsize.name
+    busy = event.in_use if own_limit else event.pool_maxsize
     if kind is EventKind.WAIT_STARTED:
-        if event.timeout is None:
-            limit = (
-                "with no timeout (requests passes no pool_timeout), so it waits until a "
-                "connection is returned"
-            )
-        else:
+        if event.timeout is not None:
             limit = f"for up to {event.timeout:g} s"
-        return (
-            f"All {event.pool_maxsize} connection(s) to {origin} are in use and pool_block=True: "
-            f"waiting {limit}."
-        )
+        elif lib.pool_timeout is None:
+            limit = "with no timeout (requests passes no pool_timeout), so until one is returned"
+        else:
+            limit = f"with no timeout ({lib.pool_timeout.name}=None), so until one is returned"
+        full = f"{block.name}={busy}" if own_limit else "pool_block=True"
+        return f"All {busy} connection(s) to {origin} are in use ({full}): waiting {limit}."
     if kind is EventKind.RETRIED:
         return (
             f"urllib3 retried a request to {origin} after {event.error_type} on its connection; "
@@ -108,8 +111,7 @@ def message(event: PoolEvent) -> str:
         return f"Waited {_ms(event.duration)} for a free connection to {origin}."
     return (
         f"Gave up waiting for a free connection to {origin} after {event.duration or 0.0:.3f} s "
-        f"(EmptyPoolError); raise {lib.maxsize.name} (now {event.pool_maxsize}) or use fewer "
-        f"concurrent workers."
+        f"({lib.gave_up}); raise {block.name} (now {busy}) or run fewer requests at once."
     )
 
 
