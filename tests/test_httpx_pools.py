@@ -272,5 +272,14 @@ def test_one_client_at_a_time_and_given_back() -> None:
 
         assert not hasattr(httpcore.ConnectionPool.create_connection, "__wrapped__")
         mine.close(), other.close()
+    # Again with the same options: harmless; with others: refused until given back.
+    client = poolscope.instrument_httpx_client(httpx.Client(), mode="logging")
+    assert poolscope.instrument_httpx_client(client, mode="logging") is client
+    with pytest.raises(ValueError, match=r"already instrumented with other options .* first"):
+        poolscope.instrument_httpx_client(client, report=True)
+    poolscope.uninstrument_httpx_client(client)
+    assert poolscope.instrument_httpx_client(client, report=True) is client
+    poolscope.uninstrument_httpx_client(client)
+    client.close()
     with pytest.raises(TypeError, match=r"for a requests\.Session use instrument_session"):
         poolscope.instrument_httpx_client(object())

@@ -8,7 +8,7 @@ import logging
 from typing import Any, TypeVar
 
 from .config import get_recorder
-from .httpx_pools.clients import attach_client, detach_client
+from .httpx_pools.clients import attach_client, detach_client, reporting_to
 
 log = logging.getLogger("poolscope")
 
@@ -26,7 +26,8 @@ def instrument_httpx_client(
     """Make the connection pools behind ``client`` (an ``httpx.Client`` or
     ``httpx.AsyncClient``: its transport's and its mounts') report what they do; returns the
     client. The options are :func:`poolscope.instrument_session`'s. Connections the client
-    opened before are not counted; calling it again is harmless::
+    opened before are not counted; calling it again with the same options is harmless, with
+    others a ValueError (uninstrument it first)::
 
         client = poolscope.instrument_httpx_client(httpx.Client())
         client.get("https://example.org/")
@@ -37,6 +38,13 @@ def instrument_httpx_client(
             f"{type(client).__name__}; for a requests.Session use instrument_session()."
         )
     recorder = get_recorder(mode, meter_provider, tracer_provider, report)
+    other = reporting_to(client)
+    if other is not None and other is not recorder:
+        raise ValueError(
+            f"This client is already instrumented with other options ({other.config}, not "
+            f"{recorder.config}); call poolscope.uninstrument_httpx_client(client) first to "
+            "change how it reports."
+        )
     if not attach_client(client, recorder):
         log.warning(
             "poolscope: %s has no httpcore pool poolscope can instrument (a transport of "

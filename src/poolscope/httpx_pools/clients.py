@@ -18,6 +18,17 @@ def client_pools(client: Any) -> list[Any]:
     return [pool for pool in pools if pool is not None and hasattr(pool, "_connections")]
 
 
+def reporting_to(client: Any) -> Recorder | None:
+    """The recorder the pools behind ``client`` report to already (this client's, or the
+    process's), if any."""
+    for pool in client_pools(client):
+        scope = getattr(pool, "_poolscope", None)
+        if scope is not None:
+            recorder: Recorder = scope.recorder
+            return recorder
+    return None
+
+
 def attach_client(client: Any, recorder: Recorder) -> list[Any]:
     """Make the pools behind ``client`` report to ``recorder``; returns them (those of an
     httpcore poolscope does not know are left alone)."""
