@@ -256,6 +256,26 @@ def test_a_server_closing_idle_connections_is_advised_keepalive_expiry_and_the_n
     assert set(reasons[:-1]) == {"idle_expired"} and reasons[-1] == "pool_closed"
 
 
+def test_a_second_client_to_the_host_does_not_change_the_first_ones_numbers(
+    instrumented: Metrics,
+) -> None:
+    # A client that keeps 1 idle connection and opens 2 at most, for 4 threads at once (it
+    # discards and waits); then a default client (20 kept idle) makes one request to the
+    # same host. The advice is the first client's, as if it were alone.
+    with LoopbackServer("127.0.0.1", together=2) as server:
+        limits = httpx.Limits(max_connections=2, max_keepalive_connections=1)
+        with httpx.Client(limits=limits) as small:
+            threads_together(small, server.url + "/together", 4, 2)
+        with httpx.Client() as default:
+            default.get(server.url)
+    said = advice(server)
+    assert said["pool_maxsize"].change.startswith("Raise max_keepalive_connections to 2:")
+    assert "(max_keepalive_connections=1); up to 2 were in use" in said["pool_maxsize"].evidence
+    assert "(the pool blocks, max_connections=2): up to 4 were in flight" in (
+        said["pool_block"].evidence
+    )
+
+
 def test_one_client_at_a_time_and_given_back() -> None:
     # No process-wide instrumentation: only the client named reports, until given back.
     with LoopbackServer("127.0.0.1") as server:

@@ -328,6 +328,24 @@ def test_pool_block_advice_is_per_pool_when_several_sessions_wait_at_once(
     assert pool["manager"] is None and pool["waits"] == 3 and pool["created"] == 3
 
 
+def test_a_second_session_to_the_host_does_not_change_the_first_ones_number(
+    tmp_path: pathlib.Path,
+) -> None:
+    # pool_maxsize=1 for two threads at once (it discards), then a default Session (10) makes
+    # one request to the same host: the advice is the small pool's, 2, not 10 + 1.
+    body = (
+        "small = requests.Session(); small.mount('http://', HTTPAdapter(pool_maxsize=1))\n"
+        "for _ in range(3):\n"
+        "    together(small, A + '/together')\n"
+        "requests.Session().get(A)\n"
+    )
+    with LoopbackServer("127.0.0.1", together=2) as a:
+        report = report_of(tmp_path, body, a, a, a)
+    (advice,) = report["advice"]
+    assert advice["change"].startswith("Raise pool_maxsize to 2: HTTPAdapter(pool_maxsize=2)")
+    assert "(pool_maxsize=1); up to 2 were in use" in advice["evidence"]
+
+
 def test_a_session_instrumented_after_it_connected_reports_its_reuses(hosts: Any) -> None:
     import requests
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..core.events import CloseReason
 from ..core.knobs import Knob, Library, OneClient
 from ..core.libraries import library
 from ..core.stats import PoolStats, needed
@@ -16,6 +17,8 @@ from .records import PoolRecord, Samples, by_manager
 from .summaries import Advice
 from .timeouts import advise_timeouts
 from .waits import advise_stream_waits, advise_waits
+
+_POOL_FULL = CloseReason.POOL_FULL.value
 
 # How many throwaway sessions to one host before "use one Session" is worth saying.
 THROWAWAY_SESSIONS = 5
@@ -39,7 +42,7 @@ def advise(evidence: list[Evidence]) -> list[Advice]:
     advice: list[Advice] = []
     for ev in evidence:
         origin = ev.stats.key.origin
-        advice += _pool_full(origin, ev.stats, ev.library)
+        advice += _pool_full(origin, ev.stats, ev.records, ev.library)
         advice += _throwaway_sessions(origin, ev.records)
         advice += _dropped(origin, ev.samples, ev.library)
         advice += advise_waits(origin, ev.stats, ev.samples, ev.library)
@@ -59,11 +62,14 @@ def _raise(knob: Knob | None, lib: Library, n: int) -> str:
     return f"{change} {lib.built_by}" if lib.built_by else change
 
 
-def _pool_full(origin: str, stats: PoolStats, lib: Library) -> list[Advice]:
+def _pool_full(origin: str, stats: PoolStats, recs: list[PoolRecord], lib: Library) -> list[Advice]:
     discarded = stats.discarded
     if not discarded:
         return []
-    maxsize = stats.maxsize
+    # The size of the pools that discarded (a host's pools can differ: two clients, say, one
+    # too small), else the largest its pools had.
+    full = [r.maxsize for r in recs if any(lane.reason == _POOL_FULL for lane in r.lanes.values())]
+    maxsize = max(full) if full else stats.maxsize
     need = needed(stats.peak_in_use, maxsize)
     return [
         Advice(

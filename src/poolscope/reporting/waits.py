@@ -26,10 +26,11 @@ def advise_waits(origin: str, stats: PoolStats, samples: Samples, lib: Library) 
         return []
     # The connections a request waits for: a pool's maxsize (urllib3's, with block=True), or,
     # where the limit on open connections is a setting of its own (httpx's max_connections),
-    # those in use when requests waited.
+    # those in use when requests waited (not the pools' size: another client's to the host
+    # may keep more idle).
     knob = lib.block or lib.maxsize
     own_limit = knob.name != lib.maxsize.name
-    limit = max(stats.maxsize, stats.peak_in_use) if own_limit else stats.maxsize
+    limit = (stats.peak_in_use or stats.maxsize) if own_limit else stats.maxsize
     waiting = stats.peak_waiting
     need = limit + waiting
     timeouts = stats.wait_timeouts
