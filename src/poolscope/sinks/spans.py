@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._version import __version__
 from ..core.events import EventKind, PoolEvent, span_event_attributes
 from ..core.sink import Sink
-from .sdk import records_anything
+from .sdk import GLOBAL_TRACER_PROVIDER, records_anything
 
 _ROOT = otel_context.Context()  # an empty context: the setup span starts a trace of its own
 _current_context = otel_context.get_current
@@ -82,8 +82,10 @@ class SpanSink(Sink):
     def wants_reuse(self) -> bool:
         """Only a tracer provider beyond the API's no-op can make a span that records."""
         if not self._sdk:
-            provider = self._provider or trace.get_tracer_provider()
-            self._sdk = records_anything(provider, "opentelemetry.trace")
+            if self._provider:
+                self._sdk = records_anything(self._provider, "opentelemetry.trace")
+            else:  # the global one, asked at every connect while none records
+                self._sdk = GLOBAL_TRACER_PROVIDER.records()
         return self._sdk
 
     def wants_phases(self) -> bool:
