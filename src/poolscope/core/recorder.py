@@ -24,6 +24,8 @@ from .state import ConnState, PoolState, next_connection_id
 from .stats import IDLE_SAMPLES_PER_KEY, PoolStats, needed
 
 _now = time.perf_counter
+# The kinds every new host makes in a sweep over many hosts, one global read each.
+_CREATED, _CLOSED, _EVICTED = EventKind.CREATED, EventKind.CLOSED, EventKind.EVICTED
 
 # A timeout that fired: which one ("read" or "connect") and the read timeout in force.
 FiredTimeout = tuple[str, float] | None
@@ -170,10 +172,25 @@ class Recorder:
                 stats.peak_since = in_use
                 if in_use > stats.peak_in_use:
                     stats.peak_in_use = in_use
-        if self._wanted[EventKind.CREATED]:
-            event = PoolEvent(EventKind.CREATED, cs.pool.key, cs.id, connect_time, tls_time)
-            event.requests, event.timing, event.tls_version = 0, cs.timing, tls_version
-            self.sinks.emit(_described(cs.pool, event))
+        sinks = self._wanted[_CREATED]
+        if sinks:  # described as _described() does, inline: one call less a new connection
+            pool = cs.pool
+            event = PoolEvent(
+                _CREATED,
+                pool.key,
+                cs.id,
+                connect_time,
+                tls_time,
+                0,
+                pool_maxsize=pool.maxsize,
+                num_pools=pool.num_pools or None,
+                timing=cs.timing,
+                tls_version=tls_version,
+                pool_id=pool.id,
+                manager_id=pool.manager_id,
+                library=pool.library,
+            )
+            self.sinks.send(sinks, event)
 
     def connect_failed(self, cs: ConnState, exc: BaseException, elapsed: float) -> None:
         etype = error_type(exc)
@@ -250,11 +267,25 @@ class Recorder:
                 event = PoolEvent(EventKind.DISCARDED, pool.key, cs.id, lifetime)
                 event.requests, event.in_use = cs.requests, needed(stats.peak_in_use, pool.maxsize)
                 self.sinks.emit(_described(pool, event))
-        if wanted[EventKind.CLOSED]:
-            event = PoolEvent(EventKind.CLOSED, pool.key, cs.id, lifetime, reason=reason)
-            event.requests, event.checked_out = cs.requests, not was_in_pool
-            event.error_type = cs.error_type if reason is CloseReason.ERROR else None
-            self.sinks.emit(_described(pool, event))
+        sinks = wanted[_CLOSED]
+        if sinks:  # described inline, as a new connection's
+            event = PoolEvent(
+                _CLOSED,
+                pool.key,
+                cs.id,
+                lifetime,
+                None,
+                cs.requests,
+                reason,
+                cs.error_type if reason is CloseReason.ERROR else None,
+                pool.maxsize,
+                pool.num_pools or None,
+                checked_out=not was_in_pool,
+                pool_id=pool.id,
+                manager_id=pool.manager_id,
+                library=pool.library,
+            )
+            self.sinks.send(sinks, event)
 
     def connection_collected(self, cs: ConnState) -> None:
         """A connection object was garbage-collected (reported closed if we still counted it
@@ -265,10 +296,18 @@ class Recorder:
 
     def pool_evicted(self, pool: PoolState, num_pools: int) -> None:
         pool.stats.evictions += 1
-        if self._wanted[EventKind.EVICTED]:
-            self.sinks.emit(
-                _described(pool, PoolEvent(EventKind.EVICTED, pool.key, num_pools=num_pools))
+        sinks = self._wanted[_EVICTED]
+        if sinks:  # described inline, as a new connection's
+            event = PoolEvent(
+                _EVICTED,
+                pool.key,
+                pool_maxsize=pool.maxsize,
+                num_pools=num_pools,
+                pool_id=pool.id,
+                manager_id=pool.manager_id,
+                library=pool.library,
             )
+            self.sinks.send(sinks, event)
 
     def request_retried(self, pool: PoolState, error_type: str, timeout: FiredTimeout) -> None:
         """urllib3 retries a request after ``error_type`` (``timeout``: one that fired)."""

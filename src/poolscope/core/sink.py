@@ -98,7 +98,11 @@ class Sinks:
         self.drain_use_times = self.drain_use_times or sink.drains_use_times
 
     def emit(self, event: PoolEvent) -> None:
-        for sink in self.wanted[event.kind]:
+        self.send(self.wanted[event.kind], event)
+
+    def send(self, sinks: tuple[Sink, ...], event: PoolEvent) -> None:
+        """Hand ``event`` to ``sinks``, those that want its kind (``wanted[event.kind]``)."""
+        for sink in sinks:
             try:
                 sink.handle(event)
             except Exception:
