@@ -109,15 +109,11 @@ class SpanSink(Sink):
                 span.set_attribute("urllib3.pool.connection.idle_time", idle)
 
     def handle(self, event: PoolEvent) -> None:
-        kind = event.kind
-        if kind is EventKind.REUSED:  # reuses come through on_reuse; an event is taken too
-            self.on_reuse(event.connection_id or 0, event.duration)
-        elif kind is EventKind.CREATED or kind is EventKind.FAILED:
-            self._connection_setup(event)
-        elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
-            self._wait_span(event)
-        else:
-            self._on_request_span(event)
+        _HANDLERS[event.kind](self, event)  # one lookup: a new host brings two events here
+
+    def _reuse(self, event: PoolEvent) -> None:
+        # Reuses come through on_reuse; an event is taken too.
+        self.on_reuse(event.connection_id or 0, event.duration)
 
     # -- connection_setup -------------------------------------------------------------------
 
@@ -247,6 +243,19 @@ class SpanSink(Sink):
         if not current.is_recording():
             return
         current.add_event(f"urllib3.pool.{event.kind.value}", span_event_attributes(event))
+
+
+# What handle() does with each kind it takes (SpanSink.kinds).
+# What handle() does with each kind it takes (SpanSink.kinds): the rest of them (dropped,
+# discarded, evicted, retried) are events on the request's span.
+_HANDLERS = {
+    **{kind: SpanSink._on_request_span for kind in SpanSink.kinds},
+    EventKind.REUSED: SpanSink._reuse,
+    EventKind.CREATED: SpanSink._connection_setup,
+    EventKind.FAILED: SpanSink._connection_setup,
+    EventKind.WAIT_ENDED: SpanSink._wait_span,
+    EventKind.WAIT_TIMED_OUT: SpanSink._wait_span,
+}
 
 
 def _link(span: Any, setup: trace.SpanContext, connection_id: int | None) -> None:
