@@ -9,7 +9,6 @@ its kind, and contains their failures (a sink that raises is reported once and s
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import methodcaller
 from typing import ClassVar
 
 from .errors import sink_failed
@@ -117,16 +116,19 @@ class Sinks:
 
     def wants_reuse(self) -> bool:
         """Whether some sink acts on each reuse now."""
-        return self._any(methodcaller("wants_reuse"))
+        for sink in self.all:
+            try:
+                if sink.wants_reuse():
+                    return True
+            except Exception:
+                self.failed(sink)
+        return False
 
     def wants_phases(self) -> bool:
         """Whether some sink wants connects timed phase by phase (asked at every connect)."""
-        return self._any(methodcaller("wants_phases"), self._phases)
-
-    def _any(self, ask: Callable[[Sink], bool], sinks: tuple[Sink, ...] | None = None) -> bool:
-        for sink in self.all if sinks is None else sinks:
+        for sink in self._phases:
             try:
-                if ask(sink):
+                if sink.wants_phases():
                     return True
             except Exception:
                 self.failed(sink)
