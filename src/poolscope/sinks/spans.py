@@ -69,6 +69,12 @@ class SpanSink(Sink):
         }
     )
 
+    # The kinds it puts on the request's span: their events are built for it only while a span
+    # that records is current (see gate()).
+    gated_kinds = frozenset(
+        {EventKind.DROPPED, EventKind.DISCARDED, EventKind.EVICTED, EventKind.RETRIED}
+    )
+
     def __init__(self, tracer_provider: Any = None) -> None:
         self._provider = tracer_provider
         self._sdk = False  # a tracer provider that records spans was seen (it stays so)
@@ -230,22 +236,30 @@ class SpanSink(Sink):
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=end_ns)
 
-    def _on_request_span(self, event: PoolEvent) -> None:
-        # get_current_span()'s test, read as on_reuse() does: an eviction comes with every new
-        # host past a manager's num_pools, most often with no span current.
+    def gate(self) -> bool:
+        """Whether a span that records is current, for the events it would put on it: an
+        eviction comes with every new host past a manager's num_pools, most often with no
+        span current, and then no event is built for this sink."""
         current: Any = _current_context().get(_SPAN_KEY)
-        if current is None:
-            return
-        if type(current) not in _span_types:
-            if not isinstance(current, trace.Span):
-                return
-            _span_types.add(type(current))
-        if not current.is_recording():
-            return
-        current.add_event(f"urllib3.pool.{event.kind.value}", span_event_attributes(event))
+        return current is not None and _recording(current) is not None
+
+    def _on_request_span(self, event: PoolEvent) -> None:
+        current: Any = _current_context().get(_SPAN_KEY)
+        if current is not None and (current := _recording(current)) is not None:
+            current.add_event(f"urllib3.pool.{event.kind.value}", span_event_attributes(event))
 
 
-# What handle() does with each kind it takes (SpanSink.kinds).
+def _recording(current: Any) -> Any:
+    """What the context holds under the current span's key (not None), if a span that
+    records, else None: get_current_span()'s test, read as on_reuse() does (the context's
+    key, the Span test once per class)."""
+    if type(current) not in _span_types:
+        if not isinstance(current, trace.Span):
+            return None
+        _span_types.add(type(current))
+    return current if current.is_recording() else None
+
+
 # What handle() does with each kind it takes (SpanSink.kinds): the rest of them (dropped,
 # discarded, evicted, retried) are events on the request's span.
 _HANDLERS = {
