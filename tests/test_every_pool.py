@@ -114,6 +114,23 @@ def test_raw_pool_manager_cycling_two_hosts_counts_evictions(
     assert metrics.value(points, CREATED) == 5
 
 
+def test_a_manager_making_many_pools_keeps_only_those_alive_and_gives_back_an_evicted_one(
+    metrics: Metrics, server: LoopbackServer, server_b: LoopbackServer
+) -> None:
+    pm = poolscope.instrument_pool_manager(
+        PoolManager(num_pools=1), meter_provider=metrics.provider
+    )
+    pm.request("GET", server.url)
+    held = pm.connection_from_url(server.url)  # evicted by the next request, kept alive here
+    for srv in [server_b, server] * 150:
+        assert pm.request("GET", srv.url).data == b"ok"
+    assert isinstance(held, InstrumentedPoolMixin)
+    assert len(pm._poolscope.pools) <= 64  # the collected ones were pruned as it went
+    poolscope.uninstrument_pool_manager(pm)
+    assert type(held) is urllib3.connectionpool.HTTPConnectionPool
+    assert metrics.value(metrics.collect(), "urllib3.pool.evictions") == 300
+
+
 def test_a_used_pool_manager_keeps_its_pools_and_is_observed(
     metrics: Metrics, server: LoopbackServer
 ) -> None:

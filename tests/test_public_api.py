@@ -224,6 +224,42 @@ def test_a_failing_sink_never_breaks_a_request(
     assert metrics.value(metrics.collect(), "urllib3.pool.connections.reused") == 2
 
 
+def test_an_event_only_gated_sinks_want_is_handed_over_only_while_a_gate_opens(
+    server: LoopbackServer, server_b: LoopbackServer, metrics: Metrics
+) -> None:
+    # The span sink's case (evictions, with no span current): such an event is not built.
+    class Gated(Sink):
+        kinds = frozenset({poolscope.EventKind.EVICTED, poolscope.EventKind.CREATED})
+        gated_kinds = frozenset({poolscope.EventKind.EVICTED})
+
+        def __init__(self) -> None:
+            self.open = False
+            self.seen: list[str] = []
+
+        def gate(self) -> bool:
+            return self.open
+
+        def handle(self, event: Any) -> None:
+            self.seen.append(event.kind.value)
+
+    gated = Gated()
+    get_recorder("otel", metrics.provider).add_sink(gated)
+    s = requests.Session()
+    s.mount("http://", HTTPAdapter(pool_connections=1))
+    poolscope.instrument_session(s, meter_provider=metrics.provider)
+    for url in (server.url, server_b.url):  # the second evicts the first's pool
+        s.get(url)
+    gated.open = True
+    s.get(server.url)  # evicts the second's
+    assert gated.seen == [
+        "connection_created",
+        "connection_created",
+        "pool_evicted",
+        "connection_created",
+    ]
+    assert metrics.value(metrics.collect(), "urllib3.pool.evictions") == 2
+
+
 def test_a_failing_tracer_never_breaks_a_request(
     caplog: pytest.LogCaptureFixture, server: LoopbackServer, metrics: Metrics
 ) -> None:

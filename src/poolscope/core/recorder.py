@@ -19,22 +19,23 @@ from typing import Any
 from .counting import CountingSwitch, Listener
 from .events import CloseReason, EventKind, PoolEvent, PoolKey, error_type
 from .folding import OTHER_HOSTS, fold, max_hosts_from_env, to_fold
+from .request_reports import RequestReports
 from .sink import Sink, Sinks
-from .state import ConnState, PoolState, next_connection_id
+from .state import ConnState, PoolState, described, next_connection_id
 from .stats import IDLE_SAMPLES_PER_KEY, PoolStats, needed
 
 _now = time.perf_counter
+# The kinds every new host makes in a sweep over many hosts, one global read each.
+_CREATED, _CLOSED, _EVICTED = EventKind.CREATED, EventKind.CLOSED, EventKind.EVICTED
 
-# A timeout that fired: which one ("read" or "connect") and the read timeout in force.
-FiredTimeout = tuple[str, float] | None
 
-
-class Recorder:
+class Recorder(RequestReports):
     """Receives what the pools report, keeps the counters and feeds the sinks."""
 
     def __init__(self) -> None:
         self.sinks = Sinks()
         self._wanted = self.sinks.wanted  # the same dict, one attribute read closer
+        self._gated_only = self.sinks.gated_only  # likewise
         self.counting_switch = CountingSwitch()
         self._stats: dict[PoolKey, PoolStats] = {}
         # The counts of a key when it has counts of its own now (None: not yet, or folded): the
@@ -170,10 +171,25 @@ class Recorder:
                 stats.peak_since = in_use
                 if in_use > stats.peak_in_use:
                     stats.peak_in_use = in_use
-        if self._wanted[EventKind.CREATED]:
-            event = PoolEvent(EventKind.CREATED, cs.pool.key, cs.id, connect_time, tls_time)
-            event.requests, event.timing, event.tls_version = 0, cs.timing, tls_version
-            self.sinks.emit(_described(cs.pool, event))
+        sinks = self._wanted[_CREATED]
+        if sinks:  # described as described() does, inline: one call less a new connection
+            pool = cs.pool
+            event = PoolEvent(
+                _CREATED,
+                pool.key,
+                cs.id,
+                connect_time,
+                tls_time,
+                0,
+                pool_maxsize=pool.maxsize,
+                num_pools=pool.num_pools or None,
+                timing=cs.timing,
+                tls_version=tls_version,
+                pool_id=pool.id,
+                manager_id=pool.manager_id,
+                library=pool.library,
+            )
+            self.sinks.send(sinks, event)
 
     def connect_failed(self, cs: ConnState, exc: BaseException, elapsed: float) -> None:
         etype = error_type(exc)
@@ -182,7 +198,7 @@ class Recorder:
         if self._wanted[EventKind.FAILED]:
             event = PoolEvent(EventKind.FAILED, cs.pool.key, cs.id, elapsed, error_type=etype)
             event.timing = cs.timing
-            self.sinks.emit(_described(cs.pool, event))
+            self.sinks.emit(described(cs.pool, event))
 
     def connection_reused(self, cs: ConnState, at: float = 0.0) -> None:
         # The checkout hook, installed in every pool once the recorder counts: the reuse
@@ -216,7 +232,7 @@ class Recorder:
                     continue
                 if event is None:
                     event = PoolEvent(EventKind.REUSED, cs.pool.key, cs.id, idle, requests=served)
-                    _described(cs.pool, event)
+                    described(cs.pool, event)
                 sink.handle(event)
             except Exception:
                 self.sinks.failed(sink)
@@ -243,7 +259,7 @@ class Recorder:
             stats.dropped += 1
             if wanted[EventKind.DROPPED]:
                 event = PoolEvent(EventKind.DROPPED, pool.key, cs.id, idle, requests=cs.requests)
-                self.sinks.emit(_described(pool, event))
+                self.sinks.emit(described(pool, event))
         elif reason is CloseReason.SERVER_CLOSED:
             stats.server_closed += 1
         elif reason is CloseReason.POOL_FULL:
@@ -251,12 +267,26 @@ class Recorder:
             if wanted[EventKind.DISCARDED]:
                 event = PoolEvent(EventKind.DISCARDED, pool.key, cs.id, lifetime)
                 event.requests, event.in_use = cs.requests, needed(stats.peak_in_use, pool.maxsize)
-                self.sinks.emit(_described(pool, event))
-        if wanted[EventKind.CLOSED]:
-            event = PoolEvent(EventKind.CLOSED, pool.key, cs.id, lifetime, reason=reason)
-            event.requests, event.checked_out = cs.requests, not was_in_pool
-            event.error_type = cs.error_type if reason is CloseReason.ERROR else None
-            self.sinks.emit(_described(pool, event))
+                self.sinks.emit(described(pool, event))
+        sinks = wanted[_CLOSED]
+        if sinks:  # described inline, as a new connection's
+            event = PoolEvent(
+                _CLOSED,
+                pool.key,
+                cs.id,
+                lifetime,
+                None,
+                cs.requests,
+                reason,
+                cs.error_type if reason is CloseReason.ERROR else None,
+                pool.maxsize,
+                pool.num_pools or None,
+                checked_out=not was_in_pool,
+                pool_id=pool.id,
+                manager_id=pool.manager_id,
+                library=pool.library,
+            )
+            self.sinks.send(sinks, event)
 
     def connection_collected(self, cs: ConnState) -> None:
         """A connection object was garbage-collected (reported closed if we still counted it
@@ -267,84 +297,18 @@ class Recorder:
 
     def pool_evicted(self, pool: PoolState, num_pools: int) -> None:
         pool.stats.evictions += 1
-        if self._wanted[EventKind.EVICTED]:
-            self.sinks.emit(
-                _described(pool, PoolEvent(EventKind.EVICTED, pool.key, num_pools=num_pools))
+        sinks = self._wanted[_EVICTED]
+        # None built when only gated sinks want one and none would take it now (the span
+        # sink alone, as no span records).
+        if sinks and (_EVICTED not in self._gated_only or self.sinks.gate_open(_EVICTED)):
+            # Described inline, as a new connection's.
+            event = PoolEvent(
+                _EVICTED,
+                pool.key,
+                pool_maxsize=pool.maxsize,
+                num_pools=num_pools,
+                pool_id=pool.id,
+                manager_id=pool.manager_id,
+                library=pool.library,
             )
-
-    def request_retried(self, pool: PoolState, error_type: str, timeout: FiredTimeout) -> None:
-        """urllib3 retries a request after ``error_type`` (``timeout``: one that fired)."""
-        stats = pool.stats
-        _count_timeout(stats, timeout)
-        retries = stats.retries
-        retries[error_type] = retries.get(error_type, 0) + 1
-        if self._wanted[EventKind.RETRIED]:
-            self.sinks.emit(
-                _described(pool, PoolEvent(EventKind.RETRIED, pool.key, error_type=error_type))
-            )
-
-    def request_failed(
-        self, pool: PoolState, error_type: str, timeout: FiredTimeout, retry: str
-    ) -> None:
-        """An error reached the program from a request on this pool; ``retry``: the Retry in
-        force when it reached it only because that Retry allowed no retry (else empty)."""
-        stats = pool.stats
-        _count_timeout(stats, timeout)
-        errors = stats.errors
-        errors[error_type] = errors.get(error_type, 0) + 1
-        if retry:
-            unretried = stats.unretried
-            unretried[error_type] = unretried.get(error_type, 0) + 1
-            stats.retry_setting = retry
-
-    def wait_started(self, pool: PoolState, timeout: float | None) -> None:
-        stats = pool.stats
-        stats.waiting += 1
-        pool.waiting += 1
-        if pool.waiting > stats.peak_waiting:  # the most waiting at once on one pool object
-            stats.peak_waiting = pool.waiting
-        if self._wanted[EventKind.WAIT_STARTED]:
-            event = PoolEvent(EventKind.WAIT_STARTED, pool.key, timeout=timeout)
-            event.in_use = stats.open - stats.idle  # all a pool that limits them may open
-            self.sinks.emit(_described(pool, event))
-
-    def wait_ended(self, pool: PoolState, waited: float, gave_up: str | None = None) -> None:
-        """A wait for a free connection ended, with one, or with the error ``gave_up`` (the
-        ``error.type`` of what the request got: EmptyPoolError, httpcore's PoolTimeout)."""
-        stats = pool.stats
-        stats.waiting -= 1
-        pool.waiting -= 1
-        stats.waits += 1
-        if waited > stats.max_wait:
-            stats.max_wait = waited
-        if gave_up is not None:
-            stats.wait_timeouts += 1
-        kind = EventKind.WAIT_ENDED if gave_up is None else EventKind.WAIT_TIMED_OUT
-        if self._wanted[kind]:
-            event = PoolEvent(kind, pool.key, duration=waited, error_type=gave_up)
-            event.in_use = stats.open - stats.idle
-            self.sinks.emit(_described(pool, event))
-
-
-def _described(pool: PoolState, event: PoolEvent) -> PoolEvent:
-    """``event``, with what every event says of its pool: which one, its manager, its sizes."""
-    event.pool_id = pool.id
-    event.manager_id = pool.manager_id
-    event.library = pool.library
-    if event.num_pools is None and pool.num_pools:
-        event.num_pools = pool.num_pools
-    if event.pool_maxsize is None:
-        event.pool_maxsize = pool.maxsize
-    return event
-
-
-def _count_timeout(stats: PoolStats, timeout: FiredTimeout) -> None:
-    if timeout is None:
-        return
-    which, read_timeout = timeout
-    if which == "read":
-        stats.read_timeouts += 1
-        if read_timeout > stats.read_timeout:
-            stats.read_timeout = read_timeout
-    else:
-        stats.connect_timeouts += 1
+            self.sinks.send(sinks, event)

@@ -9,7 +9,6 @@ its kind, and contains their failures (a sink that raises is reported once and s
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import methodcaller
 from typing import ClassVar
 
 from .errors import sink_failed
@@ -33,6 +32,8 @@ class Sink:
     #: It takes ``PoolStats.use_pending`` (the same, not yet collected), so they are buffered
     #: (a sink may say so per instance).
     drains_use_times: bool = False
+    #: The kinds for which it has a ``gate()`` (when it overrides it).
+    gated_kinds: ClassVar[frozenset[EventKind]] = frozenset({EventKind.REUSED})
 
     def handle(self, event: PoolEvent) -> None:
         """Consume one event of a kind in ``kinds``; may raise (the failure is contained)."""
@@ -62,9 +63,14 @@ class Sink:
         recorder's lock."""
 
     def gate(self) -> bool:
-        """Asked on each reuse before a REUSED event is built for a sink that takes events (no
-        ``on_reuse``): False means it would do nothing with one now (the log sink, while its
-        logger is not enabled for DEBUG). Only asked when a sink overrides it."""
+        """Whether it would do something with an event of a kind in ``gated_kinds`` now; only
+        asked when a sink overrides it. For reuses (with no ``on_reuse`` of its own), asked
+        before an event is built for it: False, and it is not handed one (the log sink, while
+        its logger is not enabled for DEBUG). For another kind, asked when only sinks that
+        gate it want it: no event is built while every gate says False (the span sink with
+        the events it puts on the request's span, while no span that records is current);
+        when one is built, every sink that wants the kind is handed it, and one whose gate
+        would say False must do nothing with it."""
         return True
 
 
@@ -78,6 +84,10 @@ class Sinks:
         # and its gate when it has one.
         self.reuse: tuple[tuple[Sink, _OnReuse | None, Callable[[], bool] | None], ...] = ()
         self._phases: tuple[Sink, ...] = ()  # those that may want phases (Sink's never does)
+        # The kinds (reuses aside) that only sinks with a gate for them want, with those gates:
+        # an event of one is built only when some gate says so. A dict the recorder reads too.
+        self.gated_only: dict[EventKind, tuple[tuple[Sink, Callable[[], bool]], ...]] = {}
+        self._ungated: set[EventKind] = set()  # kinds some sink without a gate for them wants
         self.keep_idle_times = False
         self.keep_use_times = False
         self.drain_use_times = False
@@ -85,11 +95,19 @@ class Sinks:
 
     def add(self, sink: Sink) -> None:
         self.all = (*self.all, sink)
+        has_gate = type(sink).gate is not Sink.gate
         for kind in sink.kinds:
             self.wanted[kind] = (*self.wanted[kind], sink)
+            if kind is EventKind.REUSED:
+                continue
+            if has_gate and kind in sink.gated_kinds and kind not in self._ungated:
+                self.gated_only[kind] = (*self.gated_only.get(kind, ()), (sink, sink.gate))
+            else:
+                self._ungated.add(kind)
+                self.gated_only.pop(kind, None)
         if EventKind.REUSED in sink.kinds:
             on_reuse = sink.on_reuse if type(sink).on_reuse is not Sink.on_reuse else None
-            gate = sink.gate if type(sink).gate is not Sink.gate else None
+            gate = sink.gate if has_gate and EventKind.REUSED in sink.gated_kinds else None
             self.reuse = (*self.reuse, (sink, on_reuse, gate))
         if type(sink).wants_phases is not Sink.wants_phases:
             self._phases = (*self._phases, sink)
@@ -98,7 +116,23 @@ class Sinks:
         self.drain_use_times = self.drain_use_times or sink.drains_use_times
 
     def emit(self, event: PoolEvent) -> None:
-        for sink in self.wanted[event.kind]:
+        kind = event.kind
+        if kind not in self.gated_only or self.gate_open(kind):
+            self.send(self.wanted[kind], event)
+
+    def gate_open(self, kind: EventKind) -> bool:
+        """For a kind in ``gated_only``: whether some gate lets an event of it be built now."""
+        for sink, gate in self.gated_only[kind]:
+            try:
+                if gate():
+                    return True
+            except Exception:
+                self.failed(sink)
+        return False
+
+    def send(self, sinks: tuple[Sink, ...], event: PoolEvent) -> None:
+        """Hand ``event`` to ``sinks``, those that want its kind (``wanted[event.kind]``)."""
+        for sink in sinks:
             try:
                 sink.handle(event)
             except Exception:
@@ -113,16 +147,19 @@ class Sinks:
 
     def wants_reuse(self) -> bool:
         """Whether some sink acts on each reuse now."""
-        return self._any(methodcaller("wants_reuse"))
+        for sink in self.all:
+            try:
+                if sink.wants_reuse():
+                    return True
+            except Exception:
+                self.failed(sink)
+        return False
 
     def wants_phases(self) -> bool:
         """Whether some sink wants connects timed phase by phase (asked at every connect)."""
-        return self._any(methodcaller("wants_phases"), self._phases)
-
-    def _any(self, ask: Callable[[Sink], bool], sinks: tuple[Sink, ...] | None = None) -> bool:
-        for sink in self.all if sinks is None else sinks:
+        for sink in self._phases:
             try:
-                if ask(sink):
+                if sink.wants_phases():
                     return True
             except Exception:
                 self.failed(sink)

@@ -9,7 +9,7 @@ import weakref
 from operator import methodcaller
 from typing import Any
 
-from .events import ConnectTiming, PoolKey
+from .events import ConnectTiming, PoolEvent, PoolKey
 from .stats import PoolStats
 
 _call = methodcaller("__call__")
@@ -171,3 +171,17 @@ class ConnState:
         self.requests = served + 1
         self.stats.reused += 1
         return served
+
+
+def described(pool: PoolState, event: PoolEvent) -> PoolEvent:
+    """``event``, with what every event says of its pool: which one, its manager, its sizes.
+    (The recorder's connection_created, connection_closed and pool_evicted say the same in
+    their event's constructor call: those come with every new host of a sweep.)"""
+    event.pool_id = pool.id
+    event.manager_id = pool.manager_id
+    event.library = pool.library
+    if event.num_pools is None and pool.num_pools:
+        event.num_pools = pool.num_pools
+    if event.pool_maxsize is None:
+        event.pool_maxsize = pool.maxsize
+    return event

@@ -48,7 +48,8 @@ def account_close(cs: ConnState) -> None:
     """
     caller = sys._getframe(2)
     where = caller.f_code.co_name
-    exc = _raised_through(caller)
+    # What urlopen raises through; elsewhere looked for only when the reason depends on it.
+    exc = _raised_through(caller) if where == "urlopen" else None
     recorder = cs.pool.recorder
     connected = cs.open  # a timeout on a connection never opened was its connect's (TLS)
     retried = None
@@ -65,7 +66,7 @@ def account_close(cs: ConnState) -> None:
         if cs.checkout and not dropped:
             cs.count_reuse()  # a request went out on it: that was a reuse
         cs.checkout = False
-        reason = _close_reason(cs, where, dropped, exc or retried)
+        reason = _close_reason(cs, caller, where, dropped, exc, retried)
         recorder.connection_closed(cs, reason)
         cs.discarding = False
     if retried is not None:
@@ -127,8 +128,15 @@ def _fired(error: BaseException, urlopen: FrameType, connected: bool) -> tuple[s
 
 
 def _close_reason(
-    cs: ConnState, where: str, dropped: bool, error: BaseException | None
+    cs: ConnState,
+    caller: FrameType,
+    where: str,
+    dropped: bool,
+    exc: BaseException | None,
+    retried: BaseException | None,
 ) -> CloseReason:
+    # ``exc``: what urlopen raises through, when ``where`` is urlopen; ``retried``: the error
+    # urlopen handled before it retries.
     if dropped:
         return CloseReason.DROPPED
     if cs.discarding:
@@ -138,6 +146,7 @@ def _close_reason(
         return CloseReason.POOL_CLOSED
     if pool.pool_ref() is None:
         return CloseReason.GARBAGE_COLLECTED
+    error = (exc if where == "urlopen" else _raised_through(caller)) or retried
     if where == "getresponse":
         # http.client closes inside getresponse() for "Connection: close", or on a
         # ConnectionError; urllib3 1.26 calls getresponse() while handling a TypeError.

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import functools
 import weakref
+from collections import deque
 from collections.abc import Callable
+from itertools import compress, repeat
+from operator import is_, methodcaller
 from typing import Any
 
 from ..core.errors import internal_error
@@ -20,6 +23,8 @@ from ..core.state import next_manager_id
 from .adopt import adopt_pool, detach_pool
 from .callsites import building_library, disposed_by_clear, making_for
 from .pools import instrumented_pool_class
+
+_call = methodcaller("__call__")
 
 # Why no subclass swap here: on CPython 3.11+ assigning ``__class__`` (or touching
 # ``__dict__``) turns an object's inline attribute values into a real dict, which makes every
@@ -39,6 +44,7 @@ class ManagerState:
         "original_dispose",
         "original_pool_classes",
         "pools",
+        "prune_at",
         "recorder",
     )
 
@@ -52,7 +58,12 @@ class ManagerState:
         self.original_pool_classes: dict[str, type[Any]] = pm.pool_classes_by_scheme
         self.instrumented_classes = _instrumented_classes(self.original_pool_classes, recorder)
         self.original_dispose: Callable[[Any], None] | None = pm.pools.dispose_func
-        self.pools: weakref.WeakSet[Any] = weakref.WeakSet()  # every pool it made, evicted too
+        # Every pool it made, evicted too: a weak reference to each, as keys (a dead one
+        # equals only itself). Not a WeakSet, whose add and removal callback are Python code
+        # run for every pool (a sweep over many hosts makes one a request): the dead are
+        # pruned once there are prune_at, which stays twice those alive then.
+        self.pools: dict[weakref.ref[Any], None] = {}
+        self.prune_at = _PRUNE_AT
 
 
 def attach_manager(
@@ -118,12 +129,33 @@ def _new_pool_hook(pm: Any, state: ManagerState) -> Callable[..., Any]:
 
 
 def _adopted_by(pool: Any, pm: Any, state: ManagerState) -> None:
-    state.pools.add(pool)
+    pools = state.pools
+    pools[weakref.ref(pool)] = None
+    if len(pools) > state.prune_at:
+        _prune(state)
     ps = getattr(pool, "_poolscope", None)
     if ps is not None:
         ps.manager_id = state.id
         ps.num_pools = pm.pools._maxsize
         ps.built_by(state.library)
+
+
+_PRUNE_AT = 64
+
+
+def _prune(state: ManagerState) -> None:
+    """Drop the references to pools collected since (each a dead reference: it is dropped as
+    exactly that key, so a pool added meanwhile by another thread stays)."""
+    pools = state.pools
+    refs = list(pools)
+    dead = compress(refs, map(is_, map(_call, refs), repeat(None)))  # in C: a sweep prunes often
+    deque(map(pools.pop, dead, repeat(None)), maxlen=0)
+    state.prune_at = max(_PRUNE_AT, 2 * len(pools))
+
+
+def _alive(state: ManagerState) -> list[Any]:
+    """The pools it made that are still alive."""
+    return [pool for pool in map(_call, list(state.pools)) if pool is not None]
 
 
 def _instrumented_classes(
@@ -170,7 +202,7 @@ def detach_manager(pm: Any, *, implicit_only: bool = False) -> None:
         pm.pool_classes_by_scheme = state.original_pool_classes
         pm.pools.dispose_func = state.original_dispose
         current = list(pm.pools._container.values())
-    for pool in {id(p): p for p in [*state.pools, *current]}.values():
+    for pool in {id(p): p for p in [*_alive(state), *current]}.values():
         detach_pool(pool)
 
 

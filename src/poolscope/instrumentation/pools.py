@@ -83,7 +83,9 @@ class InstrumentedPoolMixin(_PoolBase):
     ) -> None:
         recorder = _recorder_for(type(self), mode, meter_provider, tracer_provider)
         super().__init__(*args, **kwargs)
-        sync_counting(self, attach_pool(self, recorder, new=True))
+        ps = attach_pool(self, recorder, new=True)
+        if not ps.counting:  # sync_counting's own first test, without its call
+            sync_counting(self, ps)
 
     # Another thread may give the pool its own class back (uninstrumenting) at any moment,
     # even between the lookup of one of these methods and its first line: each takes its
@@ -103,7 +105,8 @@ class InstrumentedPoolMixin(_PoolBase):
                 conn._poolscope = ps.recorder.new_connection(ps, conn)
             except Exception:
                 internal_error("new connection")
-            sync_counting(self, ps)
+            if not ps.counting:
+                sync_counting(self, ps)
         return conn
 
     def close(self) -> None:

@@ -32,16 +32,13 @@ USES = 1_000  # request marks kept per connection for the timeline
 # A pool's connections closed by the pool itself going away: closed or collected.
 _CLOSED_BY_POOL = (CloseReason.POOL_CLOSED.value, CloseReason.GARBAGE_COLLECTED.value)
 _key = attrgetter("key")
-# The kinds whose events leave a time sample or a mark, but the two handle() takes itself.
-_SAMPLED = frozenset(
-    (
-        EventKind.DROPPED,
-        EventKind.DISCARDED,
-        EventKind.WAIT_STARTED,
-        EventKind.WAIT_ENDED,
-        EventKind.WAIT_TIMED_OUT,
-    )
+_REUSED, _CREATED, _CLOSED, _EVICTED = (
+    EventKind.REUSED,
+    EventKind.CREATED,
+    EventKind.CLOSED,
+    EventKind.EVICTED,
 )
+_time = time.time
 _record = itemgetter(1)
 
 
@@ -156,6 +153,7 @@ class ReportSink(Sink):
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder  # whose PoolStats the report reads
+        self._kept = recorder.kept
         # Its counts when this sink was added: the report covers what came after.
         self.baseline = {s.key: combined(s.key, [s]) for s in recorder.all_stats()}
         self.baseline_folded = recorder.folded_hosts
@@ -168,64 +166,70 @@ class ReportSink(Sink):
         self.started = time.time()
 
     def handle(self, event: PoolEvent) -> None:
-        now = time.time()
+        now = _time()
         kind = event.kind
         key = event.key
         with self._lock:
             samples = self.samples.get(key)
-            stats = self.recorder.kept(key)
+            stats = self._kept(key)
             if samples is None:
                 if stats is None:  # an event of a host just folded: counted in the aggregate
                     return
                 samples = self.samples[key] = Samples()
-            if kind is EventKind.CREATED:
-                samples.connects_seen += 1
-                _sample(samples.connect_times, event.duration or 0.0, samples.connects_seen)
-            elif kind is EventKind.REUSED:
-                if event.duration is not None:
-                    samples.idles_seen += 1
-                    _sample(samples.idle_times, event.duration, samples.idles_seen)
-            elif kind in _SAMPLED:  # not closed nor evicted, the most common after these
-                self._sample(samples, event, now)
             if stats is not None:  # Occupancy.sample(), inline: one call less an event
                 points = samples.occupancy.points
                 points.append((now, stats.open - stats.idle, stats.idle, stats.waiting))
                 if len(points) >= MERGE_AT:
                     samples.occupancy.halve()
             rec = self.pools.get(event.pool_id)
-            if rec is None:
-                rec = self._record(event)
-                if rec is None:
-                    return
-            if event.pool_maxsize:
-                rec.maxsize = event.pool_maxsize
-            if event.num_pools:
-                rec.num_pools = event.num_pools
-            if kind is EventKind.CREATED:
-                if len(rec.lanes) < LANES:
-                    conn = event.connection_id or 0
-                    rec.lanes[conn] = Lane(conn, now)
-                else:
-                    rec.lanes_left_out += 1
-            elif kind is EventKind.REUSED:
-                lane = rec.lanes.get(event.connection_id or 0)
-                if lane is not None:
-                    lane.requests += 1
-                    if len(lane.uses) < USES:
-                        lane.uses.append(now)
+            if rec is None and len(self.pools) < POOLS:  # beyond POOLS, pools only count
+                rec = self.pools[event.pool_id] = PoolRecord(
+                    key, event.pool_id, event.manager_id, event.library
+                )
+            if rec is not None:
+                if event.pool_maxsize:
+                    rec.maxsize = event.pool_maxsize
+                if event.num_pools:
+                    rec.num_pools = event.num_pools
+            # One test per kind, the most frequent first: reuses, then what every new host
+            # brings (its connection, and the close and eviction of an older host's).
+            if kind is _REUSED:
+                if event.duration is not None:
+                    samples.idles_seen += 1
+                    _sample(samples.idle_times, event.duration, samples.idles_seen)
+                if rec is not None:
+                    lane = rec.lanes.get(event.connection_id or 0)
+                    if lane is not None:
+                        lane.requests += 1
+                        if len(lane.uses) < USES:
+                            lane.uses.append(now)
+                        else:
+                            rec.marks_left_out += 1
+            elif kind is _CREATED:
+                samples.connects_seen += 1
+                _sample(samples.connect_times, event.duration or 0.0, samples.connects_seen)
+                if rec is not None:
+                    if len(rec.lanes) < LANES:
+                        conn = event.connection_id or 0
+                        rec.lanes[conn] = Lane(conn, now)
                     else:
-                        rec.marks_left_out += 1
-            elif kind is EventKind.CLOSED:
-                lane = rec.lanes.get(event.connection_id or 0)
-                if lane is not None:
-                    lane.closed = now
-                    lane.reason = event.reason.value if event.reason is not None else None
-            elif kind is EventKind.EVICTED:
-                rec.evicted = True
+                        rec.lanes_left_out += 1
+            elif kind is _CLOSED:
+                if rec is not None:
+                    lane = rec.lanes.get(event.connection_id or 0)
+                    if lane is not None:
+                        lane.closed = now
+                        # The enum's value as a plain attribute: .value is a Python property.
+                        lane.reason = event.reason._value_ if event.reason is not None else None
+            elif kind is _EVICTED:
+                if rec is not None:
+                    rec.evicted = True
+            else:
+                self._sample(samples, event, now)
 
     @staticmethod
     def _sample(samples: Samples, event: PoolEvent, now: float) -> None:
-        # Runs under self._lock: the samples of the kinds in _SAMPLED but CREATED.
+        # Runs under self._lock: the samples of the kinds handle() does not take itself.
         kind = event.kind
         if kind is EventKind.DROPPED and event.duration is not None:
             samples.drops_seen += 1
@@ -239,15 +243,6 @@ class ReportSink(Sink):
         elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
             samples.waits_seen += 1
             _sample(samples.wait_times, event.duration or 0.0, samples.waits_seen)
-
-    def _record(self, event: PoolEvent) -> PoolRecord | None:
-        # Runs under self._lock, for a pool object not yet recorded (None: too many are).
-        if len(self.pools) >= POOLS:
-            return None
-        rec = self.pools[event.pool_id] = PoolRecord(
-            event.key, event.pool_id, event.manager_id, event.library
-        )
-        return rec
 
     def folded(self, keys: list[PoolKey]) -> None:
         """The recorder folded these hosts: their samples and pool objects go (the report counts

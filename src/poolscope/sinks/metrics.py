@@ -28,7 +28,7 @@ from ..core.recorder import Recorder
 from ..core.sink import Sink
 from ..core.stats import PoolStats
 from .instruments import COUNTERS, DURATION_BUCKETS, IDLE_BUCKETS, SHORT_BUCKETS, histogram
-from .sdk import records_anything
+from .sdk import GLOBAL_METER_PROVIDER, records_anything
 
 # An attribute a figure adds to its host's (error.type, http.connection.state), or None.
 Extra = tuple[str, str] | None
@@ -192,8 +192,10 @@ class MetricsSink(Sink):
     def wants_reuse(self) -> bool:
         """Idle times are worth sampling only for a meter provider beyond the API's no-op."""
         if not self._sdk:
-            provider = self._provider or metrics.get_meter_provider()
-            self._sdk = records_anything(provider, "opentelemetry.metrics")
+            if self._provider:
+                self._sdk = records_anything(self._provider, "opentelemetry.metrics")
+            else:  # the global one, asked at every connect and close while none records
+                self._sdk = GLOBAL_METER_PROVIDER.records()
         return self._sdk
 
     def handle(self, event: PoolEvent) -> None:

@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._version import __version__
 from ..core.events import EventKind, PoolEvent, span_event_attributes
 from ..core.sink import Sink
-from .sdk import records_anything
+from .sdk import GLOBAL_TRACER_PROVIDER, records_anything
 
 _ROOT = otel_context.Context()  # an empty context: the setup span starts a trace of its own
 _current_context = otel_context.get_current
@@ -69,6 +69,12 @@ class SpanSink(Sink):
         }
     )
 
+    # The kinds it puts on the request's span: their events are built for it only while a span
+    # that records is current (see gate()).
+    gated_kinds = frozenset(
+        {EventKind.DROPPED, EventKind.DISCARDED, EventKind.EVICTED, EventKind.RETRIED}
+    )
+
     def __init__(self, tracer_provider: Any = None) -> None:
         self._provider = tracer_provider
         self._sdk = False  # a tracer provider that records spans was seen (it stays so)
@@ -82,8 +88,10 @@ class SpanSink(Sink):
     def wants_reuse(self) -> bool:
         """Only a tracer provider beyond the API's no-op can make a span that records."""
         if not self._sdk:
-            provider = self._provider or trace.get_tracer_provider()
-            self._sdk = records_anything(provider, "opentelemetry.trace")
+            if self._provider:
+                self._sdk = records_anything(self._provider, "opentelemetry.trace")
+            else:  # the global one, asked at every connect while none records
+                self._sdk = GLOBAL_TRACER_PROVIDER.records()
         return self._sdk
 
     def wants_phases(self) -> bool:
@@ -107,15 +115,11 @@ class SpanSink(Sink):
                 span.set_attribute("urllib3.pool.connection.idle_time", idle)
 
     def handle(self, event: PoolEvent) -> None:
-        kind = event.kind
-        if kind is EventKind.REUSED:  # reuses come through on_reuse; an event is taken too
-            self.on_reuse(event.connection_id or 0, event.duration)
-        elif kind is EventKind.CREATED or kind is EventKind.FAILED:
-            self._connection_setup(event)
-        elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
-            self._wait_span(event)
-        else:
-            self._on_request_span(event)
+        _HANDLERS[event.kind](self, event)  # one lookup: a new host brings two events here
+
+    def _reuse(self, event: PoolEvent) -> None:
+        # Reuses come through on_reuse; an event is taken too.
+        self.on_reuse(event.connection_id or 0, event.duration)
 
     # -- connection_setup -------------------------------------------------------------------
 
@@ -232,19 +236,40 @@ class SpanSink(Sink):
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=end_ns)
 
-    def _on_request_span(self, event: PoolEvent) -> None:
-        # get_current_span()'s test, read as on_reuse() does: an eviction comes with every new
-        # host past a manager's num_pools, most often with no span current.
+    def gate(self) -> bool:
+        """Whether a span that records is current, for the events it would put on it: an
+        eviction comes with every new host past a manager's num_pools, most often with no
+        span current, and then no event is built for this sink."""
         current: Any = _current_context().get(_SPAN_KEY)
-        if current is None:
-            return
-        if type(current) not in _span_types:
-            if not isinstance(current, trace.Span):
-                return
-            _span_types.add(type(current))
-        if not current.is_recording():
-            return
-        current.add_event(f"urllib3.pool.{event.kind.value}", span_event_attributes(event))
+        return current is not None and _recording(current) is not None
+
+    def _on_request_span(self, event: PoolEvent) -> None:
+        current: Any = _current_context().get(_SPAN_KEY)
+        if current is not None and (current := _recording(current)) is not None:
+            current.add_event(f"urllib3.pool.{event.kind.value}", span_event_attributes(event))
+
+
+def _recording(current: Any) -> Any:
+    """What the context holds under the current span's key (not None), if a span that
+    records, else None: get_current_span()'s test, read as on_reuse() does (the context's
+    key, the Span test once per class)."""
+    if type(current) not in _span_types:
+        if not isinstance(current, trace.Span):
+            return None
+        _span_types.add(type(current))
+    return current if current.is_recording() else None
+
+
+# What handle() does with each kind it takes (SpanSink.kinds): the rest of them (dropped,
+# discarded, evicted, retried) are events on the request's span.
+_HANDLERS = {
+    **{kind: SpanSink._on_request_span for kind in SpanSink.kinds},
+    EventKind.REUSED: SpanSink._reuse,
+    EventKind.CREATED: SpanSink._connection_setup,
+    EventKind.FAILED: SpanSink._connection_setup,
+    EventKind.WAIT_ENDED: SpanSink._wait_span,
+    EventKind.WAIT_TIMED_OUT: SpanSink._wait_span,
+}
 
 
 def _link(span: Any, setup: trace.SpanContext, connection_id: int | None) -> None:
