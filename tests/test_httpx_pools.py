@@ -276,6 +276,21 @@ def test_a_second_client_to_the_host_does_not_change_the_first_ones_numbers(
     )
 
 
+def test_a_pool_with_no_limit_says_so_rather_than_a_huge_size(instrumented: Metrics) -> None:
+    # httpx's None is httpcore's sys.maxsize: no size in the row, the text or the metrics.
+    with LoopbackServer("127.0.0.1") as server:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        with httpx.Client(limits=limits) as client:
+            client.get(server.url)
+    pool = row(server)
+    assert pool.pool_maxsize == 0 and pool.peak_in_use == 1
+    (line,) = [x for x in poolscope.report().render_text().splitlines() if server.url in x]
+    assert line.rstrip().endswith("1/-")
+    points = instrumented.collect()
+    sizes = points.get("urllib3.pool.connections.max", [])
+    assert not [p for p in sizes if p.attributes.get("server.port") == server.port]
+
+
 def test_one_client_at_a_time_and_given_back() -> None:
     # No process-wide instrumentation: only the client named reports, until given back.
     with LoopbackServer("127.0.0.1") as server:

@@ -4,6 +4,7 @@ pool state its connections count in; and which pools report, one by one or all o
 from __future__ import annotations
 
 import contextlib
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -48,7 +49,7 @@ class PoolScope:
             key = PoolKey(scheme, host, origin.port, proxy_address(pool))  # a proxy's: target's
             recorder = self.recorder
             library = requesting_library(self.built_by or LIBRARY)
-            ps = recorder.new_pool(pool, key, pool._max_keepalive_connections, library)
+            ps = recorder.new_pool(pool, key, _kept(pool), library)
             ps.manager_id = self.manager_id
             self.origins[named] = ps
             # As urllib3's pools: reuses and idle connections are counted once some sink acts
@@ -59,6 +60,13 @@ class PoolScope:
                     start_counting(pool)
             ps.counting = self.counting
         return ps
+
+
+def _kept(pool: Any) -> int:
+    """The idle connections ``pool`` keeps (its maxsize), 0 for no limit (httpcore's
+    ``sys.maxsize``, for ``max_keepalive_connections=None`` and ``max_connections=None``)."""
+    kept: int = pool._max_keepalive_connections
+    return 0 if kept >= sys.maxsize else kept
 
 
 # Pools with no PoolScope of their own report to this recorder (process-wide instrumentation).

@@ -57,7 +57,7 @@ def text(
             f"{p.origin:<34.34} {manager_label(p.manager):>3} {p.requests:>6} {p.created:>5} "
             f"{p.reused:>6} {p.reuse_ratio:>6.0%} {p.dropped:>4} {p.discarded:>4} {p.evictions:>5} "
             f"{p.waits:>4} {connect:>15} {ms(p.idle_time_s, 'p50'):>11} "
-            f"{p.peak_in_use:>3}/{p.pool_maxsize:<4}"
+            f"{p.peak_in_use:>3}/{p.pool_maxsize or '-':<4}"  # 0: no limit (httpx's None)
         )
         for kind in p.manager_shares[:MANAGER_KINDS]:
             # A kind of manager that served this host: its requests, new and reused under the

@@ -291,7 +291,8 @@ class MetricsSink(Sink):
         return self._observe(lambda stats: ((None, stats.waiting),))
 
     def _observe_maxsize(self, options: CallbackOptions) -> Iterable[Observation]:
-        return self._observe(lambda stats: ((None, stats.maxsize),), max)
+        # A pool with no limit (httpx's max_keepalive_connections=None) has no size to say.
+        return self._observe(lambda stats: ((None, stats.maxsize),) if stats.maxsize else (), max)
 
     def _observe_peak(self, options: CallbackOptions) -> Iterable[Observation]:
         def since_last(stats: PoolStats) -> tuple[tuple[Extra, int]]:
