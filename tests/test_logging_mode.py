@@ -156,6 +156,22 @@ def test_an_httpx_clients_waits_are_told_in_httpx_words(
     )
 
 
+def test_an_httpx_client_given_back_says_nothing_of_its_connections_after(
+    caplog: pytest.LogCaptureFixture, server: LoopbackServer
+) -> None:
+    import gc
+
+    httpx = pytest.importorskip("httpx")
+    caplog.set_level(logging.DEBUG, logger="poolscope")
+    client = poolscope.instrument_httpx_client(httpx.Client(), mode="logging")
+    client.get(server.url)
+    poolscope.uninstrument_httpx_client(client)
+    client.close()
+    del client
+    gc.collect()
+    assert events(caplog, server) == ["connection_created"]
+
+
 def test_unbounded_wait_is_announced(
     caplog: pytest.LogCaptureFixture, server: LoopbackServer
 ) -> None:

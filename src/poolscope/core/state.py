@@ -172,6 +172,19 @@ class ConnState:
         self.stats.reused += 1
         return served
 
+    def forget(self) -> None:
+        """Stop tracking this connection (its pool given back): not counted open or idle any
+        more, and nothing said when it is collected."""
+        if self.finalizer is not None:
+            self.finalizer.detach()
+        self.pool.conns.pop(self, None)
+        stats = self.stats
+        if self.open:
+            stats.open -= 1
+        if self.in_pool:
+            stats.idle -= 1
+        self.open = self.in_pool = False
+
 
 def described(pool: PoolState, event: PoolEvent) -> PoolEvent:
     """``event``, with what every event says of its pool: which one, its manager, its sizes.

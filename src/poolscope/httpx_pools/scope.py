@@ -12,7 +12,7 @@ from typing import Any
 from ..core.errors import internal_error
 from ..core.events import PoolKey
 from ..core.recorder import Recorder
-from ..core.state import PoolState, next_manager_id
+from ..core.state import ConnState, PoolState, next_manager_id
 from .callsites import building_library, requesting_library
 from .proxies import proxy_address
 
@@ -121,9 +121,18 @@ def attach(pool: Any, recorder: Recorder) -> None:
 
 
 def detach(pool: Any) -> None:
+    """``pool`` reports no more; its connections neither (when they close, or are collected)."""
     with contextlib.suppress(AttributeError):
         del pool._poolscope
     ATTACHED.discard(pool)
+    for conn in list(pool._connections):
+        cs: ConnState | None = getattr(conn, "_poolscope", None)
+        if cs is not None:
+            del conn._poolscope
+            inner = getattr(conn, "_connection", None)  # a forwarding one's to the proxy
+            if getattr(inner, "_poolscope", None) is cs:
+                del inner._poolscope
+            cs.forget()
 
 
 def scope_of(pool: Any) -> PoolScope | None:

@@ -196,14 +196,6 @@ def detach_connection(conn: Any) -> None:
     cs = getattr(conn, "_poolscope", None)
     if cs is not None:
         del conn._poolscope
-        if cs.finalizer is not None:
-            cs.finalizer.detach()
-        cs.pool.conns.pop(cs, None)
-        stats = cs.pool.stats
-        if cs.open:
-            stats.open -= 1
-        if cs.in_pool:
-            stats.idle -= 1
-        cs.open = cs.in_pool = False
+        cs.forget()
     if isinstance(conn, InstrumentedConnectionMixin):
         conn.__class__ = type(conn)._poolscope_base
