@@ -291,6 +291,36 @@ def test_a_pool_with_no_limit_says_so_rather_than_a_huge_size(instrumented: Metr
     assert not [p for p in sizes if p.attributes.get("server.port") == server.port]
 
 
+def test_read_timeouts_that_reach_the_program_are_counted_and_the_advised_one_holds(
+    instrumented: Metrics,
+) -> None:
+    # /slow answers after 0.1 s; a read timeout of 0.05 s fires on each of three requests
+    # (httpx.ReadTimeout reaches the program), then one with no timeout times the response.
+    def run(read: float | None, calls: int) -> tuple[LoopbackServer, int]:
+        fired = 0
+        with LoopbackServer("127.0.0.1") as server:
+            with httpx.Client(timeout=httpx.Timeout(read, connect=5)) as client:
+                for _ in range(calls):
+                    try:
+                        client.get(server.url + "/slow")
+                    except httpx.ReadTimeout:
+                        fired += 1
+                client.get(server.url + "/slow", timeout=httpx.Timeout(10))
+        return server, fired
+
+    short, fired = run(0.05, 3)
+    pool = row(short)
+    assert fired == 3 and pool.read_timeouts == 3
+    assert pool.errors == {"httpcore.ReadTimeout": 3}
+    said = advice(short)["timeouts_firing"]
+    assert said.evidence.startswith(f"3 read timeout(s) fired on requests to {short.url}")
+    match = re.search(r"httpx\.Timeout\((\d+(?:\.\d+)?), connect=", said.change)
+    assert said.change.startswith("Raise the read timeout: httpx.Client(") and match
+    applied, fired = run(float(match.group(1)), 3)
+    assert fired == 0 and row(applied).read_timeouts == 0
+    assert "timeouts_firing" not in advice(applied)
+
+
 def test_one_client_at_a_time_and_given_back() -> None:
     # No process-wide instrumentation: only the client named reports, until given back.
     with LoopbackServer("127.0.0.1") as server:

@@ -14,6 +14,7 @@ from typing import Any
 from ..core.errors import internal_error
 from ..core.state import ConnState
 from ..core.stats import count_use
+from .errors import request_failed
 from .phases import AsyncSteps, Steps, traced
 
 _now = time.monotonic
@@ -207,8 +208,9 @@ def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
             waited = _stream_opened(self, cs, request, sent)
             try:
                 response = handle(self, request)
-            except BaseException:
+            except BaseException as exc:
                 _stream_failed(self)
+                request_failed(cs, exc, request)
                 raise
             if cs.open:
                 _served(cs, sent, waited)
@@ -218,8 +220,9 @@ def sync_request(handle: Callable[..., Any]) -> Callable[..., Any]:
         sent = _now()
         try:
             response = handle(self, request)
-        except BaseException:
+        except BaseException as exc:
             _not_served(self, taken)
+            request_failed(cs, exc, request)
             raise
         if reused and cs.open:
             _served(cs, sent)
@@ -237,8 +240,9 @@ def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
             waited = _stream_opened(self, cs, request, sent)
             try:
                 response = await handle(self, request)
-            except BaseException:
+            except BaseException as exc:
                 _stream_failed(self)
+                request_failed(cs, exc, request)
                 raise
             if cs.open:
                 _served(cs, sent, waited)
@@ -248,8 +252,9 @@ def async_request(handle: Callable[..., Any]) -> Callable[..., Any]:
         sent = _now()
         try:
             response = await handle(self, request)
-        except BaseException:
+        except BaseException as exc:
             _not_served(self, taken)
+            request_failed(cs, exc, request)
             raise
         if reused and cs.open:
             _served(cs, sent)

@@ -129,7 +129,7 @@ def detach(pool: Any) -> None:
         cs: ConnState | None = getattr(conn, "_poolscope", None)
         if cs is not None:
             del conn._poolscope
-            inner = getattr(conn, "_connection", None)  # a forwarding one's to the proxy
+            inner: Any = getattr(conn, "_connection", None)  # a forwarding one's to the proxy
             if getattr(inner, "_poolscope", None) is cs:
                 del inner._poolscope
             cs.forget()
