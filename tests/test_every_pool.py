@@ -539,6 +539,37 @@ def test_opentelemetry_instrument_turns_it_on_without_code(
     assert server.connections == 2
 
 
+@pytest.mark.skipif(
+    shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable)) is None,
+    reason="opentelemetry-instrument is installed with the test extra",
+)
+def test_opentelemetry_instrument_sees_httpx_clients_too(
+    server: LoopbackServer, tmp_path: pathlib.Path
+) -> None:
+    pytest.importorskip("httpx")
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import sys, httpx\n"
+        "with httpx.Client() as client:\n"
+        "    for _ in range(3):\n"
+        "        client.get(sys.argv[1])\n"
+        "httpx.get(sys.argv[1])\n"
+    )
+    command, env = _opentelemetry_instrument()
+    out = subprocess.run(
+        [command, sys.executable, str(script), server.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    values = _console_metric_values(out.stdout)
+    assert values[CREATED] == 2  # the client's one, and httpx.get()'s own
+    assert values[REUSED] == 2
+    assert server.connections == 2
+
+
 def _opentelemetry_instrument() -> tuple[str, dict[str, str]]:
     """The opentelemetry-instrument command beside this Python, and an environment that makes
     it print metrics to stdout at exit and export nothing else."""
