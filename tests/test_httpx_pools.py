@@ -8,7 +8,12 @@ own): a recorder outlives a test, and a loopback port may come back."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import pathlib
 import re
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -21,6 +26,10 @@ from poolscope.loopback import LoopbackServer
 from .support.metrics import Metrics
 
 httpx = pytest.importorskip("httpx")
+
+
+PIP_INSTALL = (sys.executable, "-m", "pip", "install", "-q")
+RUN_JSON = (sys.executable, "-m", "poolscope", "run", "--format", "json", "-o")
 
 
 def row(server: LoopbackServer) -> Any:
@@ -319,6 +328,42 @@ def test_read_timeouts_that_reach_the_program_are_counted_and_the_advised_one_ho
     applied, fired = run(float(match.group(1)), 3)
     assert fired == 0 and row(applied).read_timeouts == 0
     assert "timeouts_firing" not in advice(applied)
+
+
+def test_an_httpcore_too_old_to_instrument_is_named_under_incomplete(
+    tmp_path: pathlib.Path,
+) -> None:
+    # The real httpcore 1.0.2 (from the package index), under poolscope run: nothing counted,
+    # and the report says why rather than only that it saw no pool.
+    old = tmp_path / "old"
+    got = subprocess.run(
+        [*PIP_INSTALL, "--no-deps", "--target", str(old), "httpcore==1.0.2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if got.returncode != 0:
+        pytest.skip(f"httpcore 1.0.2 could not be installed: {got.stderr[-300:]}")
+    app = tmp_path / "app.py"
+    app.write_text("import sys, httpx\nwith httpx.Client() as c:\n    c.get(sys.argv[1])\n")
+    report = tmp_path / "report.json"
+    with LoopbackServer("127.0.0.1") as server:
+        out = subprocess.run(
+            [*RUN_JSON, str(report), "--", sys.executable, str(app), server.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(old)},
+        )
+        assert server.requests == 1
+    assert out.returncode == 0, out.stderr
+    said = json.loads(report.read_text())
+    assert said["pools"] == []
+    assert said["incomplete"] == [
+        "httpcore 1.0.2 was imported: poolscope instruments httpcore 1.0.3 and later, so "
+        "requests made through httpx (and the SDKs on it) are not counted here; upgrade it: "
+        "pip install 'httpcore>=1.0.3'."
+    ]
 
 
 def test_one_client_at_a_time_and_given_back() -> None:

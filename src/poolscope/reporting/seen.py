@@ -28,7 +28,7 @@ from ..core.stats import (
     minus,
 )
 from .records import Lane, PoolRecord, Samples, all_sinks
-from .vendored import vendored_copies
+from .vendored import unsupported_httpcore, vendored_copies
 
 # Every PoolStats field a part carries, beside the use times.
 FIELDS = (*SUMMED, *GAUGES, *HIGHEST, *BY_ERROR, *LAST)
@@ -49,12 +49,14 @@ class Seen:
     folded: int = 0
     # Libraries not in poolscope's table that built pools here: description, whose words.
     libraries: dict[str, tuple[str, str]] = field(default_factory=dict)
-    vendored: tuple[str, ...] = ()  # vendored copies of urllib3 imported, not instrumented
+    # Client code imported and not instrumented (vendored urllib3, an old httpcore): sentences.
+    vendored: tuple[str, ...] = ()
 
 
 def gather() -> Seen:
     """What this process's report sinks and their recorders saw so far."""
-    seen = Seen(os.getpid(), time.time(), libraries=unknown_met(), vendored=vendored_copies())
+    not_counted = vendored_copies() + unsupported_httpcore()
+    seen = Seen(os.getpid(), time.time(), libraries=unknown_met(), vendored=not_counted)
     parts: dict[PoolKey, list[PoolStats]] = {}
     for sink in all_sinks():
         seen.records += sink.records()

@@ -1,5 +1,6 @@
-"""Copies of urllib3 that other packages vendor (pip's ``pip._vendor.urllib3``) that poolscope
-did not instrument, named in the report with the reason.
+"""HTTP client code this process imported that poolscope did not instrument, named in the
+report with the reason: copies of urllib3 that other packages vendor (pip's
+``pip._vendor.urllib3``), and an httpcore older than the ones poolscope knows.
 
 Process-wide instrumentation (``poolscope.instrument()``, ``poolscope run``) instruments a copy
 as it is imported (poolscope/instrumentation/copies.py) and leaves a mark on its package:
@@ -44,3 +45,21 @@ def vendored_copies() -> tuple[str, ...]:
             "requests made through it are not counted here."
         )
     return tuple(sorted(found))
+
+
+def unsupported_httpcore() -> tuple[str, ...]:
+    """One sentence for each httpcore (or httpcore2) this process imported that is older than
+    poolscope instruments (1.0.3): httpx's requests through it are not counted."""
+    found = []
+    for name in ("httpcore", "httpcore2"):
+        pool = getattr(sys.modules.get(name), "ConnectionPool", None)
+        # httpx_pools/hooks.py's own test: 1.0.3 made the pool's one place of decision.
+        if pool is None or hasattr(pool, "_assign_requests_to_connections"):
+            continue
+        version = getattr(sys.modules[name], "__version__", "of unknown version")
+        found.append(
+            f"{name} {version} was imported: poolscope instruments httpcore 1.0.3 and later, "
+            "so requests made through httpx (and the SDKs on it) are not counted here; "
+            f"upgrade it: pip install '{name}>=1.0.3'."
+        )
+    return tuple(found)
