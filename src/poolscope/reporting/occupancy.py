@@ -9,9 +9,17 @@ counted but not kept.
 
 from __future__ import annotations
 
+from typing import cast
+
 POINTS = 2_000  # samples kept per pool key
 MARKS = 1_000  # discard and wait marks kept per pool key
 MERGE_AT = 2 * POINTS  # samples that make sample() merge them down to POINTS
+# The empty list of a rare kind's samples or marks (discards, waits, drops) before its first:
+# an immutable tuple, so a host that never sees one keeps no list of it (its own list is
+# made at its first, see ReportSink._sample). Each list the garbage collector tracks, and a
+# sweep of many hosts keeps several per host until they are folded: fewer make its young
+# collections rarer.
+NONE_YET = cast("list[float]", ())
 
 
 class Occupancy:
@@ -21,8 +29,8 @@ class Occupancy:
 
     def __init__(self) -> None:
         self.points: list[tuple[float, int, int, int]] = []
-        self.discards: list[float] = []  # when a connection was discarded: the pool was full
-        self.waits: list[float] = []  # when a request started waiting for a connection
+        self.discards = NONE_YET  # when a connection was discarded: the pool was full
+        self.waits = NONE_YET  # when a request started waiting for a connection
         self.marks_left_out = 0
 
     def sample(self, now: float, in_use: int, idle: int, waiting: int) -> None:
@@ -49,8 +57,10 @@ class Occupancy:
         while len(self.points) >= 2 * POINTS:
             pts = self.points
             self.points = [_merge(pts[i], pts[i + 1]) for i in range(0, len(pts) - 1, 2)]
-        self.discards = sorted(self.discards + other.discards)[:MARKS]
-        self.waits = sorted(self.waits + other.waits)[:MARKS]
+        if other.discards:
+            self.discards = sorted([*self.discards, *other.discards])[:MARKS]
+        if other.waits:
+            self.waits = sorted([*self.waits, *other.waits])[:MARKS]
         self.marks_left_out += other.marks_left_out
 
     @property

@@ -22,7 +22,7 @@ from ..core.folding import OTHER_HOSTS
 from ..core.recorder import Recorder
 from ..core.sink import Sink
 from ..core.stats import PoolStats, add_into, combined
-from .occupancy import MERGE_AT, Occupancy
+from .occupancy import MERGE_AT, NONE_YET, Occupancy
 
 SAMPLES = 10_000  # connect/idle time samples kept per pool key (a reservoir beyond that)
 POOLS = 10_000  # pool objects kept per recorder; later ones only count (in PoolStats)
@@ -114,8 +114,8 @@ class Samples:
         self.occupancy = Occupancy()
         self.connect_times: list[float] = []
         self.idle_times: list[float] = []
-        self.drop_idle_times: list[float] = []
-        self.wait_times: list[float] = []  # how long requests waited for a free connection
+        self.drop_idle_times = NONE_YET  # a list from the first (see occupancy.NONE_YET)
+        self.wait_times = NONE_YET  # how long requests waited for a free connection
         self.connects_seen = 0  # samples offered to each reservoir
         self.idles_seen = 0
         self.drops_seen = 0
@@ -126,11 +126,13 @@ class Samples:
         """Take in another recorder's or process's samples of the same key."""
         self.connect_times += other.connect_times
         self.idle_times += other.idle_times
-        self.drop_idle_times += other.drop_idle_times
+        if other.drop_idle_times:  # new lists: the rare kinds' may be NONE_YET
+            self.drop_idle_times = [*self.drop_idle_times, *other.drop_idle_times]
         self.connects_seen += other.connects_seen
         self.idles_seen += other.idles_seen
         self.drops_seen += other.drops_seen
-        self.wait_times += other.wait_times
+        if other.wait_times:
+            self.wait_times = [*self.wait_times, *other.wait_times]
         self.waits_seen += other.waits_seen
         self.pool_timeout = max(self.pool_timeout, other.pool_timeout)
         self.occupancy.extend(other.occupancy)
@@ -233,15 +235,25 @@ class ReportSink(Sink):
         kind = event.kind
         if kind is EventKind.DROPPED and event.duration is not None:
             samples.drops_seen += 1
+            if samples.drop_idle_times is NONE_YET:
+                samples.drop_idle_times = []
             _sample(samples.drop_idle_times, event.duration, samples.drops_seen)
         elif kind is EventKind.DISCARDED:
-            samples.occupancy.mark(samples.occupancy.discards, now)
+            occupancy = samples.occupancy
+            if occupancy.discards is NONE_YET:
+                occupancy.discards = []
+            occupancy.mark(occupancy.discards, now)
         elif kind is EventKind.WAIT_STARTED:
-            samples.occupancy.mark(samples.occupancy.waits, now)
+            occupancy = samples.occupancy
+            if occupancy.waits is NONE_YET:
+                occupancy.waits = []
+            occupancy.mark(occupancy.waits, now)
             if event.timeout is not None and event.timeout > samples.pool_timeout:
                 samples.pool_timeout = event.timeout
         elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
             samples.waits_seen += 1
+            if samples.wait_times is NONE_YET:
+                samples.wait_times = []
             _sample(samples.wait_times, event.duration or 0.0, samples.waits_seen)
 
     def folded(self, keys: list[PoolKey]) -> None:
