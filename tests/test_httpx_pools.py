@@ -68,17 +68,22 @@ def test_a_reuse_is_idle_until_its_request_goes_out_and_in_use_until_its_respons
     instrumented: Metrics,
 ) -> None:
     # /slow answers after 0.1 s, and the client waits 0.3 s between requests: each reuse sat
-    # idle about 0.3 s (not 0.4: the response's wait is use), and held its connection 0.1 s.
+    # idle as long as the program's gap (not 0.1 s more: the response's wait is use), and
+    # held its connection 0.1 s or more (not only the body's read).
+    gaps: list[float] = []
     with LoopbackServer("127.0.0.1") as server:
         with httpx.Client() as client:
-            for _ in range(4):
-                client.get(server.url + "/slow")
+            client.get(server.url + "/slow")
+            for _ in range(3):
+                done = time.monotonic()
                 time.sleep(0.3)
+                gaps.append(time.monotonic() - done)
+                client.get(server.url + "/slow")
         assert server.connections == 1
     pool = row(server)
     assert pool.reused == 3
-    assert 0.3 <= pool.idle_time_s["max"] < 0.38, pool.idle_time_s
-    assert 0.1 <= pool.response_time_s["p50"] < 0.18, pool.response_time_s
+    assert min(gaps) <= pool.idle_time_s["max"] < max(gaps) + 0.08, (pool.idle_time_s, gaps)
+    assert pool.response_time_s["p50"] >= 0.1, pool.response_time_s
 
 
 def test_more_busy_than_kept_idle_is_advised_in_httpx_words_and_the_number_holds(
@@ -253,14 +258,17 @@ def test_a_server_closing_idle_connections_is_advised_keepalive_expiry_and_the_n
     idling = run()
     assert row(idling).dropped == 2 and row(idling).created == idling.connections == 3
     kept = advice(idling)["keepalive"]
-    assert kept.change == (
-        "Close connections idle longer than 0.1 s before the server does: "
-        "httpx.Client(limits=httpx.Limits(keepalive_expiry=0.1))."
+    # The longest idle a connection survived: 0.1 s, or a little more on a busy machine.
+    said = re.fullmatch(
+        r"Close connections idle longer than ([\d.]+) s before the server does: "
+        r"httpx\.Client\(limits=httpx\.Limits\(keepalive_expiry=([\d.]+)\)\)\.",
+        kept.change,
     )
-    expiring = run(keepalive_expiry=0.1)
+    assert said and said[1] == said[2] and 0.1 <= float(said[1]) < 0.3, kept.change
+    expiring = run(keepalive_expiry=float(said[1]))
     pool = row(expiring)
     assert pool.dropped == 0 and advice(expiring) == {}
-    # Closed by httpx instead, past 0.1 s idle (the server's limit, 0.3 s, is not known).
+    # Closed by httpx instead, past that idle (the server's limit, 0.3 s, is not known).
     reasons = [c.close_reason for c in pool.connections]
     assert set(reasons[:-1]) == {"idle_expired"} and reasons[-1] == "pool_closed"
 
@@ -271,10 +279,20 @@ def test_a_second_client_to_the_host_does_not_change_the_first_ones_numbers(
     # A client that keeps 1 idle connection and opens 2 at most, for 4 threads at once (it
     # discards and waits); then a default client (20 kept idle) makes one request to the
     # same host. The advice is the first client's, as if it were alone.
-    with LoopbackServer("127.0.0.1", together=2) as server:
+    with LoopbackServer("127.0.0.1") as server:
         limits = httpx.Limits(max_connections=2, max_keepalive_connections=1)
         with httpx.Client(limits=limits) as small:
-            threads_together(small, server.url + "/together", 4, 2)
+            workers = [
+                threading.Thread(target=lambda: small.get(server.url + "/hold")) for _ in range(4)
+            ]
+            for worker in workers:
+                worker.start()
+            deadline = time.monotonic() + 10  # two held at the server, two waiting for them
+            while (server.holding < 2 or row(server).waiting < 2) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            server.release()
+            for worker in workers:
+                worker.join()
         with httpx.Client() as default:
             default.get(server.url)
     said = advice(server)
