@@ -509,52 +509,36 @@ def test_raw_proxy_manager_forwarding_and_tunnel(
     assert proxy.connections == 2 and proxy.tunnels == 1
 
 
-@pytest.mark.skipif(
-    shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable)) is None,
-    reason="opentelemetry-instrument is installed with the test extra",
-)
-def test_opentelemetry_instrument_turns_it_on_without_code(
-    server: LoopbackServer, tmp_path: pathlib.Path
-) -> None:
-    script = tmp_path / "app.py"
-    script.write_text(
+# Each program makes one client, three requests on it, and one request on a throwaway one.
+ZERO_CODE_APPS = {
+    "requests": (
         "import sys, requests\n"
         "s = requests.Session()\n"
         "for _ in range(3):\n"
         "    s.get(sys.argv[1])\n"
         "requests.get(sys.argv[1])\n"
-    )
-    command, env = _opentelemetry_instrument()
-    out = subprocess.run(
-        [command, sys.executable, str(script), server.url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr
-    values = _console_metric_values(out.stdout)
-    assert values[CREATED] == 2  # the Session's one, and requests.get()'s own
-    assert values[REUSED] == 2
-    assert server.connections == 2
+    ),
+    "httpx": (
+        "import sys, httpx\n"
+        "with httpx.Client() as client:\n"
+        "    for _ in range(3):\n"
+        "        client.get(sys.argv[1])\n"
+        "httpx.get(sys.argv[1])\n"
+    ),
+}
 
 
 @pytest.mark.skipif(
     shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable)) is None,
     reason="opentelemetry-instrument is installed with the test extra",
 )
-def test_opentelemetry_instrument_sees_httpx_clients_too(
-    server: LoopbackServer, tmp_path: pathlib.Path
+@pytest.mark.parametrize("client", sorted(ZERO_CODE_APPS))
+def test_opentelemetry_instrument_turns_it_on_without_code(
+    server: LoopbackServer, tmp_path: pathlib.Path, client: str
 ) -> None:
-    pytest.importorskip("httpx")
+    pytest.importorskip(client)
     script = tmp_path / "app.py"
-    script.write_text(
-        "import sys, httpx\n"
-        "with httpx.Client() as client:\n"
-        "    for _ in range(3):\n"
-        "        client.get(sys.argv[1])\n"
-        "httpx.get(sys.argv[1])\n"
-    )
+    script.write_text(ZERO_CODE_APPS[client])
     command, env = _opentelemetry_instrument()
     out = subprocess.run(
         [command, sys.executable, str(script), server.url],
@@ -565,7 +549,7 @@ def test_opentelemetry_instrument_sees_httpx_clients_too(
     )
     assert out.returncode == 0, out.stderr
     values = _console_metric_values(out.stdout)
-    assert values[CREATED] == 2  # the client's one, and httpx.get()'s own
+    assert values[CREATED] == 2  # the client's one, and the throwaway one's
     assert values[REUSED] == 2
     assert server.connections == 2
 

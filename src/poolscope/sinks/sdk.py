@@ -45,12 +45,13 @@ class GlobalProvider:
         self._module = sys.modules.get(module)
         self._name = name
         environ_data = getattr(os.environ, "_data", None)
+        encodekey = getattr(os.environ, "encodekey", None)
         self._environ: dict[Any, Any] | None = None
         self._variable: Any = None
-        if isinstance(environ_data, dict) and self._module is not None:
+        if isinstance(environ_data, dict) and callable(encodekey) and self._module is not None:
             if name in vars(self._module):
                 self._environ = environ_data
-                self._variable = os.environ.encodekey(variable)
+                self._variable = encodekey(variable)
 
     def records(self) -> bool:
         """Whether the global provider records now. While none is set (and none is named in
