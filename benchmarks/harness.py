@@ -250,10 +250,8 @@ def make_checkout(kind: str, url: str) -> Callable[[], Any]:
     return cycle
 
 
-def make_httpx(kind: str, url: str) -> Callable[[], Any]:
-    import httpx  # poolscope's optional extra: only this client needs it
-
-    client = httpx.Client()
+def _configured_httpx(client: Any, kind: str) -> Any:
+    """An httpx client (sync or async) as configuration ``kind`` has it."""
     if kind == "bare, SDK set up":
         _unused.append(sdk_providers())  # kept alive, never used; the request is bare's
     if kind == "poolscope, no SDK":
@@ -263,6 +261,13 @@ def make_httpx(kind: str, url: str) -> Callable[[], Any]:
         poolscope.instrument_httpx_client(client, meter_provider=mp, tracer_provider=tp)
     elif kind == "poolscope, logging":
         poolscope.instrument_httpx_client(client, mode="logging")
+    return client
+
+
+def make_httpx(kind: str, url: str) -> Callable[[], Any]:
+    import httpx  # poolscope's optional extra: only this client needs it
+
+    client = _configured_httpx(httpx.Client(), kind)
     return lambda: client.get(url)
 
 
@@ -307,16 +312,7 @@ def make_httpx_async(kind: str, url: str) -> AsyncRequest:
     """As ``make_httpx``, on an ``httpx.AsyncClient`` (see ``AsyncRequest``)."""
     import httpx
 
-    client = httpx.AsyncClient()
-    if kind == "bare, SDK set up":
-        _unused.append(sdk_providers())  # kept alive, never used; the request is bare's
-    if kind == "poolscope, no SDK":
-        poolscope.instrument_httpx_client(client)
-    elif kind == "poolscope, SDK":
-        mp, (tp, _exporter) = sdk_providers()
-        poolscope.instrument_httpx_client(client, meter_provider=mp, tracer_provider=tp)
-    elif kind == "poolscope, logging":
-        poolscope.instrument_httpx_client(client, mode="logging")
+    client = _configured_httpx(httpx.AsyncClient(), kind)
     return AsyncRequest(client, url)
 
 
