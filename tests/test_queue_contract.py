@@ -273,6 +273,73 @@ def test_negative_timeouts_are_refused_as_stdlibs_refuses_them(
     assert instrumented == plain
 
 
+def waiters_woken(q: Any) -> list[Any]:
+    """Waiting gets and puts, each released by the call that makes room or brings an item
+    (the instrumented queue wakes a condition only when a thread waits on it)."""
+    getters, got = in_threads(q, [q.get, lambda: q.get(timeout=30)], "not_empty")
+    q.put("a")
+    q.put("b")
+    finish(getters)
+    seen: list[Any] = [sorted(got), attempt(lambda: q.get(timeout=0.01)), q.qsize()]
+    q.put("c")
+    q.put("d")  # full (maxsize 2)
+    putters, put = in_threads(q, [lambda: q.put("e"), lambda: q.put("f", timeout=30)], "not_full")
+    seen += [q.get(), q.get()]  # each makes room for one waiting put
+    finish(putters)
+    seen += [put, sorted([q.get(), q.get()]), q.qsize(), q.unfinished_tasks]
+    seen += [len(q.not_empty._waiters), len(q.not_full._waiters)]  # a timed-out get left none
+    return seen
+
+
+@pytest.mark.parametrize("base", BASES, ids=lambda b: b.__name__)
+def test_waiting_gets_and_puts_are_woken_as_stdlibs_are(base: type[Any]) -> None:
+    plain = bounded(waiters_woken, base(2))
+    instrumented = bounded(waiters_woken, instrumented_queue_class(base)(2))
+    assert plain[0] == [("ok", "a"), ("ok", "b")]
+    assert plain[1] == ("raised", "Empty")
+    assert instrumented == plain
+
+
+class CountingCondition(threading.Condition):
+    """A condition of another library's making, that counts its notifications."""
+
+    notified = 0
+
+    def notify(self, n: int = 1) -> None:
+        CountingCondition.notified += 1
+        super().notify(n)
+
+
+class OwnConditionsQueue(queue.LifoQueue):  # type: ignore[type-arg]
+    """A queue class whose conditions are not threading.Condition's own."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self.not_empty = CountingCondition(self.mutex)
+        self.not_full = CountingCondition(self.mutex)
+        self.all_tasks_done = CountingCondition(self.mutex)
+
+
+def test_a_queue_built_otherwise_is_left_as_it_is(metrics: Metrics, server: LoopbackServer) -> None:
+    # The instrumented get() and put() take the mutex and the conditions' waiters to be those
+    # of queue.Queue.__init__ (see idle_queue): a queue built otherwise keeps its own methods.
+    assert type(instrumented_queue_class(OwnConditionsQueue)(2)) is OwnConditionsQueue
+    assert type(instrumented_queue_class(queue.LifoQueue)(2)) is not queue.LifoQueue
+
+    class OwnLockPool(urllib3.HTTPConnectionPool):
+        QueueCls = OwnConditionsQueue
+
+    pm = urllib3.PoolManager(maxsize=2)
+    pm.pool_classes_by_scheme = {"http": OwnLockPool, "https": urllib3.HTTPSConnectionPool}
+    poolscope.instrument_pool_manager(pm, meter_provider=metrics.provider)
+    statuses = [pm.request("GET", server.url).status for _ in range(3)]
+    pool = pm.connection_from_url(server.url)
+    assert statuses == [200, 200, 200] and type(pool.pool) is OwnConditionsQueue
+    assert CountingCondition.notified >= 6  # its own put() and get() notify, as they always do
+    (stats,) = get_recorder("otel", metrics.provider, None).all_stats()
+    assert (stats.created, stats.open) == (1, 1)  # counted, without idle connections or reuses
+
+
 # -- In a urllib3 pool -------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from ..core.errors import internal_error
 from ..core.recorder import Recorder
 from ..core.state import PoolState
 from .connections import adopt_connection, detach_connection
-from .idle_queue import InstrumentedQueueMixin, instrumented_queue_class
+from .idle_queue import instrumented_queue_class, uninstrumented_class
 from .pools import (
     InstrumentedPoolMixin,
     attach_pool,
@@ -22,6 +22,7 @@ from .pools import (
     sync_counting,
     with_checkout_hook,
 )
+from .queue_shape import stdlib_shaped
 
 
 def adopt_pool(pool: Any, recorder: Recorder) -> None:
@@ -36,7 +37,8 @@ def adopt_pool(pool: Any, recorder: Recorder) -> None:
     with q.mutex:
         q._poolscope = None  # what the instrumented get() and put() read, before they can run
         q._poolscope_counting = False
-        q.__class__ = instrumented_queue_class(type(q))
+        if stdlib_shaped(q):  # else it stays as it is (see queue_shape)
+            q.__class__ = instrumented_queue_class(type(q))
         ps = attach_pool(pool, recorder)
         for conn in q.queue:
             if conn is not None:
@@ -58,10 +60,7 @@ def detach_pool(pool: Any) -> None:
             # instrumented code still, which reads them (they have no class default).
             q._poolscope = None
             q._poolscope_counting = False
-            base_queue = next(
-                c for c in type(q).__mro__ if not issubclass(c, InstrumentedQueueMixin)
-            )
-            q.__class__ = base_queue
+            q.__class__ = uninstrumented_class(type(q))
     for conn in ps.connections():
         detach_connection(conn)
     if isinstance(pool, InstrumentedPoolMixin):

@@ -4,9 +4,13 @@ urllib3 keeps a pool's idle connections in ``pool.pool``, a ``queue.LifoQueue`` 
 class attribute ``QueueCls``. poolscope's queue subclass sees every checkout and return under the
 queue's own lock, so it knows exactly when a checkout had to wait and when a returned connection
 found the pool full, without a lock of its own and without changing what urllib3 does. This is
-the hot path of a reused request: until its pool counts, get() and put() add one attribute test
-each to stdlib's. From Python 3.13 the queue keeps stdlib's shutdown contract too (shutdown(),
-``queue.ShutDown``); before, it has none, as stdlib's queue has none.
+the hot path of a reused request, and it costs less than stdlib's: get() and put() take the
+queue's mutex directly (a C call) rather than through a condition (two Python calls), and wake a
+condition only when a thread waits on it (stdlib's notify() makes two Python calls to find
+none). Until its pool counts, each adds one attribute test to that. From Python 3.13 the queue
+keeps stdlib's shutdown contract too (shutdown(), ``queue.ShutDown``); before, it has none, as
+stdlib's queue has none. Both shortcuts rest on how stdlib builds a queue
+(:mod:`.queue_shape`); a queue built otherwise is not instrumented.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from __future__ import annotations
 import queue
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core.errors import internal_error
 from ..core.state import ConnState, PoolState
 from ..core.stats import count_use
 from .connections import adopt_connection
+from .queue_shape import stdlib_built, stdlib_shaped
 
 _now = time.perf_counter
 _monotonic = time.monotonic
@@ -41,19 +46,25 @@ class InstrumentedQueueMixin(_QueueBase):
     # attribute, but from 3.12 not one that a class attribute of the same name shadows.
     _poolscope: PoolState | None
     _poolscope_counting: bool
+    # Whether every queue of this class is built as queue.Queue.__init__ builds one, known
+    # from its class (see instrumented_queue_class); else each is looked at as it is made.
+    _poolscope_stdlib_built: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._poolscope = None
         self._poolscope_counting = False
         super().__init__(*args, **kwargs)
+        if not (self._poolscope_stdlib_built or stdlib_shaped(self)):
+            self.__class__ = uninstrumented_class(type(self))  # get() and put() are not its own
 
     # get() and put() are queue.Queue's, reimplemented with the same contract (stdlib's are
     # Python too, so this costs no extra frame): under the queue's own lock we learn whether a
     # checkout had to wait and whether a returned connection found the pool full. Until the
-    # pool counts (no sink acts on reuses), each adds one attribute test to stdlib's.
+    # pool counts (no sink acts on reuses), each adds one attribute test to stdlib's, and
+    # saves the Python calls of its condition (see the module's docstring).
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        with self.not_empty:
+        with self.mutex:  # not_empty's lock
             if not self._qsize():
                 _refuse_get(self)  # shut down (and empty): ShutDown, from Python 3.13
                 if not block:
@@ -62,7 +73,8 @@ class InstrumentedQueueMixin(_QueueBase):
             elif block and timeout is not None and timeout < 0:
                 raise ValueError("'timeout' must be a non-negative number")  # as stdlib's
             item = self._get()
-            self.not_full.notify()
+            if self.not_full._waiters:  # type: ignore[attr-defined]
+                self.not_full.notify()
         if self._poolscope_counting and item is not None:  # None: room for a new connection
             # Plain attribute reads, not getattr() with a default: CPython specializes them,
             # so a checkout costs no method-cache lookup (see benchmarks/instructions.py).
@@ -130,14 +142,15 @@ class InstrumentedQueueMixin(_QueueBase):
                     if cs.taken_at:  # timed at checkout (the report or metrics want use times)
                         count_use(stats, now - cs.taken_at)
                         cs.taken_at = 0.0
-            with self.not_full:
+            with self.mutex:  # not_full's lock
                 if self.is_shutdown or (self.maxsize > 0 and self._qsize() >= self.maxsize):
                     _put_when_full(self, item, block, timeout, idled)  # or ShutDown
                 elif block and timeout is not None and timeout < 0 and self.maxsize > 0:
                     _put_when_full(self, item, block, timeout, idled)  # ValueError, as stdlib's
                 self._put(item)
                 self.unfinished_tasks += 1
-                self.not_empty.notify()
+                if self.not_empty._waiters:  # type: ignore[attr-defined]
+                    self.not_empty.notify()
 
     else:  # before Python 3.13, queues have no shutdown
 
@@ -170,21 +183,29 @@ class InstrumentedQueueMixin(_QueueBase):
                     if cs.taken_at:  # timed at checkout (the report or metrics want use times)
                         count_use(stats, now - cs.taken_at)
                         cs.taken_at = 0.0
-            with self.not_full:
+            with self.mutex:  # not_full's lock
                 if self.maxsize > 0 and self._qsize() >= self.maxsize:
                     _put_when_full(self, item, block, timeout, idled)
                 elif block and timeout is not None and timeout < 0 and self.maxsize > 0:
                     _put_when_full(self, item, block, timeout, idled)  # ValueError, as stdlib's
                 self._put(item)
                 self.unfinished_tasks += 1
-                self.not_empty.notify()
+                if self.not_empty._waiters:  # type: ignore[attr-defined]
+                    self.not_empty.notify()
 
 
 class InstrumentedLifoQueue(InstrumentedQueueMixin, queue.LifoQueue):  # type: ignore[type-arg]
     """urllib3's default pool queue, instrumented."""
 
+    _poolscope_stdlib_built = stdlib_built(queue.LifoQueue)
+
 
 _queue_classes: dict[type[Any], type[Any]] = {queue.LifoQueue: InstrumentedLifoQueue}
+
+
+def uninstrumented_class(cls: type[Any]) -> type[Any]:
+    """The queue class ``cls`` was made from (``cls`` itself when it is not instrumented)."""
+    return next(c for c in cls.__mro__ if not issubclass(c, InstrumentedQueueMixin))
 
 
 def instrumented_queue_class(base: type[Any]) -> type[Any]:
@@ -192,7 +213,8 @@ def instrumented_queue_class(base: type[Any]) -> type[Any]:
         return base
     cls = _queue_classes.get(base)
     if cls is None:
-        cls = type(f"Instrumented{base.__name__}", (InstrumentedQueueMixin, base), {})
+        namespace = {"_poolscope_stdlib_built": stdlib_built(base)}
+        cls = type(f"Instrumented{base.__name__}", (InstrumentedQueueMixin, base), namespace)
         cls = _queue_classes.setdefault(base, cls)
     return cls
 
