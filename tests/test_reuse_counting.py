@@ -372,3 +372,53 @@ def test_a_meter_provider_set_later_counts_reuses_from_its_first_collection() ->
         "active 0 0",
         "idle_time 1",
     ]
+
+
+REPORT_THEN_METER = textwrap.dedent(
+    """
+    import requests
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    import poolscope
+    from poolscope.config import get_recorder
+    from poolscope.loopback import LoopbackServer
+
+    def idle_time_count(reader):
+        for rm in reader.get_metrics_data().resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name == "urllib3.pool.connection.idle_time":
+                        return sum(p.count for p in m.data.data_points)
+        return 0
+
+    s = poolscope.instrument_session(requests.Session(), report=True)
+    with LoopbackServer("127.0.0.1") as a:
+        for _ in range(50):
+            s.get(a.url)
+        (stats,) = get_recorder("otel").all_stats()
+        print("kept without an SDK", stats.idle_times, poolscope.report().pools[0].reused)
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        first = idle_time_count(reader)
+        for _ in range(5):
+            s.get(a.url)
+        print("idle times recorded", first, idle_time_count(reader))
+    """
+)
+
+
+def test_idle_times_are_kept_for_the_metrics_only_once_a_meter_provider_records() -> None:
+    # The report counts reuses from the start, but with no SDK nothing would ever read the
+    # metrics' buffered idle times: none are kept (they were, up to 4,096 a host, for good).
+    # A provider set later gets the idle times of the reuses after its first collection.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run(
+        [sys.executable, "-c", REPORT_THEN_METER],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["kept without an SDK None 49", "idle times recorded 0 5"]

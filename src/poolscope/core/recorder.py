@@ -62,6 +62,15 @@ class Recorder(RequestReports):
                 stats.use_pending = deque(maxlen=IDLE_SAMPLES_PER_KEY)
             stats.timed = stats.use_times is not None or stats.use_pending is not None
 
+    def keep_idle_times(self) -> None:
+        """From now on every host keeps the idle times of its reuses, for a sink that has come
+        to read them (a metrics sink whose provider records)."""
+        with self._lock:
+            self.sinks.keep_idle_times = True
+            for stats in self._stats.values():
+                if stats.idle_times is None:
+                    stats.idle_times = deque(maxlen=IDLE_SAMPLES_PER_KEY)
+
     def should_count(self) -> bool:
         """Whether this recorder's pools count reuses and idle connections, turning the
         counting switch on now if some sink has just come to act on them."""

@@ -25,7 +25,8 @@ class Sink:
     """
 
     kinds: ClassVar[frozenset[EventKind]] = frozenset()
-    #: It reads ``PoolStats.idle_times`` (buffered idle times of reuses), so they are kept.
+    #: It reads ``PoolStats.idle_times`` (buffered idle times of reuses), so they are kept from
+    #: the start (a sink that reads them only later calls ``Recorder.keep_idle_times()`` then).
     keeps_idle_times: ClassVar[bool] = False
     #: It reads ``PoolStats.use_times`` (how long requests held a connection), so they are kept.
     keeps_use_times: ClassVar[bool] = False

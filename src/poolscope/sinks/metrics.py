@@ -52,7 +52,8 @@ class MetricsSink(Sink):
             EventKind.WAIT_TIMED_OUT,
         }
     )
-    keeps_idle_times = True  # reuses are read from PoolStats.idle_times
+    # Reuses' idle times are read from PoolStats.idle_times, kept once a provider that records
+    # is seen (wants_reuse): before, nothing would ever read them.
 
     def __init__(self, recorder: Recorder, meter_provider: Any = None) -> None:
         # How long requests held a connection (from PoolStats.use_pending), when asked: timing
@@ -196,6 +197,8 @@ class MetricsSink(Sink):
                 self._sdk = records_anything(self._provider, "opentelemetry.metrics")
             else:  # the global one, asked at every connect and close while none records
                 self._sdk = GLOBAL_METER_PROVIDER.records()
+            if self._sdk:
+                self._recorder.keep_idle_times()
         return self._sdk
 
     def handle(self, event: PoolEvent) -> None:
@@ -239,6 +242,8 @@ class MetricsSink(Sink):
 
     def _stats(self) -> list[PoolStats]:
         recorder = self._recorder
+        if not self._sdk:  # a reader collects: a provider records, whose idle times are kept
+            self.wants_reuse()
         if not recorder.counting_switch.on:
             # A reader collects, so an SDK is there: pools made before it appeared count
             # reuses and idle connections from now on (see poolscope.core.counting).

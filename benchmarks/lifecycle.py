@@ -1,0 +1,107 @@
+"""poolscope's own cost for a new host, without the network: hosts.py's measure, less its noise.
+
+    python benchmarks/lifecycle.py                  # 20,000 hosts a run, five rounds
+    python benchmarks/lifecycle.py --smoke          # 500 hosts, one round: CI runs this
+    python benchmarks/lifecycle.py --hosts 50000 --rounds 7
+
+A new host in a sweep (hosts.py) costs poolscope a pool, a connection, its connect, its return
+to the pool, the pool's eviction and the connection's close. Here each host runs exactly that
+through one ``requests.Session``'s PoolManager (requests' defaults), with each connection
+connected over a ``socket.socketpair()`` (no server, no handshake, no HTTP): a few microseconds
+of system calls where a loopback request spends hundreds, so poolscope's share is read to
+within a microsecond. Each mode runs in a fresh process, interleaved (bare, metrics, report,
+bare, ...), after 2,000 hosts of warm-up (past the folding threshold); it prints the median CPU
+microseconds a host and their difference to bare's. Nothing here asserts: it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+MODES = ("bare", "metrics", "report")
+WARM_UP = 2_000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--hosts", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    hosts, rounds = (500, 1) if args.smoke else (args.hosts, args.rounds)
+    if args.child:
+        print(json.dumps(_run(args.child, hosts)))
+        return
+    import harness
+
+    print(harness.describe_machine())
+    print(harness.describe_source())
+    runs: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for _ in range(rounds):
+        for mode in MODES:
+            child = [sys.executable, __file__, "--child", mode, "--hosts", str(hosts)]
+            out = subprocess.run(child, check=True, capture_output=True, text=True).stdout
+            runs[mode].append(json.loads(out)["cpu_us_per_host"])
+    bare = statistics.median(runs["bare"])
+    print(f"\n{hosts:,} hosts a run, {rounds} round(s), median CPU microseconds a host")
+    for mode in MODES:
+        median = statistics.median(runs[mode])
+        print(f"  {mode:<8} {median:7.2f} us  {median - bare:+7.2f} us  {median / bare:6.3f}x")
+
+
+def _run(mode: str, hosts: int) -> dict[str, Any]:
+    import requests
+    import urllib3.connection
+
+    session = requests.Session()
+    if mode != "bare":
+        import poolscope
+
+        if mode == "metrics":
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+            poolscope.instrument_session(
+                session, meter_provider=MeterProvider([InMemoryMetricReader()])
+            )
+        else:
+            poolscope.instrument_session(session, report=True)
+    peers: list[socket.socket] = []
+
+    def socketpair_connection(*args: Any, **kwargs: Any) -> socket.socket:
+        ours, theirs = socket.socketpair()
+        peers.append(theirs)  # its other end, closed a few hosts later
+        if len(peers) > 64:
+            peers.pop(0).close()
+        return ours
+
+    urllib3.connection.connection.create_connection = socketpair_connection  # type: ignore[assignment]
+    manager = session.get_adapter("http://example.test/").poolmanager
+
+    def one_host(i: int) -> None:
+        pool = manager.connection_from_host(f"h{i}.hosts.test", 80, "http")
+        conn = pool._get_conn()
+        conn.connect()
+        pool._put_conn(conn)  # closed when a later host's pool evicts this one
+
+    for i in range(WARM_UP):
+        one_host(i)
+    cpu = time.process_time()
+    for i in range(WARM_UP, WARM_UP + hosts):
+        one_host(i)
+    return {"mode": mode, "cpu_us_per_host": (time.process_time() - cpu) / hosts * 1e6}
+
+
+if __name__ == "__main__":
+    main()
