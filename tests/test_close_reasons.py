@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -119,6 +120,30 @@ def test_evicted_pool_collected(
     s.get(server_b.url)  # evicts A's pool; urllib3 closes its connection once it is collected
     gc.collect()
     assert closed(closes) == [("garbage_collected", 1)]
+
+
+def test_a_connection_collected_with_its_pool_in_one_cycle(
+    closes: Records, server: LoopbackServer
+) -> None:
+    # The weak reference that reports a connection collected is its recorder's too: a
+    # reference held only by the pool's state would be collected with them, calling nothing,
+    # and the connection would stay counted open for good.
+    closes.watch(server)
+    s = session()
+    r = s.get(server.url, stream=True)  # its connection checked out, the response unread
+    conn = r.raw.connection
+    conn.cycle = (conn, r)  # only the collector can free it now
+    del r
+    s.close()  # the pool goes (its connection is not in its queue to close)
+    del s
+    stats = conn._poolscope.stats
+    del conn
+    assert stats.open == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # its socket, collected unclosed
+        gc.collect()
+    assert closed(closes) == [("garbage_collected", 1)]
+    assert stats.open == 0 and stats.unreturned == 1
 
 
 def test_client_closed_unread_stream(closes: Records, server: LoopbackServer) -> None:

@@ -9,6 +9,7 @@ metrics sink and the report) and, only when a sink wants that kind, builds one
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import weakref
@@ -48,6 +49,12 @@ class Recorder(RequestReports):
         self.max_hosts = max_hosts_from_env()
         self._fold_at = self.max_hosts  # how many kept hosts make the next fold
         self.folded_hosts = 0  # hosts whose counts went to the OTHER_HOSTS aggregate
+        # Each tracked connection's weak reference (also in its PoolState.conns), whose callback
+        # reports it collected: held here so that it runs even when the pool's state is collected
+        # with it, as a weakref.finalize's would, without a finalize's cost for every connection.
+        self.connections: dict[weakref.ref[Any], ConnState] = {}
+        self._on_collected = self._collected  # one bound method for every connection's callback
+        _recorders.add(self)
 
     def renew_lock(self) -> None:
         """A new lock, in a forked child (the parent's may have been held at the fork)."""
@@ -143,8 +150,8 @@ class Recorder(RequestReports):
     def new_connection(self, pool: PoolState, conn: Any, *, connected: bool = False) -> ConnState:
         """Start tracking a connection object; ``connected`` when adopting an open one."""
         cs = ConnState(pool)
-        pool.conns[cs] = weakref.ref(conn)
-        cs.finalizer = weakref.finalize(conn, self.connection_collected, cs)
+        ref = pool.conns[cs] = weakref.ref(conn, self._on_collected)
+        self.connections[ref] = cs
         if connected:
             cs.open = True
             cs.opened_at = _now()
@@ -297,18 +304,24 @@ class Recorder(RequestReports):
             )
             self.sinks.send(sinks, event)
 
-    def connection_collected(self, cs: ConnState) -> None:
-        """A connection object was garbage-collected (reported closed if we still counted it
-        open)."""
-        cs.pool.conns.pop(cs, None)
-        if cs.open:
-            self.connection_closed(cs, CloseReason.GARBAGE_COLLECTED)
+    def exiting(self) -> None:
+        """At exit, its connections still alive are reported collected, newest first."""
+        for ref in reversed(list(self.connections)):
+            self._collected(ref)
+
+    def _collected(self, ref: weakref.ref[Any]) -> None:
+        # The callback of a connection's weak reference: it was garbage-collected (reported
+        # closed if still counted open). Nothing when it was forgotten first (ConnState.forget).
+        cs = self.connections.pop(ref, None)
+        if cs is not None:
+            cs.pool.conns.pop(cs, None)
+            if cs.open:
+                self.connection_closed(cs, CloseReason.GARBAGE_COLLECTED)
 
     def pool_evicted(self, pool: PoolState, num_pools: int) -> None:
         pool.stats.evictions += 1
         sinks = self._wanted[_EVICTED]
-        # None built when only gated sinks want one and none would take it now (the span
-        # sink alone, as no span records).
+        # None built when only gated sinks want one and none takes it now (no span records).
         if sinks and (_EVICTED not in self._gated_only or self.sinks.gate_open(_EVICTED)):
             # Described inline, as a new connection's.
             event = PoolEvent(
@@ -321,3 +334,17 @@ class Recorder(RequestReports):
                 library=pool.library,
             )
             self.sinks.send(sinks, event)
+
+
+_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+def _exiting() -> None:
+    for recorder in list(_recorders):
+        recorder.exiting()
+
+
+# Registered after weakref's own at-exit hook (urllib3's pool finalizers drain their queues),
+# so it runs first: connections are reported closed before a drain takes them for checkouts.
+weakref.finalize(_recorders, int).atexit = False  # (int: a no-op; this registers weakref's)
+atexit.register(_exiting)

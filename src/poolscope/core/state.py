@@ -77,7 +77,8 @@ class PoolState:
         self.maxsize = maxsize
         self.waiting = 0  # checkouts waiting for a free connection of this pool right now
         # Its connection objects, for uninstrumenting: each one's state, to a weak reference
-        # to it, taken out when it is collected (Recorder.connection_collected) or detached.
+        # to it (its recorder's, see Recorder.connections), taken out when it is collected or
+        # detached.
         self.conns: dict[ConnState, weakref.ref[Any]] = {}
         if maxsize > stats.maxsize:
             stats.maxsize = maxsize
@@ -120,7 +121,6 @@ class ConnState:
         "checkout",
         "discarding",
         "error_type",
-        "finalizer",
         "id",
         "idle_since",
         "in_pool",
@@ -154,7 +154,6 @@ class ConnState:
         self.error_type: str | None = None  # the last error seen on this connection
         self.tcp_time: float | None = None
         self.timing: ConnectTiming | None = None  # phases of the last connect, for spans
-        self.finalizer: weakref.finalize[Any, Any] | None = None
         # HTTP/2 (httpx): requests on it at once, each in a stream of its own; the id of the
         # request that opened it (the others on it are reuses).
         self.multiplexed = False
@@ -175,9 +174,9 @@ class ConnState:
     def forget(self) -> None:
         """Stop tracking this connection (its pool given back): not counted open or idle any
         more, and nothing said when it is collected."""
-        if self.finalizer is not None:
-            self.finalizer.detach()
-        self.pool.conns.pop(self, None)
+        ref = self.pool.conns.pop(self, None)
+        if ref is not None:
+            self.pool.recorder.connections.pop(ref, None)
         stats = self.stats
         if self.open:
             stats.open -= 1
