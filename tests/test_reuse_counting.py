@@ -232,12 +232,7 @@ LATE_SDK = textwrap.dedent(
 
 
 def test_an_sdk_configured_later_gets_the_hook_for_new_connections() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    out = subprocess.run(
-        [sys.executable, "-c", LATE_SDK], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    lines = run_without_otel_environment(LATE_SDK)
     assert lines[0] == "before False False"  # no SDK: no hook, no audit hook either
     assert lines[1] == "after True True"
     assert "'HTTP connection_setup 127.0.0.2:" in lines[2]  # with its phases, from the hook
@@ -288,16 +283,7 @@ def test_a_reuse_after_an_sdk_appears_has_an_idle_time_only_once_its_return_was_
     # Without a sink acting on reuses, returns are not timed (that clock call is most of a
     # return's cost); a connection that went idle before the SDK appeared reports its reuse
     # without an idle time rather than one measured from nothing.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    out = subprocess.run(
-        [sys.executable, "-c", LATE_SDK_SAME_POOL],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    lines = run_without_otel_environment(LATE_SDK_SAME_POOL)
     assert lines[0] == "unstamped 0.0"
     before = [ln for ln in lines if ln.startswith("went idle before")]
     after = [ln for ln in lines if ln.startswith("went idle after")]
@@ -358,12 +344,7 @@ def test_a_meter_provider_set_later_counts_reuses_from_its_first_collection() ->
     # No new connection is made after the SDK appears: its first collection is what starts
     # the counting. The connection already idle is counted idle; reuses count from then on,
     # the first without an idle time (how long it sat before is not known).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    out = subprocess.run(
-        [sys.executable, "-c", LATE_METER], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == [
+    assert run_without_otel_environment(LATE_METER) == [
         "hooked before False",
         "hooked after True",
         "created 1 1",
@@ -412,13 +393,17 @@ def test_idle_times_are_kept_for_the_metrics_only_once_a_meter_provider_records(
     # The report counts reuses from the start, but with no SDK nothing would ever read the
     # metrics' buffered idle times: none are kept (they were, up to 4,096 a host, for good).
     # A provider set later gets the idle times of the reuses after its first collection.
+    assert run_without_otel_environment(REPORT_THEN_METER) == [
+        "kept without an SDK None 49",
+        "idle times recorded 0 5",
+    ]
+
+
+def run_without_otel_environment(script: str) -> list[str]:
+    """The lines ``script`` prints, run in a Python of its own with no OTEL_ variable set."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     out = subprocess.run(
-        [sys.executable, "-c", REPORT_THEN_METER],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["kept without an SDK None 49", "idle times recorded 0 5"]
+    return out.stdout.splitlines()
