@@ -8,10 +8,11 @@ A new host in a sweep (hosts.py) costs poolscope a pool, a connection, its conne
 to the pool, the pool's eviction and the connection's close. Here each host runs exactly that
 through one ``requests.Session``'s PoolManager (requests' defaults), with each connection
 connected over a ``socket.socketpair()`` (no server, no handshake, no HTTP): a few microseconds
-of system calls where a loopback request spends hundreds, so poolscope's share is read to
-within a microsecond. Each mode runs in a fresh process, interleaved (bare, metrics, report,
-bare, ...), after 2,000 hosts of warm-up (past the folding threshold); it prints the median CPU
-microseconds a host and their difference to bare's. Nothing here asserts: it measures.
+of system calls where a loopback request spends hundreds, so poolscope's share is most of what
+differs (runs of the same code still differ by a few microseconds a host). Each mode runs in a
+fresh process, interleaved (bare, metrics, report, bare, ...), after 2,000 hosts of warm-up
+(past the folding threshold); it prints the median CPU microseconds a host and their
+difference to bare's. Nothing here asserts: it measures.
 """
 
 from __future__ import annotations

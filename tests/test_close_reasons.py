@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 import poolscope
@@ -168,3 +169,30 @@ def test_every_connection_is_closed_once(closes: Records, server: LoopbackServer
     assert sorted(ids_opened) == sorted(ids_closed)
     assert len(set(ids_closed)) == len(ids_closed) == server.connections
     assert events.count("connection_discarded") == 3
+
+
+class ComparedConnection(urllib3.connection.HTTPConnection):
+    """A connection class that compares its objects by address, so has no hash."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ComparedConnection) and other.host == self.host
+
+
+def test_connections_that_compare_equal_are_each_tracked(
+    closes: Records, server: LoopbackServer
+) -> None:
+    # Each connection is tracked by its own state, not by its weak reference (which hashes and
+    # compares as the connection does): two equal connections stay two, and none is refused.
+    closes.watch(server)
+
+    class ComparedPool(poolscope.InstrumentedHTTPConnectionPool):
+        ConnectionCls = ComparedConnection
+
+    pool = ComparedPool("127.0.0.1", server.port, maxsize=2, mode="logging")
+    held = [pool.urlopen("GET", "/", preload_content=False) for _ in range(2)]
+    assert held[0].connection == held[1].connection
+    for r in held:
+        r.read()
+        r.release_conn()
+    pool.close()
+    assert closed(closes) == [("pool_closed", 1), ("pool_closed", 1)]

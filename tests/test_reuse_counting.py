@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from urllib3.util.retry import Retry
 
 import poolscope
 from poolscope.config import get_recorder
+from poolscope.core.recorder import Recorder
 from poolscope.instrumentation.pools import CheckoutHookMixin
 from poolscope.loopback import LoopbackServer
 
@@ -397,6 +399,22 @@ def test_idle_times_are_kept_for_the_metrics_only_once_a_meter_provider_records(
         "kept without an SDK None 49",
         "idle times recorded 0 5",
     ]
+
+
+def test_idle_times_can_be_started_under_the_recorders_own_lock() -> None:
+    # The collector may run a connection's callback at any allocation claim() makes under the
+    # recorder's lock, and that callback may bring a metrics sink its first event since an SDK
+    # appeared: keep_idle_times() then takes the lock again, which must not hang.
+    recorder = Recorder()
+    done = threading.Event()
+
+    def under_the_lock() -> None:
+        with recorder._lock:
+            recorder.keep_idle_times()
+        done.set()
+
+    threading.Thread(target=under_the_lock, daemon=True).start()
+    assert done.wait(10)
 
 
 def run_without_otel_environment(script: str) -> list[str]:

@@ -9,14 +9,13 @@ metrics sink and the report) and, only when a sink wants that kind, builds one
 
 from __future__ import annotations
 
-import atexit
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .collection import ConnRef, exited, report_at_exit
 from .counting import CountingSwitch, Listener
 from .events import CloseReason, EventKind, PoolEvent, PoolKey, error_type
 from .folding import OTHER_HOSTS, fold, max_hosts_from_env, to_fold
@@ -42,23 +41,23 @@ class Recorder(RequestReports):
         # The counts of a key when it has counts of its own now (None: not yet, or folded): the
         # dict's own get (the report sink asks on every event), as _stats is never replaced.
         self.kept: Callable[[PoolKey], PoolStats | None] = self._stats.get
-        self._lock = threading.Lock()  # guards making PoolStats, their live counts, folding
+        # Guards making PoolStats, their live counts, folding. Reentrant: the garbage collector
+        # may run a connection's callback (an event, keep_idle_times) at any allocation under it.
+        self._lock = threading.RLock()
         self.providers: tuple[Any, ...] = ()  # the OpenTelemetry providers it reports to
         self.config = ""  # its options in words, for errors that name two configurations
         # Hosts with counts of their own, at most; the rest are folded (core/folding.py).
         self.max_hosts = max_hosts_from_env()
         self._fold_at = self.max_hosts  # how many kept hosts make the next fold
         self.folded_hosts = 0  # hosts whose counts went to the OTHER_HOSTS aggregate
-        # Each tracked connection's weak reference (also in its PoolState.conns), whose callback
-        # reports it collected: held here so that it runs even when the pool's state is collected
-        # with it, as a weakref.finalize's would, without a finalize's cost for every connection.
-        self.connections: dict[weakref.ref[Any], ConnState] = {}
+        # Each tracked connection's weak reference, also in its PoolState.conns (see collection).
+        self.connections: dict[ConnState, ConnRef] = {}
         self._on_collected = self._collected  # one bound method for every connection's callback
-        _recorders.add(self)
+        report_at_exit(self)
 
     def renew_lock(self) -> None:
         """A new lock, in a forked child (the parent's may have been held at the fork)."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def add_sink(self, sink: Sink) -> None:
         self.sinks.add(sink)
@@ -150,8 +149,8 @@ class Recorder(RequestReports):
     def new_connection(self, pool: PoolState, conn: Any, *, connected: bool = False) -> ConnState:
         """Start tracking a connection object; ``connected`` when adopting an open one."""
         cs = ConnState(pool)
-        ref = pool.conns[cs] = weakref.ref(conn, self._on_collected)
-        self.connections[ref] = cs
+        ref = pool.conns[cs] = self.connections[cs] = ConnRef(conn, self._on_collected)
+        ref.state = cs
         if connected:
             cs.open = True
             cs.opened_at = _now()
@@ -306,14 +305,15 @@ class Recorder(RequestReports):
 
     def exiting(self) -> None:
         """At exit, its connections still alive are reported collected, newest first."""
-        for ref in reversed(list(self.connections)):
+        for ref in reversed(list(self.connections.values())):
             self._collected(ref)
 
-    def _collected(self, ref: weakref.ref[Any]) -> None:
+    def _collected(self, ref: ConnRef) -> None:
         # The callback of a connection's weak reference: it was garbage-collected (reported
-        # closed if still counted open). Nothing when it was forgotten first (ConnState.forget).
-        cs = self.connections.pop(ref, None)
-        if cs is not None:
+        # closed if still counted open). Nothing when it was forgotten first (ConnState.forget)
+        # or once the interpreter exits (after exiting()), as a weakref.finalize does nothing.
+        cs = ref.state
+        if self.connections.pop(cs, None) is not None and not exited():
             cs.pool.conns.pop(cs, None)
             if cs.open:
                 self.connection_closed(cs, CloseReason.GARBAGE_COLLECTED)
@@ -334,17 +334,3 @@ class Recorder(RequestReports):
                 library=pool.library,
             )
             self.sinks.send(sinks, event)
-
-
-_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
-
-
-def _exiting() -> None:
-    for recorder in list(_recorders):
-        recorder.exiting()
-
-
-# Registered after weakref's own at-exit hook (urllib3's pool finalizers drain their queues),
-# so it runs first: connections are reported closed before a drain takes them for checkouts.
-weakref.finalize(_recorders, int).atexit = False  # (int: a no-op; this registers weakref's)
-atexit.register(_exiting)

@@ -174,9 +174,8 @@ class ConnState:
     def forget(self) -> None:
         """Stop tracking this connection (its pool given back): not counted open or idle any
         more, and nothing said when it is collected."""
-        ref = self.pool.conns.pop(self, None)
-        if ref is not None:
-            self.pool.recorder.connections.pop(ref, None)
+        self.pool.conns.pop(self, None)
+        self.pool.recorder.connections.pop(self, None)
         stats = self.stats
         if self.open:
             stats.open -= 1

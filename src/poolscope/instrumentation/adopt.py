@@ -22,7 +22,7 @@ from .pools import (
     sync_counting,
     with_checkout_hook,
 )
-from .queue_shape import stdlib_shaped
+from .queue_shape import take_shape
 
 
 def adopt_pool(pool: Any, recorder: Recorder) -> None:
@@ -37,8 +37,8 @@ def adopt_pool(pool: Any, recorder: Recorder) -> None:
     with q.mutex:
         q._poolscope = None  # what the instrumented get() and put() read, before they can run
         q._poolscope_counting = False
-        if stdlib_shaped(q):  # else it stays as it is (see queue_shape)
-            q.__class__ = instrumented_queue_class(type(q))
+        take_shape(q, stdlib_built=False)
+        q.__class__ = instrumented_queue_class(type(q))
         ps = attach_pool(pool, recorder)
         for conn in q.queue:
             if conn is not None:
@@ -56,7 +56,7 @@ def detach_pool(pool: Any) -> None:
     q = pool.pool
     if q is not None:
         with q.mutex:
-            # Its two attributes stay, inert: a get() or put() of another thread may be in the
+            # Its attributes stay, inert: a get() or put() of another thread may be in the
             # instrumented code still, which reads them (they have no class default).
             q._poolscope = None
             q._poolscope_counting = False

@@ -10,7 +10,8 @@ condition only when a thread waits on it (stdlib's notify() makes two Python cal
 none). Until its pool counts, each adds one attribute test to that. From Python 3.13 the queue
 keeps stdlib's shutdown contract too (shutdown(), ``queue.ShutDown``); before, it has none, as
 stdlib's queue has none. Both shortcuts rest on how stdlib builds a queue
-(:mod:`.queue_shape`); a queue built otherwise is not instrumented.
+(:mod:`.queue_shape`); a queue built otherwise takes its conditions and wakes them as stdlib's
+does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..core.errors import internal_error
 from ..core.state import ConnState, PoolState
 from ..core.stats import count_use
 from .connections import adopt_connection
-from .queue_shape import stdlib_built, stdlib_shaped
+from .queue_shape import stdlib_built, take_shape
 
 _now = time.perf_counter
 _monotonic = time.monotonic
@@ -46,6 +47,12 @@ class InstrumentedQueueMixin(_QueueBase):
     # attribute, but from 3.12 not one that a class attribute of the same name shadows.
     _poolscope: PoolState | None
     _poolscope_counting: bool
+    # What get() and put() hold, and the waiting threads they ask about before they wake one
+    # (see queue_shape.take_shape): instance attributes too, set with the two above.
+    _poolscope_get_lock: Any
+    _poolscope_put_lock: Any
+    _poolscope_getters: Any
+    _poolscope_putters: Any
     # Whether every queue of this class is built as queue.Queue.__init__ builds one, known
     # from its class (see instrumented_queue_class); else each is looked at as it is made.
     _poolscope_stdlib_built: ClassVar[bool] = False
@@ -54,8 +61,7 @@ class InstrumentedQueueMixin(_QueueBase):
         self._poolscope = None
         self._poolscope_counting = False
         super().__init__(*args, **kwargs)
-        if not (self._poolscope_stdlib_built or stdlib_shaped(self)):
-            self.__class__ = uninstrumented_class(type(self))  # get() and put() are not its own
+        take_shape(self, self._poolscope_stdlib_built)
 
     # get() and put() are queue.Queue's, reimplemented with the same contract (stdlib's are
     # Python too, so this costs no extra frame): under the queue's own lock we learn whether a
@@ -64,7 +70,7 @@ class InstrumentedQueueMixin(_QueueBase):
     # saves the Python calls of its condition (see the module's docstring).
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        with self.mutex:  # not_empty's lock
+        with self._poolscope_get_lock:  # not_empty's lock (its mutex, as stdlib builds it)
             if not self._qsize():
                 _refuse_get(self)  # shut down (and empty): ShutDown, from Python 3.13
                 if not block:
@@ -73,7 +79,7 @@ class InstrumentedQueueMixin(_QueueBase):
             elif block and timeout is not None and timeout < 0:
                 raise ValueError("'timeout' must be a non-negative number")  # as stdlib's
             item = self._get()
-            if self.not_full._waiters:  # type: ignore[attr-defined]
+            if self._poolscope_putters:  # not_full's waiting threads
                 self.not_full.notify()
         if self._poolscope_counting and item is not None:  # None: room for a new connection
             # Plain attribute reads, not getattr() with a default: CPython specializes them,
@@ -142,14 +148,14 @@ class InstrumentedQueueMixin(_QueueBase):
                     if cs.taken_at:  # timed at checkout (the report or metrics want use times)
                         count_use(stats, now - cs.taken_at)
                         cs.taken_at = 0.0
-            with self.mutex:  # not_full's lock
+            with self._poolscope_put_lock:  # not_full's lock
                 if self.is_shutdown or (self.maxsize > 0 and self._qsize() >= self.maxsize):
                     _put_when_full(self, item, block, timeout, idled)  # or ShutDown
                 elif block and timeout is not None and timeout < 0 and self.maxsize > 0:
                     _put_when_full(self, item, block, timeout, idled)  # ValueError, as stdlib's
                 self._put(item)
                 self.unfinished_tasks += 1
-                if self.not_empty._waiters:  # type: ignore[attr-defined]
+                if self._poolscope_getters:  # not_empty's waiting threads
                     self.not_empty.notify()
 
     else:  # before Python 3.13, queues have no shutdown
@@ -183,14 +189,14 @@ class InstrumentedQueueMixin(_QueueBase):
                     if cs.taken_at:  # timed at checkout (the report or metrics want use times)
                         count_use(stats, now - cs.taken_at)
                         cs.taken_at = 0.0
-            with self.mutex:  # not_full's lock
+            with self._poolscope_put_lock:  # not_full's lock
                 if self.maxsize > 0 and self._qsize() >= self.maxsize:
                     _put_when_full(self, item, block, timeout, idled)
                 elif block and timeout is not None and timeout < 0 and self.maxsize > 0:
                     _put_when_full(self, item, block, timeout, idled)  # ValueError, as stdlib's
                 self._put(item)
                 self.unfinished_tasks += 1
-                if self.not_empty._waiters:  # type: ignore[attr-defined]
+                if self._poolscope_getters:  # not_empty's waiting threads
                     self.not_empty.notify()
 
 
@@ -228,12 +234,12 @@ def instrumented_queue_class(base: type[Any]) -> type[Any]:
 if sys.version_info >= (3, 13):
 
     def _refuse_get(q: InstrumentedQueueMixin) -> None:
-        # With q.not_empty held: ShutDown if the queue is shut down and empty.
+        # With not_empty's lock held: ShutDown if the queue is shut down and empty.
         if q.is_shutdown and not q._qsize():
             raise queue.ShutDown
 
     def _refuse_put(q: InstrumentedQueueMixin) -> None:
-        # With q.not_full held: ShutDown if the queue is shut down.
+        # With not_full's lock held: ShutDown if the queue is shut down.
         if q.is_shutdown:
             raise queue.ShutDown
 
@@ -252,7 +258,7 @@ def _put_when_full(
     timeout: float | None,
     idled: ConnState | None,
 ) -> None:
-    # Runs with q.not_full held, the queue full, shut down (from Python 3.13) or the
+    # Runs with not_full's lock held, the queue full, shut down (from Python 3.13) or the
     # timeout negative (a ValueError, full or not, as queue.Queue.put's); returns once there
     # is room, as queue.Queue.put does.
     try:
@@ -305,7 +311,7 @@ def _adopt(q: InstrumentedQueueMixin, conn: Any) -> ConnState | None:
 
 
 def _wait_for_item(q: InstrumentedQueueMixin, timeout: float | None) -> None:
-    # Runs with q.not_empty held, like the loop it replaces in queue.Queue.get.
+    # Runs with not_empty's lock held, like the loop it replaces in queue.Queue.get.
     if timeout is not None and timeout < 0:
         raise ValueError("'timeout' must be a non-negative number")
     ps = q._poolscope

@@ -6,7 +6,8 @@ whether a thread waits on it before they wake it. Both hold for a queue ``queue.
 built: its three conditions are ``threading.Condition`` over its one ``mutex``, and a condition
 lists its waiting threads in ``_waiters`` (CPython's threading, 3.10 to 3.13), changed only
 under that lock. A queue built otherwise (a ``QueueCls`` whose ``__init__`` makes conditions of
-its own) is not instrumented: its pool is counted without waits, idle connections or reuses.
+its own) is instrumented all the same, the slower way: get() and put() hold its conditions and
+wake them every time, as stdlib's do. :func:`take_shape` sets which, on each queue.
 """
 
 from __future__ import annotations
@@ -45,3 +46,20 @@ def stdlib_shaped(q: Any) -> bool:
         if not isinstance(getattr(condition, "_waiters", None), deque):
             return False
     return True
+
+
+_ALWAYS = (True,)  # a list of waiters never empty: a condition woken every time, as stdlib's
+
+
+def take_shape(q: Any, stdlib_built: bool) -> None:
+    """Set what the instrumented get() and put() of ``q`` hold (``_poolscope_get_lock``,
+    ``_poolscope_put_lock``) and ask before they wake a thread (``_poolscope_getters``, the
+    threads waiting for an item; ``_poolscope_putters``, for room). ``stdlib_built``: its
+    class says it is built as stdlib builds a queue (else it is looked at)."""
+    if stdlib_built or stdlib_shaped(q):
+        q._poolscope_get_lock = q._poolscope_put_lock = q.mutex
+        q._poolscope_getters = q.not_empty._waiters
+        q._poolscope_putters = q.not_full._waiters
+    else:
+        q._poolscope_get_lock, q._poolscope_put_lock = q.not_empty, q.not_full
+        q._poolscope_getters = q._poolscope_putters = _ALWAYS

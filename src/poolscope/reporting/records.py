@@ -159,7 +159,7 @@ class ReportSink(Sink):
         # Its counts when this sink was added: the report covers what came after.
         self.baseline = {s.key: combined(s.key, [s]) for s in recorder.all_stats()}
         self.baseline_folded = recorder.folded_hosts
-        # Reentrant: the garbage collector may run a connection's finalizer (an event for this
+        # Reentrant: the garbage collector may run a connection's callback (an event for this
         # sink) at any allocation, also one made while this thread holds the lock. What is
         # iterated under it is a copy, so such an event cannot change it underway.
         self._lock = threading.RLock()

@@ -187,6 +187,8 @@ class MetricsSink(Sink):
         )
         for create, name, callback, unit, description in observed:
             create(name, callbacks=[callback], unit=unit, description=description)
+        if meter_provider is not None:  # one that records keeps idle times from the start
+            self.wants_reuse()
 
     # -- events -----------------------------------------------------------------------------
 
