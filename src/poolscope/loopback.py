@@ -18,6 +18,9 @@ and a few paths script the demo's scenarios:
 - ``/slow`` answers after 0.1 s.
 
 ``keepalive`` (seconds) closes a connection that stays idle that long, as servers do.
+
+Each server takes a port that no earlier server of this process had on its address. poolscope
+counts by origin, so two servers in a row that the kernel gave the same port would read as one.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -82,6 +86,34 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+_taken: set[tuple[str, int]] = set()  # every (address, port) a server of this process has had
+_taken_lock = threading.Lock()
+B = TypeVar("B")
+
+
+def bind_new_origin(
+    host: str, bind: Callable[[], B], port_of: Callable[[B], int], close: Callable[[B], None]
+) -> B:
+    """``bind()`` until what it binds has a port of ``host`` that no earlier server here had
+    (``port_of`` reads it, ``close`` closes one that had).
+    A port the kernel hands out again is held open while the next is asked for, so that it is
+    not handed out once more; past 64 such ports (a process that has used most of them), the
+    last one does. Test servers of your own can take their ports here too."""
+    held: list[B] = []
+    try:
+        while True:
+            bound = bind()
+            origin = (host, port_of(bound))
+            with _taken_lock:
+                if origin not in _taken or len(held) == 64:
+                    _taken.add(origin)
+                    return bound
+            held.append(bound)
+    finally:
+        for bound in held:
+            close(bound)
+
+
 class LoopbackServer:
     """``with LoopbackServer("127.0.0.2") as server: requests.get(server.url)``."""
 
@@ -100,7 +132,12 @@ class LoopbackServer:
         self._lock = threading.Lock()
         self._barrier = threading.Barrier(together)
         self._held = threading.Event()
-        self._httpd = _Server((host, 0), _Handler)
+        self._httpd = bind_new_origin(
+            host,
+            lambda: _Server((host, 0), _Handler),
+            lambda httpd: httpd.server_address[1],
+            _Server.server_close,
+        )
         self._httpd.owner = self
         if ssl_context is not None:
             self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True)
@@ -120,7 +157,8 @@ class LoopbackServer:
 
     def stop(self) -> None:
         self._held.set()
-        self._httpd.shutdown()
+        if self._thread.is_alive():
+            self._httpd.shutdown()
         self._httpd.server_close()
 
     def __enter__(self) -> LoopbackServer:

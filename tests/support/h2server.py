@@ -55,6 +55,8 @@ import h2.exceptions
 import h2.settings
 import trustme
 
+from poolscope.loopback import bind_new_origin
+
 _DELAYS = {"/slow": 0.1, "/hold": 1.0}
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # a client's first bytes on HTTP/2
 _HANDSHAKE_TIMEOUT = 5.0  # a client that connects and never finishes TLS is dropped
@@ -156,8 +158,13 @@ class H2Server:
             self._server_ctx = ctx
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = socket.socket(family, socket.SOCK_STREAM)
-        self._listener.bind((host, 0))
+
+        def bind() -> socket.socket:
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            listener.bind((host, 0))
+            return listener
+
+        self._listener = bind_new_origin(host, bind, _port, socket.socket.close)
         self._listener.listen(64)
         self._listener.setblocking(False)
         self.port: int = self._listener.getsockname()[1]
@@ -468,6 +475,10 @@ class H2Server:
     def _record(self, exc: BaseException) -> None:
         with self._lock:
             self.errors.append(exc)
+
+
+def _port(listener: socket.socket) -> int:
+    return int(listener.getsockname()[1])
 
 
 def _text(value: bytes | str) -> str:

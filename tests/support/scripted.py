@@ -7,7 +7,19 @@ import socket
 import threading
 from collections.abc import Iterator
 
+from poolscope.loopback import bind_new_origin
+
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+
+
+def _bound() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def _port(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
 
 
 class CloseOnReuse:
@@ -16,8 +28,7 @@ class CloseOnReuse:
     later connection answers everything."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = bind_new_origin("127.0.0.1", _bound, _port, socket.socket.close)
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
