@@ -9,8 +9,9 @@ requests' defaults, so nearly every pool is evicted) against hosts_server.py, in
 (bare, metrics, report, bare, ...) for several rounds, and prints the median microseconds per
 request (wall and the process's CPU) with their ratio to bare measured in the same run, the
 growth of the process's peak RSS during the sweep beside bare's, the cost of one metrics
-collection at the end and the report's build time. Nothing here asserts: it measures; the
-targets (docs/performance.md) speak of the ratios.
+collection at the end, the report's build time, and the range of the rounds' wall ratios (each
+mode's run against the bare run of its round: how far one round can be trusted here). Nothing
+here asserts: it measures; the targets (docs/performance.md) speak of the ratios.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def main() -> None:
     try:
         print(
             f"\n{'hosts':>7} {'mode':<8} {'wall us':>8} {'ratio':>6} {'cpu us':>7} {'ratio':>6} "
-            f"{'RSS +MB':>8} {'vs bare':>8} {'collect s':>9} {'report s':>8} {'kept':>5}"
+            f"{'RSS +MB':>8} {'vs bare':>8} {'collect s':>9} {'report s':>8} {'kept':>5} "
+            f"{'rounds':>11}"
         )
         for hosts in axis:
             rounds = args.rounds or (1 if args.smoke or hosts >= 100_000 else 3)
@@ -93,10 +95,15 @@ def table(hosts: int, runs: dict[str, list[dict[str, Any]]]) -> None:
         kept = last.get("report_rows", "")
         collect = f"{last['collect_s']:.3f}" if "collect_s" in last else ""
         report = f"{last['report_s']:.3f}" if "report_s" in last else ""
+        ratios = [
+            run["us_per_request"] / bare["us_per_request"]
+            for run, bare in zip(runs[mode], runs["bare"], strict=True)
+        ]
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if mode != "bare" else ""
         print(
             f"{hosts:>7} {mode:<8} {wall:>8.0f} {wall / bare_wall:>5.2f}x {cpu:>7.0f} "
             f"{cpu / bare_cpu:>5.2f}x {rss:>8.1f} {rss - bare_rss:>+8.1f} {collect:>9} "
-            f"{report:>8} {kept!s:>5}",
+            f"{report:>8} {kept!s:>5} {spread:>11}",
             flush=True,
         )
 
