@@ -88,18 +88,21 @@ class _Server(ThreadingHTTPServer):
 
 _taken: set[tuple[str, int]] = set()  # every (address, port) a server of this process has had
 _taken_lock = threading.Lock()
-B = TypeVar("B")
+_Bound = TypeVar("_Bound")
 
 
 def bind_new_origin(
-    host: str, bind: Callable[[], B], port_of: Callable[[B], int], close: Callable[[B], None]
-) -> B:
-    """``bind()`` until what it binds has a port of ``host`` that no earlier server here had
-    (``port_of`` reads it, ``close`` closes one that had).
-    A port the kernel hands out again is held open while the next is asked for, so that it is
-    not handed out once more; past 64 such ports (a process that has used most of them), the
-    last one does. Test servers of your own can take their ports here too."""
-    held: list[B] = []
+    host: str,
+    bind: Callable[[], _Bound],
+    port_of: Callable[[_Bound], int],
+    close: Callable[[_Bound], None],
+) -> _Bound:
+    """What ``bind()`` binds on ``host``, once it has a port no earlier server of this process
+    had there (``port_of`` reads its port, ``close`` closes one that had). A port the kernel
+    hands out again is held open while the next is asked for, so that it is not handed out once
+    more; after 64 of them in a row (a process that has used most ports), the next is taken even
+    so. Test servers of your own can take their ports here too."""
+    held: list[_Bound] = []
     try:
         while True:
             bound = bind()
