@@ -181,3 +181,67 @@ def test_wait_timeout_raises_empty_pool_error_and_counts(
     (wait,) = points["urllib3.pool.connection.wait_time"]
     assert wait.count == 1 and wait.sum >= 0.05
     pool.close()
+
+
+def test_a_new_hosts_events_carry_every_field_in_its_place(
+    metrics: Metrics, server: LoopbackServer, server_b: LoopbackServer
+) -> None:
+    # The recorder builds these three events with every field given by position (a call with
+    # keywords costs twice as much): a field out of its place would show here.
+    import dataclasses
+
+    from poolscope.config import get_recorder
+    from poolscope.core.events import PoolEvent
+    from poolscope.core.sink import Sink
+
+    assert [f.name for f in dataclasses.fields(PoolEvent)] == [
+        *("kind", "key", "connection_id", "duration", "tls_duration", "requests", "reason"),
+        *("error_type", "pool_maxsize", "num_pools", "in_use", "timeout", "timing"),
+        *("tls_version", "checked_out", "pool_id", "manager_id", "library"),
+    ]
+    seen: list[dict[str, object]] = []
+
+    class Captured(Sink):
+        kinds = frozenset(
+            {poolscope.EventKind.CREATED, poolscope.EventKind.CLOSED, poolscope.EventKind.EVICTED}
+        )
+
+        def handle(self, event: PoolEvent) -> None:
+            seen.append(dataclasses.asdict(event))
+
+    get_recorder("otel", metrics.provider).add_sink(Captured())
+    s = instrumented(metrics, pool_connections=1, pool_maxsize=3)
+    s.get(server.url).close()
+    s.get(server_b.url).close()  # evicts the first host's pool, which closes its connection
+    first, second = (poolscope.PoolKey("http", srv.host, srv.port) for srv in (server, server_b))
+    created, evicted, closed, created_b = seen
+    pool_id, manager_id = created["pool_id"], created["manager_id"]
+    assert isinstance(pool_id, int) and pool_id and isinstance(manager_id, int) and manager_id
+    alike = {"pool_maxsize": 3, "num_pools": 1, "pool_id": pool_id, "manager_id": manager_id}
+    alike |= {"in_use": None, "timeout": None, "library": "requests", "error_type": None}
+    connection = created["connection_id"]
+    assert isinstance(connection, int) and connection
+    assert isinstance(created["duration"], float) and isinstance(closed["duration"], float)
+    assert created == {
+        **alike,
+        **{"kind": poolscope.EventKind.CREATED, "key": first, "connection_id": connection},
+        **{"duration": created["duration"], "tls_duration": None, "requests": 0},
+        **{"reason": None, "timing": None, "tls_version": None, "checked_out": None},
+    }
+    assert evicted == {
+        **alike,
+        **{"kind": poolscope.EventKind.EVICTED, "key": first, "connection_id": None},
+        **{"duration": None, "tls_duration": None, "requests": None, "reason": None},
+        **{"timing": None, "tls_version": None, "checked_out": None},
+    }
+    assert closed == {
+        **alike,
+        **{"kind": poolscope.EventKind.CLOSED, "key": first, "connection_id": connection},
+        **{"duration": closed["duration"], "tls_duration": None, "requests": 1},
+        **{"reason": closed["reason"], "timing": None, "tls_version": None},
+        **{"checked_out": False},
+    }
+    # Closed with its pool, as the pool went (closed, or collected first).
+    gone = (poolscope.CloseReason.POOL_CLOSED, poolscope.CloseReason.GARBAGE_COLLECTED)
+    assert closed["reason"] in gone
+    assert created_b["key"] == second and created_b["pool_id"] != pool_id
