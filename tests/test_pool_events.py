@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -11,6 +12,9 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 import poolscope
+from poolscope.config import get_recorder
+from poolscope.core.events import PoolEvent
+from poolscope.core.sink import Sink
 from poolscope.loopback import LoopbackServer
 
 from .support.metrics import Metrics
@@ -188,12 +192,6 @@ def test_a_new_hosts_events_carry_every_field_in_its_place(
 ) -> None:
     # The recorder builds these three events with every field given by position (a call with
     # keywords costs twice as much): a field out of its place would show here.
-    import dataclasses
-
-    from poolscope.config import get_recorder
-    from poolscope.core.events import PoolEvent
-    from poolscope.core.sink import Sink
-
     assert [f.name for f in dataclasses.fields(PoolEvent)] == [
         *("kind", "key", "connection_id", "duration", "tls_duration", "requests", "reason"),
         *("error_type", "pool_maxsize", "num_pools", "in_use", "timeout", "timing"),
