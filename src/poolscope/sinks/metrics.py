@@ -2,7 +2,9 @@
 
 Counts are read at collection time from the recorder's plain integers, so a request costs no
 instrument call. Idle and use times, the histograms fed on the reused-connection path, are
-buffered per pool key (a bounded deque append each) and recorded when a reader collects.
+buffered per pool key (a bounded deque append each) and recorded when a reader collects; the
+other histograms' samples are held back and recorded in batches (see
+:mod:`poolscope.sinks.pending`).
 
 Series are bounded on purpose, as an SDK keeps every series it was ever given: at most
 ``POOLSCOPE_MAX_HOSTS`` hosts (see :mod:`poolscope.core.folding`) get series of their own over
@@ -28,6 +30,7 @@ from ..core.recorder import Recorder
 from ..core.sink import Sink
 from ..core.stats import PoolStats
 from .instruments import COUNTERS, DURATION_BUCKETS, IDLE_BUCKETS, SHORT_BUCKETS, histogram
+from .pending import PendingRecords
 from .sdk import GLOBAL_METER_PROVIDER, records_anything
 
 # An attribute a figure adds to its host's (error.type, http.connection.state), or None.
@@ -66,6 +69,7 @@ class MetricsSink(Sink):
         # The attributes of each host with series of its own (at most max_hosts), and OTHER's.
         self._attributes: dict[PoolKey, dict[str, Any]] = {OTHER_HOSTS: OTHER_HOSTS_ATTRIBUTES}
         self._series_budget = recorder.max_hosts + 1
+        self.pending = PendingRecords()  # the histograms' samples not yet recorded
         meter = metrics.get_meter(
             "poolscope",
             __version__,
@@ -207,17 +211,18 @@ class MetricsSink(Sink):
         if not (self._sdk or self.wants_reuse()):
             return  # the API's no-op instruments: nothing would be recorded
         kind = event.kind
+        add = self.pending.add
         if kind is EventKind.CREATED:
             attrs = self._attrs(event.key)
-            self._create_time.record(event.duration, attrs)
+            add(self._create_time.record, event.duration, attrs)
             if event.tls_duration is not None:
-                self._tls_time.record(event.tls_duration, attrs)
+                add(self._tls_time.record, event.tls_duration, attrs)
         elif kind is EventKind.CLOSED:
-            self._duration.record(event.duration, self._attrs(event.key))
+            add(self._duration.record, event.duration, self._attrs(event.key))
         elif kind is EventKind.DROPPED and event.duration is not None:  # idle time known
-            self._dropped_idle_time.record(event.duration, self._attrs(event.key))
+            add(self._dropped_idle_time.record, event.duration, self._attrs(event.key))
         elif kind is EventKind.WAIT_ENDED or kind is EventKind.WAIT_TIMED_OUT:
-            self._wait_time.record(event.duration, self._attrs(event.key))
+            add(self._wait_time.record, event.duration, self._attrs(event.key))
 
     def _attrs(self, key: PoolKey) -> dict[str, Any]:
         """The attributes of ``key``'s series: its own while the budget lasts, else OTHER's."""
@@ -255,6 +260,7 @@ class MetricsSink(Sink):
     def _flush_times(self) -> None:
         # Runs inside a reader's collection, before it reads the histograms: the buffered
         # samples land in this collection.
+        self.pending.record()
         flushed = [(self._idle_time.record, "idle_times")]
         if self._use_time is not None:
             flushed.append((self._use_time.record, "use_pending"))

@@ -24,15 +24,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._version import __version__
 from ..core.events import EventKind, PoolEvent, span_event_attributes
 from ..core.sink import Sink
-from .sdk import GLOBAL_TRACER_PROVIDER, records_anything
+from .sdk import GLOBAL_TRACER_PROVIDER, SPAN_KEY, current_context, records_anything
 
 _ROOT = otel_context.Context()  # an empty context: the setup span starts a trace of its own
-_current_context = otel_context.get_current
-# The key the OpenTelemetry API files the current span under, learnt through its public API (a
-# context made from an empty one by set_span_in_context holds that key alone). Reading it from
-# the context directly skips get_current_span()'s isinstance() against the Span ABC, which is
-# two thirds of that call's cost; _span_types keeps the classes that passed that test.
-_SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, _ROOT)))
+# The classes of current spans that passed get_current_span()'s isinstance() test (the span is
+# read from the context under SPAN_KEY, which skips that test: see poolscope.sinks.sdk).
 _span_types: set[type[Any]] = set()
 
 
@@ -102,7 +98,7 @@ class SpanSink(Sink):
         """A reuse: two attributes on the request's span, when one records (the common case
         of a traced service, so the cheapest path: see docs/decisions.md, "What a reused
         connection puts on the request span"). No span current costs one dictionary lookup."""
-        span: Any = _current_context().get(_SPAN_KEY)
+        span: Any = current_context().get(SPAN_KEY)
         if span is None:
             return
         if type(span) not in _span_types:  # get_current_span()'s test, once per class
@@ -240,11 +236,11 @@ class SpanSink(Sink):
         """Whether a span that records is current, for the events it would put on it: an
         eviction comes with every new host past a manager's num_pools, most often with no
         span current, and then no event is built for this sink."""
-        current: Any = _current_context().get(_SPAN_KEY)
+        current: Any = current_context().get(SPAN_KEY)
         return current is not None and _recording(current) is not None
 
     def _on_request_span(self, event: PoolEvent) -> None:
-        current: Any = _current_context().get(_SPAN_KEY)
+        current: Any = current_context().get(SPAN_KEY)
         if current is not None and (current := _recording(current)) is not None:
             current.add_event(f"urllib3.pool.{event.kind.value}", span_event_attributes(event))
 
