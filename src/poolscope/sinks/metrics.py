@@ -30,7 +30,7 @@ from ..core.recorder import Recorder
 from ..core.sink import Sink
 from ..core.stats import PoolStats
 from .instruments import COUNTERS, DURATION_BUCKETS, IDLE_BUCKETS, SHORT_BUCKETS, histogram
-from .pending import PendingRecords
+from .pending import PendingRecords, record_all
 from .sdk import GLOBAL_METER_PROVIDER, records_anything
 
 # An attribute a figure adds to its host's (error.type, http.connection.state), or None.
@@ -69,7 +69,8 @@ class MetricsSink(Sink):
         # The attributes of each host with series of its own (at most max_hosts), and OTHER's.
         self._attributes: dict[PoolKey, dict[str, Any]] = {OTHER_HOSTS: OTHER_HOSTS_ATTRIBUTES}
         self._series_budget = recorder.max_hosts + 1
-        self.pending = PendingRecords()  # the histograms' samples not yet recorded
+        # The histograms' samples not yet recorded; one that fails to record is said once.
+        self.pending = PendingRecords(lambda: recorder.sinks.failed(self))
         meter = metrics.get_meter(
             "poolscope",
             __version__,
@@ -260,7 +261,7 @@ class MetricsSink(Sink):
     def _flush_times(self) -> None:
         # Runs inside a reader's collection, before it reads the histograms: the buffered
         # samples land in this collection.
-        self.pending.record()
+        record_all()  # the held-back samples, this sink's and any other's
         flushed = [(self._idle_time.record, "idle_times")]
         if self._use_time is not None:
             flushed.append((self._use_time.record, "use_pending"))
