@@ -49,9 +49,6 @@ class PendingRecords:
         self._failed = failed
         self._recording = threading.Lock()
         _every.add(self)
-        if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-            ref = weakref.ref(self)
-            os.register_at_fork(after_in_child=lambda: _forked(ref))
 
     def add(self, record: Record, value: float | None, attributes: dict[str, Any]) -> None:
         """Record ``value`` with ``attributes`` through ``record`` (an instrument's), later."""
@@ -98,10 +95,13 @@ def record_all() -> None:
         pending.record()
 
 
-def _forked(ref: weakref.ref[PendingRecords]) -> None:
+def _forked() -> None:
     # In a forked child: the samples held are the parent's to record, and a thread of the
-    # parent may have held the lock at the fork (it would never release it here).
-    pending = ref()
-    if pending is not None:
+    # parent may have held a lock at the fork (it would never release it here).
+    for pending in list(_every):
         pending._samples.clear()
         pending._recording = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_forked)
