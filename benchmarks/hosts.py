@@ -3,6 +3,7 @@
     python benchmarks/hosts.py            # 10 to 100,000 hosts (about 40 minutes)
     python benchmarks/hosts.py --smoke    # 10 to 1,000 hosts, one round: CI runs this
     python benchmarks/hosts.py --hosts 10000 --rounds 5
+    python benchmarks/hosts.py --hosts 10000 --collect-every 1000   # the earlier figures' shape
 
 Each configuration runs sweep.py in a fresh process (one Session, one request to each host,
 requests' defaults, so nearly every pool is evicted) against hosts_server.py, interleaved
@@ -10,7 +11,10 @@ requests' defaults, so nearly every pool is evicted) against hosts_server.py, in
 request (wall and the process's CPU) with their ratio to bare measured in the same run, the
 growth of the process's peak RSS during the sweep beside bare's, the cost of one metrics
 collection at the end, the report's build time, and the range of the rounds' wall ratios (each
-mode's run against the bare run of its round: how far one round can be trusted here). Nothing
+mode's run against the bare run of its round: how far one round can be trusted here). Metrics
+mode's reader collects every ``--collect-seconds`` of a sweep (15 by default: the shortest
+interval exporters are commonly set to; the SDK's periodic reader defaults to 60, Prometheus to a
+minute), or every ``--collect-every`` hosts; a collection at the end is timed on its own. Nothing
 here asserts: it measures; the targets (docs/performance.md) speak of the ratios.
 """
 
@@ -38,6 +42,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--hosts", type=int, action="append")
     parser.add_argument("--rounds", type=int)
+    parser.add_argument("--collect-seconds", type=float, default=15.0)
+    parser.add_argument("--collect-every", type=int, default=0, metavar="HOSTS")
     args = parser.parse_args()
     axis = args.hosts or ([10, 100, 1000] if args.smoke else [10, 100, 1000, 10_000, 100_000])
     print(harness.describe_machine())
@@ -49,7 +55,17 @@ def main() -> None:
     )
     assert server.stdout is not None and server.stdin is not None
     port = int(server.stdout.readline())
+    collect = (
+        "--collect-seconds",
+        str(args.collect_seconds),
+        "--collect-every",
+        str(args.collect_every),
+    )
     try:
+        print(
+            f"metrics mode collects every {args.collect_seconds:g} s"
+            + (f" or {args.collect_every} hosts" if args.collect_every else "")
+        )
         print(
             f"\n{'hosts':>7} {'mode':<8} {'wall us':>8} {'ratio':>6} {'cpu us':>7} {'ratio':>6} "
             f"{'RSS +MB':>8} {'vs bare':>8} {'collect s':>9} {'report s':>8} {'kept':>5} "
@@ -60,7 +76,7 @@ def main() -> None:
             runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
             for _ in range(rounds):
                 for mode in MODES:
-                    runs[mode].append(sweep(port, mode, hosts))
+                    runs[mode].append(sweep(port, mode, hosts, *collect))
             table(hosts, runs)
     finally:
         server.stdin.close()
@@ -68,11 +84,11 @@ def main() -> None:
         server.stdout.close()
 
 
-def sweep(port: int, mode: str, hosts: int) -> dict[str, Any]:
+def sweep(port: int, mode: str, hosts: int, *args: str) -> dict[str, Any]:
     out = subprocess.run(
         [
             *(sys.executable, os.path.join(HERE, "sweep.py"), "--port", str(port)),
-            *("--mode", mode, "--hosts", str(hosts)),
+            *("--mode", mode, "--hosts", str(hosts), *args),
         ],
         capture_output=True,
         text=True,

@@ -6,8 +6,9 @@ One ``requests.Session`` with requests' defaults (``pool_connections=10``, so ne
 is evicted) makes one request to each of ``--hosts`` distinct hosts, ``h1.hosts.test`` ...,
 which this process resolves to 127.0.0.1, where hosts_server.py listens on ``--port``: distinct
 (scheme, host, port) pools on real loopback connections, with one listening socket. ``--mode``:
-``bare``, ``metrics`` (an OpenTelemetry SDK MeterProvider whose in-memory reader collects every
-``--collect-every`` hosts, as an exporter would) or ``report`` (``report=True``; ``--html``
+``bare``, ``metrics`` (an OpenTelemetry SDK MeterProvider whose in-memory reader collects, as an
+exporter would, every ``--collect-seconds`` of the sweep or every ``--collect-every`` hosts,
+whichever comes first) or ``report`` (``report=True``; ``--html``
 writes its page). ``--bytecodes N`` counts the bytecodes (``sys.settrace``'s opcode
 events, Python 3.11) the last N hosts' requests execute, per request: a deterministic measure
 of the same sweep, where wall time moves from run to run (N a multiple of 250, a fold's period
@@ -49,7 +50,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=("bare", "metrics", "report"), required=True)
     parser.add_argument("--hosts", type=int, required=True)
     parser.add_argument("--checkpoint", type=int, default=0)
-    parser.add_argument("--collect-every", type=int, default=1000)
+    parser.add_argument("--collect-every", type=int, default=1000, help="hosts; 0: never")
+    parser.add_argument("--collect-seconds", type=float, default=0, help="0: never")
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--crowded", type=int, default=0)
     parser.add_argument("--html", help="report mode: write the report's page there")
@@ -83,6 +85,9 @@ def main() -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started, cpu = time.perf_counter(), time.process_time()
     counted = [0]
+    every = args.collect_every or args.hosts + 1
+    interval = args.collect_seconds or float("inf")
+    collected, collections = started, 0
     for i in range(1, args.hosts + 1):
         url = f"http://h{i}.hosts.test:{args.port}/"
         if i > args.hosts - args.bytecodes:
@@ -91,8 +96,9 @@ def main() -> None:
             session.get(url).close()
         if args.crowded and i % args.crowded == 0:
             _at_once(small, url, 3)
-        if reader is not None and i % args.collect_every == 0:
+        if reader is not None and (i % every == 0 or time.perf_counter() - collected >= interval):
             reader.get_metrics_data()
+            collected, collections = time.perf_counter(), collections + 1
         if i == args.checkpoint and args.tracemalloc:
             gc.collect()
             out["traced_at_checkpoint"] = tracemalloc.get_traced_memory()[0]
@@ -106,6 +112,7 @@ def main() -> None:
     out["rss_growth_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
     out["warned_full"] = warned.count
     if reader is not None:
+        out["collections"] = collections  # during the sweep, this last one aside
         took = time.perf_counter()
         data = reader.get_metrics_data()
         out["collect_s"] = time.perf_counter() - took
