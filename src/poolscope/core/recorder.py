@@ -108,6 +108,7 @@ class Recorder(RequestReports):
         hosts = self._hosts()
         chosen = to_fold(self._stats.values(), keep, hosts, new)
         if chosen:
+            self.sinks.folding(chosen)
             other = self._stats.get(OTHER_HOSTS) or self._new_stats(OTHER_HOSTS)
             fold(other, chosen)
             for stats in chosen:
@@ -128,6 +129,13 @@ class Recorder(RequestReports):
     def all_stats(self) -> list[PoolStats]:
         """A consistent list of every pool's counters (safe while pools keep working)."""
         return list(self._stats.values())
+
+    def read_counts(self, read: Callable[[list[PoolStats]], None]) -> None:
+        """Run ``read`` on every host's counters with no fold meanwhile: for a sink that keeps
+        the counts of hosts as they are folded (``Sink.folding``), so that it sees each count
+        once, in its own keeping or in the recorder's."""
+        with self._lock:
+            read(self.all_stats())
 
     # -- what the pools report ------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from .errors import sink_failed
 from .events import EventKind, PoolEvent, PoolKey
+from .stats import PoolStats
 
 _OnReuse = Callable[[int, float | None], None]
 
@@ -58,6 +59,11 @@ class Sink:
         it did not need, a gate and a second span lookup made up some 40% of what poolscope
         cost (docs/performance.md). Never called otherwise."""
 
+    def folding(self, folded: list[PoolStats]) -> None:
+        """The recorder is folding these hosts' counts into ``OTHER_HOSTS``: called under its
+        lock, before they leave it (see ``Recorder.read_counts``), so it must be quick and
+        take no lock held while the recorder is called."""
+
     def folded(self, keys: list[PoolKey]) -> None:
         """The recorder folded these hosts into ``OTHER_HOSTS`` (see
         :mod:`poolscope.core.folding`): forget what is kept for them. Called outside the
@@ -85,6 +91,7 @@ class Sinks:
         # and its gate when it has one.
         self.reuse: tuple[tuple[Sink, _OnReuse | None, Callable[[], bool] | None], ...] = ()
         self._phases: tuple[Sink, ...] = ()  # those that may want phases (Sink's never does)
+        self._folding: tuple[Sink, ...] = ()  # those that keep folded hosts' counts
         # The kinds (reuses aside) that only sinks with a gate for them want, with those gates:
         # an event of one is built only when some gate says so. A dict the recorder reads too.
         self.gated_only: dict[EventKind, tuple[tuple[Sink, Callable[[], bool]], ...]] = {}
@@ -112,6 +119,8 @@ class Sinks:
             self.reuse = (*self.reuse, (sink, on_reuse, gate))
         if type(sink).wants_phases is not Sink.wants_phases:
             self._phases = (*self._phases, sink)
+        if type(sink).folding is not Sink.folding:
+            self._folding = (*self._folding, sink)
         self.keep_idle_times = self.keep_idle_times or sink.keeps_idle_times
         self.keep_use_times = self.keep_use_times or sink.keeps_use_times
         self.drain_use_times = self.drain_use_times or sink.drains_use_times
@@ -136,6 +145,13 @@ class Sinks:
         for sink in sinks:
             try:
                 sink.handle(event)
+            except Exception:
+                self.failed(sink)
+
+    def folding(self, folded: list[PoolStats]) -> None:
+        for sink in self._folding:
+            try:
+                sink.folding(folded)
             except Exception:
                 self.failed(sink)
 

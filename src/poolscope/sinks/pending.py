@@ -87,14 +87,6 @@ class PendingRecords:
         return len(self._samples)
 
 
-def record_all() -> None:
-    """Record the samples every metrics sink of the process holds back. A reader's collection
-    runs this: a sink whose callbacks the SDK dropped (a second recorder on the same meter,
-    whose instruments are the first one's) has its samples recorded by the first's."""
-    for pending in list(_every):
-        pending.record()
-
-
 def _forked() -> None:
     # In a forked child: the samples held are the parent's to record, and a thread of the
     # parent may have held a lock at the fork (it would never release it here).
