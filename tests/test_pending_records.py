@@ -97,9 +97,8 @@ def test_a_collection_under_a_sampled_span_gives_no_held_back_sample_its_exempla
 def test_a_second_recorder_on_the_same_meter_provider_has_its_samples_collected(
     metrics: Metrics, server: LoopbackServer, server_b: LoopbackServer
 ) -> None:
-    # Two recorders (the second also traces) on one meter provider: their instruments are the
-    # same SDK instruments, and the SDK runs the first one's callbacks only. The second's
-    # held-back samples are recorded by the first's collection all the same.
+    # Two recorders (the second also traces) on one meter provider share its instruments
+    # (sinks/meter.py): a collection records the second's held-back samples too.
     tracers = TracerProvider()
     first = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
     second = poolscope.instrument_session(
