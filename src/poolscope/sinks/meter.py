@@ -49,9 +49,9 @@ class MeterSink(Protocol):
     def collecting(self) -> None:
         """A reader collects: record what is held back; the recorder counts from now on."""
 
-    def counts(self, read: Callable[[Iterable[PoolStats]], None]) -> None:
-        """Run ``read`` on the counts of every host, folded ones included, with no fold in
-        between."""
+    def counts(self, read: Callable[[list[PoolStats], list[PoolStats]], None]) -> None:
+        """Run ``read`` on the counts the recorder keeps and on those the sink keeps of folded
+        hosts with series of their own, with no fold in between."""
 
     def buffered(self) -> list[PoolStats]:
         """The recorder's counts, whose idle and use times wait for this collection."""
@@ -220,7 +220,7 @@ class PoolMeter:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             if field == "reused":
                 self._flush_times()
-            return self._observe(lambda stats: ((None, getattr(stats, field)),))
+            return self._observe(lambda stats: ((None, getattr(stats, field)),), counter=True)
 
         return observe
 
@@ -263,7 +263,7 @@ class PoolMeter:
             counts: dict[str, int] = getattr(stats, field)
             return [(("error.type", etype), n) for etype, n in list(counts.items())]
 
-        return self._observe(by_type)
+        return self._observe(by_type, counter=True)
 
     def _observe_open(self, options: CallbackOptions) -> Iterable[Observation]:
         def by_state(stats: PoolStats) -> tuple[tuple[Extra, int], ...]:
@@ -294,19 +294,28 @@ class PoolMeter:
         self,
         values: Callable[[PoolStats], Iterable[tuple[Extra, int]]],
         combine: Callable[[int, int], int] = add,
+        counter: bool = False,
     ) -> list[Any]:
         """One observation per series: a host's figures across every recorder on this meter,
         and the hosts without series of their own together, summed (for a size or a peak, the
-        largest). ``values`` gives a host's figures, each with the attribute it adds, if any."""
+        largest). ``values`` gives a host's figures, each with the attribute it adds, if any.
+        A counter's series also go on for the folded hosts that have them, where not zero: a
+        host no longer met has no gauge, and a count of nothing ends as it was."""
         series: dict[tuple[PoolKey, Extra], int] = {}
         key_of = self.series
 
-        def read(all_stats: Iterable[PoolStats]) -> None:
-            for stats in all_stats:
+        def read(kept: list[PoolStats], folded: list[PoolStats]) -> None:
+            for stats in kept:
                 key = key_of(stats.key)
                 for extra, value in values(stats):
                     at = (key, extra)
                     series[at] = combine(series[at], value) if at in series else value
+            if counter:
+                for stats in folded:
+                    for extra, value in values(stats):
+                        if value:
+                            at = (stats.key, extra)
+                            series[at] = series[at] + value if at in series else value
 
         for sink in self._sinks:
             sink.counts(read)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
-from itertools import chain, compress
+from collections.abc import Callable
+from itertools import compress
 from operator import attrgetter
 from typing import Any
 
@@ -134,14 +134,14 @@ class MetricsSink(Sink):
             switch.turn_on()
         self.pending.record()
 
-    def counts(self, read: Callable[[Iterable[PoolStats]], None]) -> None:
+    def counts(self, read: Callable[[list[PoolStats], list[PoolStats]], None]) -> None:
         def live_and_folded(all_stats: list[PoolStats]) -> None:
             # The recorder's aggregate of its folded hosts, less those that keep their series.
             total = self._folded_total
             counted = [
                 stats if stats.key != OTHER_HOSTS else minus(stats, total) for stats in all_stats
             ]
-            read(chain(counted, list(self._folded.values())))
+            read(counted, list(self._folded.values()))
 
         self._recorder.read_counts(live_and_folded)
 
