@@ -17,6 +17,7 @@ from poolscope.config import stop_report
 from poolscope.loopback import LoopbackServer
 
 from .support.metrics import Metrics
+from .support.names import resolving
 from .support.prometheus import run_prometheus
 from .support.spans import Spans
 
@@ -40,6 +41,12 @@ def instrumented() -> Iterator[Metrics]:
         yield metrics
     finally:
         poolscope.uninstrument()
+
+
+@pytest.fixture
+def many_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Host names ending in .hosts.test resolve to 127.0.0.1 in this process."""
+    monkeypatch.setattr(socket, "getaddrinfo", resolving(socket.getaddrinfo))
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import json
 import os
 import pathlib
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from poolscope.loopback import LoopbackServer
 
 from .support.binaries import CHROMIUM_FLAGS, require
 from .support.metrics import Metrics
+from .support.names import series, url
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
@@ -119,27 +119,6 @@ def test_report_over_20000_hosts_is_quick_short_and_exact(
 # -- folding, in this process ---------------------------------------------------------------
 
 
-@pytest.fixture
-def many_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Host names ending in .hosts.test resolve to 127.0.0.1 in this process."""
-    real = socket.getaddrinfo
-
-    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(host, str) and host.endswith(".hosts.test"):
-            host = "127.0.0.1"
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", resolve)
-
-
-def url(server: LoopbackServer, n: int) -> str:
-    return f"http://h{n}.hosts.test:{server.port}/"
-
-
-def counters(points: dict[str, list[Any]], name: str) -> dict[tuple[Any, ...], int]:
-    return {tuple(sorted(p.attributes.items())): p.value for p in points.get(name, [])}
-
-
 def test_folding_keeps_every_counter_monotonic_with_one_other_hosts_series(
     server: LoopbackServer, many_names: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,9 +130,9 @@ def test_folding_keeps_every_counter_monotonic_with_one_other_hosts_series(
     for n in range(1, 41):
         session.get(url(server, n)).close()
         points = metrics.collect()
-        created = counters(points, "urllib3.pool.connections.created")
-        for series, value in created.items():
-            assert value >= last.get(series, 0), (n, series)  # never goes down
+        created = series(points, "urllib3.pool.connections.created")
+        for one, value in created.items():
+            assert value >= last.get(one, 0), (n, one)  # never goes down
         last.update(created)
         # Every connection the server accepted is in exactly one series.
         assert sum(created.values()) == server.connections == n

@@ -9,7 +9,6 @@ on a meter and drops a second one's callbacks, so all of them must be observed t
 from __future__ import annotations
 
 import logging
-import socket
 import sys
 import threading
 from typing import Any
@@ -22,31 +21,11 @@ import poolscope
 from poolscope.loopback import LoopbackServer
 
 from .support.metrics import Metrics
+from .support.names import series, url
 from .test_reuse_counting import run_without_otel_environment
 
 CREATED = "urllib3.pool.connections.created"
 REUSED = "urllib3.pool.connections.reused"
-
-
-@pytest.fixture
-def named(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Host names ending in .hosts.test resolve to 127.0.0.1 in this process."""
-    real = socket.getaddrinfo
-
-    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(host, str) and host.endswith(".hosts.test"):
-            host = "127.0.0.1"
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", resolve)
-
-
-def url(server: LoopbackServer, n: int) -> str:
-    return f"http://h{n}.hosts.test:{server.port}/"
-
-
-def series(points: dict[str, list[Any]], name: str) -> dict[tuple[Any, ...], int]:
-    return {tuple(sorted(p.attributes.items())): p.value for p in points.get(name, [])}
 
 
 def test_recorders_that_differ_by_tracer_provider_are_both_exported_summed_by_host(
@@ -80,7 +59,7 @@ def test_recorders_that_differ_by_tracer_provider_are_both_exported_summed_by_ho
 
 
 def test_a_host_two_recorders_share_stays_monotonic_while_one_folds_it(
-    server: LoopbackServer, named: None, monkeypatch: pytest.MonkeyPatch
+    server: LoopbackServer, many_names: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POOLSCOPE_MAX_HOSTS", "4")
     metrics, tracers = Metrics(), TracerProvider()
@@ -103,7 +82,7 @@ def test_a_host_two_recorders_share_stays_monotonic_while_one_folds_it(
 
 
 def test_a_folded_host_met_again_goes_on_from_its_total(
-    server: LoopbackServer, named: None, monkeypatch: pytest.MonkeyPatch
+    server: LoopbackServer, many_names: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POOLSCOPE_MAX_HOSTS", "4")
     metrics = Metrics()
@@ -115,6 +94,13 @@ def test_a_folded_host_met_again_goes_on_from_its_total(
         session.get(url(server, n)).close()
     points = metrics.collect()
     assert (metrics.value(points, CREATED, **mine), metrics.value(points, REUSED, **mine)) == (1, 2)
+    # Only its counters go on, where not zero: no gauge of a host no longer met.
+    for gauge_or_zero in ("http.client.open_connections", "urllib3.pool.connections.discarded"):
+        assert not [
+            p
+            for p in points[gauge_or_zero]
+            if p.attributes.get("server.address") == "h0.hosts.test"
+        ]
     session.get(url(server, 0)).close()  # a new pool, a new connection
     points = metrics.collect()
     assert (metrics.value(points, CREATED, **mine), metrics.value(points, REUSED, **mine)) == (2, 2)
@@ -122,7 +108,7 @@ def test_a_folded_host_met_again_goes_on_from_its_total(
 
 
 def test_collections_while_two_recorders_fold_shared_hosts_see_every_count_once(
-    server: LoopbackServer, named: None, monkeypatch: pytest.MonkeyPatch
+    server: LoopbackServer, many_names: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Four threads, two sessions on each of two recorders, meet the same 150 hosts while a
     # collector reads all along: a collection between a fold's steps must not miss a folded
