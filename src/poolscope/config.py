@@ -1,8 +1,8 @@
 """Choosing where events go: validating options and sharing one recorder per configuration.
 
 Recorders are shared: every session instrumented with the same mode and providers reports to
-one recorder (recorders that differ only by tracer provider share their meter's instruments:
-see :mod:`poolscope.sinks.meter`). This is where
+one recorder; recorders that report to one meter (that differ by tracer provider, say) share
+its instruments (see :mod:`poolscope.sinks.meter`). This is where
 the layers meet: a recorder is given its sinks here (metrics and spans, or logging, and the
 report's when asked), and pools constructed directly find their recorder through
 :func:`get_recorder`, registered with the instrumentation below.

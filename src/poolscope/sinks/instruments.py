@@ -1,6 +1,8 @@
-"""The metrics sink's instruments as data: the observable counters (name, PoolStats field,
-unit, description), the histograms' bucket advice, and how a histogram is made on any
-opentelemetry-api. The README's metrics table lists the same names."""
+"""The metrics' instruments as data: the observable counters (name, PoolStats field, unit,
+description), the other observable instruments (kind, name, the method of
+:class:`poolscope.sinks.meter.PoolMeter` that observes each, unit, description), the histograms'
+bucket advice, and how a histogram is made on any opentelemetry-api. The README's metrics table
+lists the same names."""
 
 from __future__ import annotations
 
@@ -95,6 +97,70 @@ COUNTERS: Sequence[tuple[str, str, str, str]] = (
         "connect_timeouts",
         "{connection}",
         "Connect timeouts that fired (ConnectTimeoutError), retried or not.",
+    ),
+)
+
+# Each observable instrument with a callback of its own: its kind (create_observable_<kind>),
+# name, the PoolMeter method that observes it, its unit and its description.
+OBSERVED: Sequence[tuple[str, str, str, str, str]] = (
+    (
+        "counter",
+        "urllib3.pool.connections.failed",
+        "_observe_failed",
+        "{connection}",
+        "Connection attempts that failed, by error.type.",
+    ),
+    (
+        "counter",
+        "urllib3.pool.retries",
+        "_observe_retries",
+        "{request}",
+        "Requests urllib3 retried after a connection error, by error.type.",
+    ),
+    (
+        "counter",
+        "urllib3.pool.errors",
+        "_observe_errors",
+        "{request}",
+        "Errors that reached the program (no retry left or allowed), by error.type.",
+    ),
+    (
+        "up_down_counter",
+        "http.client.open_connections",
+        "_observe_open",
+        "{connection}",
+        "Number of outbound HTTP connections that are currently active or idle.",
+    ),
+    (
+        "gauge",
+        "urllib3.pool.connections.max",
+        "_observe_maxsize",
+        "{connection}",
+        "The most connections a pool of this host keeps (urllib3's maxsize, requests' "
+        "pool_maxsize).",
+    ),
+    (
+        "gauge",
+        "urllib3.pool.connections.peak",
+        "_observe_peak",
+        "{connection}",
+        "The most connections in use at once since the previous collection: a "
+        "high-water mark, so that no peak between two scrapes is missed.",
+    ),
+    (
+        "gauge",
+        "urllib3.pool.library",
+        "_observe_library",
+        "{library}",
+        "1 for the library that built a host's pools, named in poolscope.library (an "
+        "info-style series: join it to the host's others on its host attributes).",
+    ),
+    (
+        "up_down_counter",
+        "urllib3.pool.wait.pending",
+        "_observe_waiting",
+        "{request}",
+        "Requests waiting for a free connection right now (pool_block=True).",
     ),
 )
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from operator import add
 from typing import Any, Protocol
 
@@ -31,7 +31,14 @@ from .._version import __version__
 from ..core.events import PoolKey
 from ..core.folding import OTHER_HOSTS
 from ..core.stats import PoolStats
-from .instruments import COUNTERS, DURATION_BUCKETS, IDLE_BUCKETS, SHORT_BUCKETS, histogram
+from .instruments import (
+    COUNTERS,
+    DURATION_BUCKETS,
+    IDLE_BUCKETS,
+    OBSERVED,
+    SHORT_BUCKETS,
+    histogram,
+)
 from .sdk import records_anything
 
 # An attribute a figure adds to its host's (error.type, http.connection.state), or None.
@@ -122,69 +129,9 @@ class PoolMeter:
             meter.create_observable_counter(
                 name, callbacks=[self._counter_callback(field)], unit=unit, description=description
             )
-        observed: Sequence[tuple[Any, str, Any, str, str]] = (
-            (
-                meter.create_observable_counter,
-                "urllib3.pool.connections.failed",
-                self._observe_failed,
-                "{connection}",
-                "Connection attempts that failed, by error.type.",
-            ),
-            (
-                meter.create_observable_counter,
-                "urllib3.pool.retries",
-                self._observe_retries,
-                "{request}",
-                "Requests urllib3 retried after a connection error, by error.type.",
-            ),
-            (
-                meter.create_observable_counter,
-                "urllib3.pool.errors",
-                self._observe_errors,
-                "{request}",
-                "Errors that reached the program (no retry left or allowed), by error.type.",
-            ),
-            (
-                meter.create_observable_up_down_counter,
-                "http.client.open_connections",
-                self._observe_open,
-                "{connection}",
-                "Number of outbound HTTP connections that are currently active or idle.",
-            ),
-            (
-                meter.create_observable_gauge,
-                "urllib3.pool.connections.max",
-                self._observe_maxsize,
-                "{connection}",
-                "The most connections a pool of this host keeps (urllib3's maxsize, requests' "
-                "pool_maxsize).",
-            ),
-            (
-                meter.create_observable_gauge,
-                "urllib3.pool.connections.peak",
-                self._observe_peak,
-                "{connection}",
-                "The most connections in use at once since the previous collection: a "
-                "high-water mark, so that no peak between two scrapes is missed.",
-            ),
-            (
-                meter.create_observable_gauge,
-                "urllib3.pool.library",
-                self._observe_library,
-                "{library}",
-                "1 for the library that built a host's pools, named in poolscope.library (an "
-                "info-style series: join it to the host's others on its host attributes).",
-            ),
-            (
-                meter.create_observable_up_down_counter,
-                "urllib3.pool.wait.pending",
-                self._observe_waiting,
-                "{request}",
-                "Requests waiting for a free connection right now (pool_block=True).",
-            ),
-        )
-        for create, name, callback, unit, description in observed:
-            create(name, callbacks=[callback], unit=unit, description=description)
+        for kind, name, method, unit, description in OBSERVED:
+            create = getattr(meter, f"create_observable_{kind}")
+            create(name, callbacks=[getattr(self, method)], unit=unit, description=description)
 
     def include(self, sink: MeterSink) -> None:
         """Observe ``sink``'s recorder too (a sink is never taken out: an SDK keeps callbacks
