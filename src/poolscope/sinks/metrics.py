@@ -33,12 +33,13 @@ from .sdk import GLOBAL_METER_PROVIDER, records_anything
 
 USE_TIME_ENV = "POOLSCOPE_METRICS_USE_TIME"  # 1: export urllib3.pool.connection.use_time
 _key = attrgetter("key")
+_NOTHING_KEPT: deque[float] = deque(maxlen=0)  # always empty: shared
 
 
 def _counts(key: PoolKey) -> PoolStats:
     """Counts to add folded hosts' into: their report's samples are not kept here."""
     stats = PoolStats(key)
-    stats.use_times = deque(maxlen=0)
+    stats.use_times = _NOTHING_KEPT
     return stats
 
 
