@@ -2,9 +2,9 @@
 recorder that reports to that meter.
 
 An SDK keeps one instrument per name on a meter: a second ``create_observable_counter`` of the
-same name returns the first instrument and drops the new callbacks (with a warning). Several
-recorders can report to one meter: sessions given the same meter provider and different tracer
-providers, or the global provider reached both implicitly and by name. So each meter has one
+same name returns the first instrument and drops the new callbacks (silently, in recent SDKs).
+Several recorders can report to one meter: sessions given the same meter provider and different
+tracer providers, or the global provider reached both implicitly and by name. So each meter has one
 :class:`PoolMeter`, found through :func:`pool_meter`, whose callbacks observe every recorder's
 metrics sink on it, a host's figures summed across them.
 
