@@ -11,7 +11,8 @@ requests' defaults, so nearly every pool is evicted) against hosts_server.py, in
 request (wall and the process's CPU) with their ratio to bare measured in the same run, the
 growth of the process's peak RSS during the sweep beside bare's, the cost of one metrics
 collection at the end, the report's build time, and the range of the rounds' wall ratios (each
-mode's run against the bare run of its round: how far one round can be trusted here). Metrics
+mode's run against the bare run of its round: how far one round can be trusted here), with
+their median and an interval for it ("paired"). Metrics
 mode's reader collects every ``--collect-seconds`` of a sweep (15 by default: the shortest
 interval exporters are commonly set to; the SDK's periodic reader defaults to 60, Prometheus to a
 minute), or every ``--collect-every`` hosts; a collection at the end is timed on its own. Nothing
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -69,7 +71,7 @@ def main() -> None:
         print(
             f"\n{'hosts':>7} {'mode':<8} {'wall us':>8} {'ratio':>6} {'cpu us':>7} {'ratio':>6} "
             f"{'RSS +MB':>8} {'vs bare':>8} {'collect s':>9} {'report s':>8} {'kept':>5} "
-            f"{'rounds':>11}"
+            f"{'rounds':>11} {'paired (95%)':>17}"
         )
         for hosts in axis:
             rounds = args.rounds or (1 if args.smoke or hosts >= 100_000 else 3)
@@ -119,9 +121,20 @@ def table(hosts: int, runs: dict[str, list[dict[str, Any]]]) -> None:
         print(
             f"{hosts:>7} {mode:<8} {wall:>8.0f} {wall / bare_wall:>5.2f}x {cpu:>7.0f} "
             f"{cpu / bare_cpu:>5.2f}x {rss:>8.1f} {rss - bare_rss:>+8.1f} {collect:>9} "
-            f"{report:>8} {kept!s:>5} {spread:>11}",
+            f"{report:>8} {kept!s:>5} {spread:>11} {paired(ratios) if mode != 'bare' else '':>17}",
             flush=True,
         )
+
+
+def paired(ratios: list[float]) -> str:
+    """The median of the rounds' own ratios (each mode's run against its round's bare run), with
+    a distribution-free interval of about 95% or more for it: order statistics, n/2 -+ 0.98
+    sqrt(n) ranks around the middle (with 8 rounds, the smallest and the largest)."""
+    ordered, n = sorted(ratios), len(ratios)
+    half = 0.98 * math.sqrt(n)
+    low = ordered[max(0, math.floor(n / 2 - half) - 1)]
+    high = ordered[min(n - 1, math.ceil(n / 2 + 1 + half) - 1)]
+    return f"{statistics.median(ordered):.3f} ({low:.2f}-{high:.2f})"
 
 
 if __name__ == "__main__":
