@@ -3,6 +3,7 @@
     python benchmarks/lifecycle.py                  # 20,000 hosts a run, five rounds
     python benchmarks/lifecycle.py --smoke          # 500 hosts, one round: CI runs this
     python benchmarks/lifecycle.py --hosts 50000 --rounds 7
+    python benchmarks/lifecycle.py --phases         # where in a host's life the time goes
 
 A new host in a sweep (hosts.py) costs poolscope a pool, a connection, its connect, its return
 to the pool, the pool's eviction and the connection's close. Here each host runs exactly that
@@ -12,7 +13,10 @@ of system calls where a loopback request spends hundreds, so poolscope's share i
 differs (runs of the same code still differ by a few microseconds a host). Each mode runs in a
 fresh process, interleaved (bare, metrics, report, bare, ...), after 2,000 hosts of warm-up
 (past the folding threshold); it prints the median CPU microseconds a host and their
-difference to bare's. Nothing here asserts: it measures.
+difference to bare's. With ``--phases`` it times each step of a host instead (wall time, a
+clock read around each): making its pool, the rest of asking the manager for it (the oldest
+pool's eviction and the close of its connection), the checkout, the connect and the return.
+Nothing here asserts: it measures.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 MODES = ("bare", "metrics", "report")
 WARM_UP = 2_000
+PHASES = ("new pool", "key+evict", "checkout", "connect", "return")
 
 
 def main() -> None:
@@ -38,22 +43,31 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--hosts", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--phases", action="store_true", help="time each step of a host")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     hosts, rounds = (500, 1) if args.smoke else (args.hosts, args.rounds)
     if args.child:
-        print(json.dumps(_run(args.child, hosts)))
+        print(json.dumps(_run(args.child, hosts, args.phases)))
         return
     import harness
 
     print(harness.describe_machine())
     print(harness.describe_source())
     runs: dict[str, list[float]] = {mode: [] for mode in MODES}
+    steps: dict[str, list[list[float]]] = {mode: [] for mode in MODES}
     for _ in range(rounds):
         for mode in MODES:
             child = [sys.executable, __file__, "--child", mode, "--hosts", str(hosts)]
-            out = subprocess.run(child, check=True, capture_output=True, text=True).stdout
-            runs[mode].append(json.loads(out)["cpu_us_per_host"])
+            child += ["--phases"] if args.phases else []
+            out = json.loads(
+                subprocess.run(child, check=True, capture_output=True, text=True).stdout
+            )
+            runs[mode].append(out["cpu_us_per_host"])
+            steps[mode].append(out.get("phases_us", []))
+    if args.phases:
+        _print_phases(hosts, rounds, steps)
+        return
     bare = statistics.median(runs["bare"])
     print(f"\n{hosts:,} hosts a run, {rounds} round(s), median CPU microseconds a host")
     for mode in MODES:
@@ -61,7 +75,15 @@ def main() -> None:
         print(f"  {mode:<8} {median:7.2f} us  {median - bare:+7.2f} us  {median / bare:6.3f}x")
 
 
-def _run(mode: str, hosts: int) -> dict[str, Any]:
+def _print_phases(hosts: int, rounds: int, steps: dict[str, list[list[float]]]) -> None:
+    print(f"\n{hosts:,} hosts a run, {rounds} round(s), median wall microseconds a host")
+    print(f"  {'mode':<8}" + "".join(f"{phase:>11}" for phase in (*PHASES, "all")))
+    for mode in MODES:
+        medians = [statistics.median(run[i] for run in steps[mode]) for i in range(len(PHASES))]
+        print(f"  {mode:<8}" + "".join(f"{us:>11.2f}" for us in (*medians, sum(medians))))
+
+
+def _run(mode: str, hosts: int, phases: bool = False) -> dict[str, Any]:
     import requests
     import urllib3.connection
 
@@ -98,10 +120,44 @@ def _run(mode: str, hosts: int) -> dict[str, Any]:
 
     for i in range(WARM_UP):
         one_host(i)
+    if phases:
+        return {"mode": mode, "cpu_us_per_host": 0.0, "phases_us": _phases(manager, hosts)}
     cpu = time.process_time()
     for i in range(WARM_UP, WARM_UP + hosts):
         one_host(i)
     return {"mode": mode, "cpu_us_per_host": (time.process_time() - cpu) / hosts * 1e6}
+
+
+def _phases(manager: Any, hosts: int) -> list[float]:
+    """one_host()'s steps timed apart, microseconds a host (PHASES' order)."""
+    now = time.perf_counter
+    spent = [0.0] * len(PHASES)
+    new_pool = manager._new_pool  # poolscope's hook in the instrumented modes
+
+    def timed_new_pool(*args: Any, **kwargs: Any) -> Any:
+        start = now()
+        try:
+            return new_pool(*args, **kwargs)
+        finally:
+            spent[0] += now() - start
+
+    manager._new_pool = timed_new_pool
+    for i in range(WARM_UP, WARM_UP + hosts):
+        start = now()
+        pool = manager.connection_from_host(f"h{i}.hosts.test", 80, "http")
+        taken = now()
+        conn = pool._get_conn()
+        connecting = now()
+        conn.connect()
+        returning = now()
+        pool._put_conn(conn)
+        done = now()
+        spent[1] += taken - start  # less the new pool's share, taken out below
+        spent[2] += connecting - taken
+        spent[3] += returning - connecting
+        spent[4] += done - returning
+    spent[1] -= spent[0]
+    return [total / hosts * 1e6 for total in spent]
 
 
 if __name__ == "__main__":
