@@ -63,8 +63,10 @@ def main() -> None:
             out = json.loads(
                 subprocess.run(child, check=True, capture_output=True, text=True).stdout
             )
-            runs[mode].append(out["cpu_us_per_host"])
-            steps[mode].append(out.get("phases_us", []))
+            if args.phases:
+                steps[mode].append(out["phases_us"])
+            else:
+                runs[mode].append(out["cpu_us_per_host"])
     if args.phases:
         _print_phases(hosts, rounds, steps)
         return
@@ -121,7 +123,7 @@ def _run(mode: str, hosts: int, phases: bool = False) -> dict[str, Any]:
     for i in range(WARM_UP):
         one_host(i)
     if phases:
-        return {"mode": mode, "cpu_us_per_host": 0.0, "phases_us": _phases(manager, hosts)}
+        return {"mode": mode, "phases_us": _phases(manager, hosts)}
     cpu = time.process_time()
     for i in range(WARM_UP, WARM_UP + hosts):
         one_host(i)
