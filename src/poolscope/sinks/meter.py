@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
 from operator import add
 from typing import Any, Protocol
@@ -184,15 +185,8 @@ class PoolMeter:
                 for stats in sink.buffered():
                     for record, field in flushed:
                         samples = getattr(stats, field)
-                        if not samples:
-                            continue
-                        attrs = self.attributes(stats.key)
-                        while True:
-                            try:
-                                value = samples.popleft()
-                            except IndexError:
-                                break
-                            record(value, attrs)
+                        if samples:
+                            _record_each(samples, record, self.attributes(stats.key))
             except Exception:
                 sink.failed()
 
@@ -251,18 +245,18 @@ class PoolMeter:
         series: dict[tuple[PoolKey, Extra], int] = {}
         key_of = self.series
 
-        def read(kept: list[PoolStats], folded: list[PoolStats]) -> None:
-            for stats in kept:
-                key = key_of(stats.key)
-                for extra, value in values(stats):
+        def put(key: PoolKey, stats: PoolStats, nonzero: bool) -> None:
+            for extra, value in values(stats):
+                if value or not nonzero:
                     at = (key, extra)
                     series[at] = combine(series[at], value) if at in series else value
+
+        def read(kept: list[PoolStats], folded: list[PoolStats]) -> None:
+            for stats in kept:
+                put(key_of(stats.key), stats, False)
             if counter:
                 for stats in folded:
-                    for extra, value in values(stats):
-                        if value:
-                            at = (stats.key, extra)
-                            series[at] = series[at] + value if at in series else value
+                    put(stats.key, stats, True)
 
         for sink in self._sinks:
             sink.counts(read)
@@ -271,6 +265,19 @@ class PoolMeter:
             Observation(value, _with(attributes[key], extra))
             for (key, extra), value in series.items()
         ]
+
+
+def _record_each(
+    samples: deque[float], record: Callable[[float, dict[str, Any]], Any], attrs: dict[str, Any]
+) -> None:
+    """Record and take out every sample of a deque another thread may still append to (one
+    appended meanwhile is recorded too, or waits for the next collection)."""
+    while True:
+        try:
+            value = samples.popleft()
+        except IndexError:
+            return
+        record(value, attrs)
 
 
 def _with(attrs: dict[str, Any], extra: Extra) -> dict[str, Any]:
