@@ -460,8 +460,28 @@ def describe_machine() -> str:
         f"poolscope {poolscope.__version__}, urllib3 {urllib3.__version__}, "
         f"requests {requests.__version__}, opentelemetry-sdk {sdk_version}, "
         f"Python {platform.python_version()}, {nginx_version()}, {platform.machine()}, "
-        f"{os.cpu_count()} cores\n" + describe_source()
+        f"{os.cpu_count()} cores{describe_processor()}\n" + describe_source()
     )
+
+
+def describe_processor() -> str:
+    """The processor and the load when the run starts, as ", AMD EPYC at 2596 MHz, 1024 KB
+    cache, load 0.39": the same code's wall-clock ratios differ from one machine to the next
+    (docs/performance.md, "Many hosts"), so a run says which it had. Empty where Linux's
+    /proc/cpuinfo is not there to say it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            lines = info.read().split("\n\n")[0].splitlines()
+    except OSError:
+        return ""
+    fields = {name.strip(): value.strip() for name, _, value in (ln.partition(":") for ln in lines)}
+    parts = [fields.get("model name", "")]
+    if fields.get("cpu MHz"):
+        parts[0] += f" at {float(fields['cpu MHz']):.0f} MHz"
+    if fields.get("cache size"):
+        parts.append(f"{fields['cache size']} cache")
+    parts.append(f"load {os.getloadavg()[0]:.2f}")
+    return "".join(f", {part}" for part in parts if part)
 
 
 def nginx_version() -> str:
