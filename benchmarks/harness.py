@@ -466,22 +466,29 @@ def describe_machine() -> str:
 
 def describe_processor() -> str:
     """The processor and the load when the run starts, as ", AMD EPYC at 2596 MHz, 1024 KB
-    cache, load 0.39": the same code's wall-clock ratios differ from one machine to the next
-    (docs/performance.md, "Many hosts"), so a run says which it had. Empty where Linux's
-    /proc/cpuinfo is not there to say it."""
+    cache, load 0.39": the same code's wall-clock ratios differ from one run to the next, and
+    from one machine to the next (docs/performance.md, "Many hosts"), so a run says what it
+    had. Linux's /proc/cpuinfo names the processor (its first core's clock at that instant,
+    not its rated speed); elsewhere ``platform.processor()``, when it says anything. The load
+    is the one-minute average (in a container, usually the host's)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
-            lines = info.read().split("\n\n")[0].splitlines()
+            first_core = info.read().split("\n\n")[0].splitlines()
+        pairs = (line.partition(":") for line in first_core)
+        fields = {name.strip(): value.strip() for name, _, value in pairs}
     except OSError:
-        return ""
-    fields = {name.strip(): value.strip() for name, _, value in (ln.partition(":") for ln in lines)}
-    parts = [fields.get("model name", "")]
-    if fields.get("cpu MHz"):
-        parts[0] += f" at {float(fields['cpu MHz']):.0f} MHz"
+        pass
+    name = fields.get("model name") or platform.processor()
+    parts = [name] if name else []
+    with contextlib.suppress(ValueError):
+        if name and fields.get("cpu MHz"):
+            parts[0] += f" at {float(fields['cpu MHz']):.0f} MHz"
     if fields.get("cache size"):
         parts.append(f"{fields['cache size']} cache")
-    parts.append(f"load {os.getloadavg()[0]:.2f}")
-    return "".join(f", {part}" for part in parts if part)
+    with contextlib.suppress(OSError, AttributeError):  # no load average on Windows
+        parts.append(f"load {os.getloadavg()[0]:.2f}")
+    return "".join(f", {part}" for part in parts)
 
 
 def nginx_version() -> str:
