@@ -78,6 +78,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver listens with a backlog of 5; many threads connecting at once on a busy
+    # machine would have their SYNs dropped and retried a second or more later.
+    request_queue_size = 64
     owner: LoopbackServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:

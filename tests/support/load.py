@@ -30,7 +30,9 @@ def run_load(
 
     With an SDK meter provider the pools count reuses and idle connections from the start;
     with no-op providers (no SDK) they do not, unless ``count_midway``: then the recorder
-    starts counting while the load runs, as a metrics reader's first collection makes it."""
+    starts counting while the load runs, as a metrics reader's first collection makes it,
+    once a quarter of the requests are done (by count, not by time: on a busy machine the
+    first 50 ms may have opened connections and reused none)."""
     hosts = [f"127.0.0.{i}" for i in range(1, 5)]
     servers = [LoopbackServer(h).start() for h in hosts]
     path = "/maybe-close" if closes else "/"
@@ -44,12 +46,13 @@ def run_load(
         errors: list[BaseException] = []
         negative: list[str] = []
         stop = threading.Event()
-        started = threading.Event()
+        quarter_done = threading.Event()
+        done = [0]
+        done_lock = threading.Lock()
 
         def watch() -> None:  # no counter is ever negative, sampled while the load runs
             if count_midway:
-                started.wait()
-                stop.wait(0.05)
+                quarter_done.wait(60)
                 recorder.counting_switch.turn_on()
             while not stop.is_set():
                 for st in recorder.all_stats():
@@ -62,10 +65,13 @@ def run_load(
 
         def worker(seed: int) -> None:
             rnd = random.Random(seed)
-            started.set()
             try:
                 for _ in range(per_thread):
                     s.get(servers[rnd.randrange(len(servers))].url + path, timeout=30)
+                    with done_lock:
+                        done[0] += 1
+                        if done[0] * 4 >= threads * per_thread:
+                            quarter_done.set()
             except BaseException as exc:
                 errors.append(exc)
 
