@@ -19,6 +19,7 @@ from poolscope.loopback import LoopbackServer
 from .support.metrics import Metrics
 from .support.names import resolving
 from .support.prometheus import run_prometheus
+from .support.scripted import new_origin_socket
 from .support.spans import Spans
 
 
@@ -96,8 +97,7 @@ def ca_bundle(ca: trustme.CA, tmp_path: Any) -> str:
 @pytest.fixture
 def refused_port() -> Iterator[int]:
     """A loopback port with a bound socket that does not listen: connecting is refused."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = new_origin_socket()
     try:
         yield sock.getsockname()[1]
     finally:

@@ -22,13 +22,19 @@ def _port(sock: socket.socket) -> int:
     return int(sock.getsockname()[1])
 
 
+def new_origin_socket() -> socket.socket:
+    """A socket bound on 127.0.0.1 to a port no earlier server of this process had: the counts
+    poolscope keeps for an origin start from nothing for it."""
+    return bind_new_origin("127.0.0.1", _bound, _port, socket.socket.close)
+
+
 class CloseOnReuse:
     """Its first connection answers one request, then takes the next one and closes without a
     word: the race where a server drops a keep-alive connection just as it is reused. Every
     later connection answers everything."""
 
     def __init__(self) -> None:
-        self.sock = bind_new_origin("127.0.0.1", _bound, _port, socket.socket.close)
+        self.sock = new_origin_socket()
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -72,8 +78,7 @@ def full_backlog() -> Iterator[int]:
     """A loopback listener that never accepts, its backlog filled: the kernel drops the next
     SYN, so a connect to the port it yields hangs until its timeout (nothing leaves the
     machine)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
+    listener = new_origin_socket()
     listener.listen(0)
     port = listener.getsockname()[1]
     fillers = []
