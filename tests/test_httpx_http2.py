@@ -110,7 +110,9 @@ def test_each_requests_time_on_its_stream_is_its_response_time(instrumented: Met
     pool = row(server)
     assert pool.streams_peak >= 2
     times = pool.response_time_s
-    assert 0.1 <= times["max"] < 0.2 and times["p50"] < 0.05, times
+    # The quick ones' own times (p50), not the 0.1 s their connection was busy; the upper
+    # bound on max leaves room for a loaded machine.
+    assert 0.1 <= times["max"] < 1 and times["p50"] < 0.05, times
 
 
 def test_requests_beyond_the_servers_streams_wait_and_are_advised_a_number_that_holds(
