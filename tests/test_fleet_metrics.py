@@ -192,11 +192,16 @@ def test_diagnose_gives_for_a_fleet_the_rules_and_numbers_each_process_report_gi
     (kept,) = [a for a in fleet["advice"] if a["rule"] == "keepalive"]
     assert kept["origin"] == closing.url and set(own[3]) == {"keepalive"}
     # 3 dropped: Prometheus' increase() extrapolates to the range's edges, by up to one.
-    assert re.match(
+    found = re.match(
         f"[34] pooled connection\\(s\\) to {closing.url} were found closed by the server: it "
-        "closes idle connections after between 0.0[01] s and 1.00 s of idling",  # bucket bounds
+        r"closes idle connections after between (\d+\.\d+) s and (\d+\.\d+) s of idling",
         kept["evidence"],
-    ), kept["evidence"]
+    )
+    assert found, kept["evidence"]
+    # Bucket bounds around its 0.3 s: reuses idled about a millisecond (more on a busy
+    # machine), drops 0.6 s.
+    low, high = map(float, found.groups())
+    assert low < 0.3 <= high <= 1, kept["evidence"]
     assert kept["change"].split(", or keep")[0] == own[3]["keepalive"].split(", or keep")[0]
     # A fleet that is all healthy: its host, and no advice at all.
     assert healthy_out.returncode == 0, healthy_out.stderr

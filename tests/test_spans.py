@@ -18,6 +18,7 @@ from poolscope.loopback import LoopbackServer
 
 from .support.metrics import Metrics
 from .support.spans import Spans
+from .support.threads import wait_for_waiters
 
 
 def session(metrics: Metrics, spans: Spans, **adapter_kw: object) -> requests.Session:
@@ -159,6 +160,9 @@ def test_a_busy_blocking_pool_gives_a_wait_span_covering_the_wait(
 
     t = threading.Thread(target=waiter)
     t.start()
+    pools = s.get_adapter(server.url).poolmanager.pools
+    (pool,) = [pools[key] for key in pools.keys()]  # the holder's
+    wait_for_waiters(pool.pool.not_empty, 1)  # waiting for the pool's one connection
     time.sleep(0.3)
     server.release()
     holder.join(10)

@@ -157,7 +157,7 @@ def test_the_same_facts_are_metrics(metrics: Metrics) -> None:
         s.get(server.url)  # no timeout
         s.get(server.url, timeout=(3.05, 10))
         with pytest.raises(requests.ReadTimeout):
-            s.get(server.url + "/slow", timeout=(3.05, 0.02))
+            s.get(server.url + "/hold", timeout=(3.05, 0.02))  # answered at stop(): late
     reset = CloseOnReuse()
     try:
         plain = poolscope.instrument_session(requests.Session(), meter_provider=metrics.provider)
